@@ -1,0 +1,120 @@
+"""The shipped catalog: models, GPUs, NICs and switches, read from YAML data files.
+
+The data live in ``catalog/data/*.yaml`` (with a source per entry); this module turns them
+into spec objects. Files are read once per process, on first use.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from aifabric.errors import ConfigError
+from aifabric.spec.gpu import GpuSpec, NicSpec, SwitchSpec
+from aifabric.spec.model import ModelSpec
+from aifabric.units import parse_bandwidth, parse_bytes, parse_duration
+
+
+def _load_yaml(name: str) -> dict[str, Any]:
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    text = resources.files("aifabric.catalog").joinpath("data", name).read_text("utf-8")
+    data = yaml.load(text, Loader=loader)
+    if not isinstance(data, dict):
+        raise ConfigError(f"catalog file {name} is not a mapping")
+    return data
+
+
+def _model_from(name: str, raw: dict[str, Any]) -> ModelSpec:
+    try:
+        return ModelSpec(name=name, **raw)
+    except TypeError as exc:
+        raise ConfigError(f"model {name}: {exc}") from None
+
+
+def model_from_mapping(name: str, raw: dict[str, Any]) -> ModelSpec:
+    """Build a ModelSpec from a mapping (catalog entry or a scenario's inline model)."""
+    return _model_from(name, dict(raw))
+
+
+@cache
+def models() -> dict[str, ModelSpec]:
+    """All catalog models by name."""
+    return {name: _model_from(name, raw) for name, raw in _load_yaml("models.yaml").items()}
+
+
+def _gpu_from(name: str, raw: dict[str, Any]) -> GpuSpec:
+    fp8 = raw.get("peak_fp8_flops")
+    return GpuSpec(
+        name=name,
+        peak_bf16_flops=float(raw["peak_bf16_flops"]),
+        peak_fp8_flops=None if fp8 is None else float(fp8),
+        hbm_bytes=parse_bytes(raw["hbm"], what=f"gpu {name} hbm"),
+        hbm_bandwidth=parse_bandwidth(raw["hbm_bandwidth"], what=f"gpu {name} hbm_bandwidth"),
+        scaleup=str(raw["scaleup"]),
+        scaleup_bandwidth=parse_bandwidth(raw["scaleup_bandwidth"], what=f"gpu {name} scaleup"),
+        scaleup_domain_size=int(raw["scaleup_domain_size"]),
+        tdp=float(raw["tdp"]),
+        default_nic_speed=parse_bandwidth(raw["default_nic_speed"], what=f"gpu {name} nic"),
+        source=str(raw.get("source", "")),
+    )
+
+
+@cache
+def gpus() -> dict[str, GpuSpec]:
+    """All catalog GPUs by name."""
+    return {name: _gpu_from(name, raw) for name, raw in _load_yaml("gpus.yaml").items()}
+
+
+@cache
+def nics() -> dict[str, NicSpec]:
+    """All catalog NICs by name."""
+    raw = _load_yaml("network.yaml")["nics"]
+    return {
+        name: NicSpec(name=name, speed=parse_bandwidth(v["speed"]), ports=int(v.get("ports", 1)),
+                      source=str(v.get("source", "")))  # fmt: skip
+        for name, v in raw.items()
+    }
+
+
+@cache
+def switches() -> dict[str, SwitchSpec]:
+    """All catalog switches by name."""
+    raw = _load_yaml("network.yaml")["switches"]
+    out: dict[str, SwitchSpec] = {}
+    for name, v in raw.items():
+        out[name] = SwitchSpec(
+            name=name,
+            ports=int(v["ports"]),
+            port_speed=parse_bandwidth(v["port_speed"]),
+            capacity=parse_bandwidth(v["capacity"]),
+            latency=parse_duration(v["latency"]) if "latency" in v else None,
+            buffer_bytes=parse_bytes(v["buffer"]) if "buffer" in v else None,
+            source=str(v.get("source", "")),
+        )
+    return out
+
+
+def _lookup(kind: str, table: dict[str, Any], name: str) -> Any:
+    try:
+        return table[name]
+    except KeyError:
+        known = ", ".join(sorted(table))
+        raise ConfigError(f"unknown {kind} {name!r}; known: {known}") from None
+
+
+def get_model(name: str) -> ModelSpec:
+    """A catalog model by name. Raises ConfigError listing the known names."""
+    return _lookup("model", models(), name)  # type: ignore[no-any-return]
+
+
+def get_gpu(name: str) -> GpuSpec:
+    """A catalog GPU by name. Raises ConfigError listing the known names."""
+    return _lookup("gpu", gpus(), name)  # type: ignore[no-any-return]
+
+
+def get_switch(name: str) -> SwitchSpec:
+    """A catalog switch by name. Raises ConfigError listing the known names."""
+    return _lookup("switch", switches(), name)  # type: ignore[no-any-return]

@@ -1,0 +1,1 @@
+"""What users describe: models, GPUs, parallel plans, jobs. Frozen, validated dataclasses."""

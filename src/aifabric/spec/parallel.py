@@ -1,0 +1,171 @@
+"""Parallel plan for training or serving: how a model is split over GPUs.
+
+Rank layout follows Megatron-LM's default order, fastest-varying first:
+tp -> cp -> dp -> pp (expert parallelism is carved out of the dp x cp ranks). The layout
+decides which groups fit inside a scale-up domain; see ``group_stride``.
+
+References: Megatron-LM (Shoeybi et al. 2019; Narayanan et al. 2021, arXiv:2104.04473),
+ZeRO (Rajbhandari et al. 2020, arXiv:1910.02054), PyTorch FSDP (Zhao et al. 2023), context
+parallelism (ring attention, Liu et al. 2023), Megatron-Core MoE expert parallelism.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from aifabric.errors import ConfigError
+from aifabric.spec.model import ModelSpec, dtype_bytes
+
+DIMENSIONS = ("tp", "cp", "dp", "pp")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ParallelPlan:
+    """Degrees of parallelism and the optimizer/precision choices that shape traffic.
+
+    zero: 0 = plain data parallel (all-reduce of gradients); 1 = optimizer states sharded
+    (reduce-scatter gradients + all-gather parameters, Megatron's distributed optimizer);
+    2 = gradients sharded too (same traffic as 1); 3 = parameters sharded (FSDP): parameters
+    are all-gathered before forward and again before backward, gradients reduce-scattered.
+    """
+
+    tp: int = 1
+    pp: int = 1
+    dp: int = 1
+    cp: int = 1
+    ep: int = 1
+    zero: int = 0
+    sequence_parallel: bool = False
+    micro_batch_size: int = 1
+    grad_dtype: str = "bf16"
+    param_dtype: str = "bf16"
+    activation_dtype: str = "bf16"
+
+    def __post_init__(self) -> None:
+        for name in ("tp", "pp", "dp", "cp", "ep", "micro_batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{name}(={value!r}) must be an integer >= 1")
+        if self.zero not in (0, 1, 2, 3):
+            raise ConfigError(f"zero(={self.zero!r}) must be 0, 1, 2 or 3 (3 = FSDP)")
+        if self.sequence_parallel and self.tp == 1:
+            raise ConfigError("sequence_parallel needs tp > 1")
+        if (self.dp * self.cp) % self.ep:
+            raise ConfigError(
+                f"ep(={self.ep}) must divide dp*cp(={self.dp * self.cp}): experts are spread "
+                "over the data-parallel ranks"
+            )
+        for name in ("grad_dtype", "param_dtype", "activation_dtype"):
+            dtype_bytes(getattr(self, name))
+
+    @property
+    def world_size(self) -> int:
+        """GPUs in the job: tp x cp x dp x pp (ep reuses dp x cp ranks)."""
+        return self.tp * self.cp * self.dp * self.pp
+
+    @property
+    def fsdp(self) -> bool:
+        return self.zero == 3
+
+    def group_stride(self, dimension: str) -> int:
+        """Distance in global rank between neighbours of a group of this dimension."""
+        strides = {"tp": 1, "cp": self.tp, "ep": self.tp, "dp": self.tp * self.cp,
+                   "dp_cp": self.tp, "edp": self.tp * self.ep,
+                   "pp": self.tp * self.cp * self.dp}  # fmt: skip
+        try:
+            return strides[dimension]
+        except KeyError:
+            raise ConfigError(f"unknown parallel dimension {dimension!r}") from None
+
+    def group_size(self, dimension: str) -> int:
+        sizes = {"tp": self.tp, "cp": self.cp, "dp": self.dp, "pp": self.pp, "ep": self.ep,
+                 "dp_cp": self.dp * self.cp, "edp": self.dp * self.cp // self.ep}  # fmt: skip
+        try:
+            return sizes[dimension]
+        except KeyError:
+            raise ConfigError(f"unknown parallel dimension {dimension!r}") from None
+
+    def ranks_per_domain(self, dimension: str, domain_size: int) -> int:
+        """How many members of one group of this dimension share a scale-up domain.
+
+        With contiguous rank placement, a group of size n and stride s has members
+        r, r+s, ..., r+(n-1)s. Members share a domain of D consecutive ranks when s < D;
+        then min(n, D // s) of them do (D a multiple of s, the usual power-of-two case).
+        """
+        n, stride = self.group_size(dimension), self.group_stride(dimension)
+        if stride >= domain_size:
+            return 1
+        return max(1, min(n, domain_size // stride))
+
+    def validate_for(self, model: ModelSpec, *, seq_len: int | None = None,
+                     num_gpus: int | None = None) -> None:  # fmt: skip
+        """Check the plan against a model (and optionally a sequence length and GPU count).
+
+        Raises:
+            ConfigError: naming the rule, e.g. "tp(=6) must divide num_attention_heads(=64)".
+        """
+        if model.num_attention_heads % self.tp:
+            raise ConfigError(
+                f"tp(={self.tp}) must divide num_attention_heads(={model.num_attention_heads}) "
+                f"of {model.name}"
+            )
+        kv = model.num_kv_heads
+        if model.attention != "mla" and kv % self.tp and self.tp % kv:
+            raise ConfigError(
+                f"tp(={self.tp}) and num_kv_heads(={kv}) of {model.name} must divide one another"
+            )
+        if self.pp > model.num_layers:
+            raise ConfigError(f"pp(={self.pp}) exceeds num_layers(={model.num_layers}) of {model.name}")
+        if self.ep > 1 and not model.is_moe:
+            raise ConfigError(f"ep(={self.ep}) > 1 needs a mixture-of-experts model; {model.name} is dense")
+        if model.is_moe and model.num_experts % self.ep:
+            raise ConfigError(
+                f"ep(={self.ep}) must divide num_experts(={model.num_experts}) of {model.name}"
+            )
+        if seq_len is not None and seq_len % self.cp:
+            raise ConfigError(f"cp(={self.cp}) must divide seq_len(={seq_len})")
+        if num_gpus is not None and num_gpus != self.world_size:
+            raise ConfigError(
+                f"gpus(={num_gpus}) must equal tp*cp*dp*pp(={self.world_size}) for this plan"
+            )
+
+    def num_microbatches(self, global_batch: int) -> int:
+        """Micro-batches per pipeline per iteration: global_batch / (micro_batch_size x dp).
+
+        Raises:
+            ConfigError: global_batch is not a multiple of micro_batch_size x dp.
+        """
+        per_step = self.micro_batch_size * self.dp
+        if global_batch < 1 or global_batch % per_step:
+            raise ConfigError(
+                f"global_batch(={global_batch}) must be a positive multiple of "
+                f"micro_batch*dp(={per_step})"
+            )
+        return global_batch // per_step
+
+    def layers_per_stage(self, model: ModelSpec) -> float:
+        """Mean transformer layers per pipeline stage."""
+        return model.num_layers / self.pp
+
+    def params_per_gpu(self, model: ModelSpec) -> tuple[float, float]:
+        """(non-expert, expert) parameters held by one GPU before ZeRO/FSDP sharding.
+
+        Non-expert weights are split by tp and pp; routed experts by ep, tp and pp.
+        """
+        expert = model.expert_params()
+        dense = model.num_params - expert
+        return dense / (self.tp * self.pp), expert / (self.ep * self.tp * self.pp)
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "tp": self.tp, "pp": self.pp, "dp": self.dp, "cp": self.cp, "ep": self.ep,
+            "zero": self.zero, "sequence_parallel": self.sequence_parallel,
+            "micro_batch_size": self.micro_batch_size, "grad_dtype": self.grad_dtype,
+            "param_dtype": self.param_dtype, "world_size": self.world_size,
+        }  # fmt: skip
+
+
+def ceil_div(a: float, b: float) -> int:
+    """Smallest integer >= a / b."""
+    return math.ceil(a / b)

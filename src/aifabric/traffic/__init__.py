@@ -1,0 +1,1 @@
+"""Analytic traffic models: collectives, training, inference, storage and the seeds' formulas."""
