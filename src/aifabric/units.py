@@ -62,9 +62,7 @@ SECONDS_PER_DAY = SECONDS_PER_UNIT["d"]
 
 _NUMBER = r"(?P<num>[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)"
 _PREFIX = r"(?P<prefix>Ki|Mi|Gi|Ti|Pi|Ei|k|K|M|G|T|P|E)?"
-_BANDWIDTH_RE = re.compile(
-    rf"^{_NUMBER}\s*{_PREFIX}(?P<unit>bps|Bps|b/s|B/s|bit/s|byte/s)?$"
-)
+_BANDWIDTH_RE = re.compile(rf"^{_NUMBER}\s*{_PREFIX}(?P<unit>bps|Bps|b/s|B/s|bit/s|byte/s)?$")
 _BYTES_RE = re.compile(rf"^{_NUMBER}\s*{_PREFIX}(?P<unit>B|b|bit|bits|byte|bytes)?$")
 _DURATION_RE = re.compile(rf"^{_NUMBER}\s*(?P<unit>ns|us|µs|ms|sec|s|min|h|days|day|d)?$")
 _COUNT_RE = re.compile(rf"^{_NUMBER}\s*(?P<suffix>k|K|M|B|G|T)?$")
@@ -159,7 +157,9 @@ def parse_count(value: str | float | int, *, what: str = "count") -> float:
         return _non_negative(text, what, value)
     match = _COUNT_RE.match(text.replace("_", "").replace(",", ""))
     if match is None:
-        raise ConfigError(f"{what}: cannot read {value!r} as a count; write e.g. '156B' or '364.6M'")
+        raise ConfigError(
+            f"{what}: cannot read {value!r} as a count; write e.g. '156B' or '364.6M'"
+        )
     return _non_negative(float(match["num"]) * _COUNT_SUFFIX[match["suffix"] or ""], what, value)
 
 
@@ -196,29 +196,54 @@ def _scaled(value: float, steps: list[tuple[float, str]], digits: int) -> str:
 def format_bytes(value: float, *, binary: bool = False, digits: int = 4) -> str:
     """Format bytes with decimal (default) or binary prefixes: 1.174e9 -> '1.174 GB'."""
     if binary:
-        steps = [(2.0**60, "EiB"), (2.0**50, "PiB"), (2.0**40, "TiB"), (2.0**30, "GiB"),
-                 (2.0**20, "MiB"), (2.0**10, "KiB"), (1.0, "B")]  # fmt: skip
+        steps = [
+            (2.0**60, "EiB"),
+            (2.0**50, "PiB"),
+            (2.0**40, "TiB"),
+            (2.0**30, "GiB"),
+            (2.0**20, "MiB"),
+            (2.0**10, "KiB"),
+            (1.0, "B"),
+        ]
     else:
-        steps = [(EB, "EB"), (PB, "PB"), (TB, "TB"), (GB, "GB"), (MB, "MB"), (KB, "kB"),
-                 (1.0, "B")]  # fmt: skip
+        steps = [(EB, "EB"), (PB, "PB"), (TB, "TB"), (GB, "GB"), (MB, "MB"), (KB, "kB"), (1.0, "B")]
     return _scaled(value, steps, digits)
 
 
 def format_bandwidth(value: float, *, bits: bool = True, digits: int = 4) -> str:
     """Format a rate given in bytes/s, as bits/s (default, vendor style) or bytes/s."""
     if bits:
-        steps = [(1e15, "Pb/s"), (1e12, "Tb/s"), (1e9, "Gb/s"), (1e6, "Mb/s"), (1e3, "kb/s"),
-                 (1.0, "b/s")]  # fmt: skip
+        steps = [
+            (1e15, "Pb/s"),
+            (1e12, "Tb/s"),
+            (1e9, "Gb/s"),
+            (1e6, "Mb/s"),
+            (1e3, "kb/s"),
+            (1.0, "b/s"),
+        ]
         return _scaled(value * BITS_PER_BYTE, steps, digits)
-    steps = [(1e15, "PB/s"), (1e12, "TB/s"), (1e9, "GB/s"), (1e6, "MB/s"), (1e3, "kB/s"),
-             (1.0, "B/s")]  # fmt: skip
+    steps = [
+        (1e15, "PB/s"),
+        (1e12, "TB/s"),
+        (1e9, "GB/s"),
+        (1e6, "MB/s"),
+        (1e3, "kB/s"),
+        (1.0, "B/s"),
+    ]
     return _scaled(value, steps, digits)
 
 
 def format_duration(seconds: float, *, digits: int = 4) -> str:
     """Format seconds with the largest unit that keeps the number >= 1 (ns .. days)."""
-    steps = [(86400.0, "days"), (3600.0, "h"), (60.0, "min"), (1.0, "s"), (1e-3, "ms"),
-             (1e-6, "us"), (1e-9, "ns")]  # fmt: skip
+    steps = [
+        (86400.0, "days"),
+        (3600.0, "h"),
+        (60.0, "min"),
+        (1.0, "s"),
+        (1e-3, "ms"),
+        (1e-6, "us"),
+        (1e-9, "ns"),
+    ]
     if seconds == 0:
         return "0 s"
     return _scaled(seconds, steps, digits)

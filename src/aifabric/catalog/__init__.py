@@ -73,8 +73,12 @@ def nics() -> dict[str, NicSpec]:
     """All catalog NICs by name."""
     raw = _load_yaml("network.yaml")["nics"]
     return {
-        name: NicSpec(name=name, speed=parse_bandwidth(v["speed"]), ports=int(v.get("ports", 1)),
-                      source=str(v.get("source", "")))  # fmt: skip
+        name: NicSpec(
+            name=name,
+            speed=parse_bandwidth(v["speed"]),
+            ports=int(v.get("ports", 1)),
+            source=str(v.get("source", "")),
+        )
         for name, v in raw.items()
     }
 

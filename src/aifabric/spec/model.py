@@ -88,13 +88,21 @@ class ModelSpec:
     published_active_params: float | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
-        for name in ("num_layers", "hidden_size", "num_attention_heads", "num_kv_heads",
-                     "head_dim", "vocab_size"):  # fmt: skip
+        for name in (
+            "num_layers",
+            "hidden_size",
+            "num_attention_heads",
+            "num_kv_heads",
+            "head_dim",
+            "vocab_size",
+        ):
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
                 raise ConfigError(f"model {self.name}: {name}(={value!r}) must be a positive int")
         if self.attention not in ("mha", "gqa", "mla"):
-            raise ConfigError(f"model {self.name}: attention(={self.attention!r}) must be mha, gqa or mla")
+            raise ConfigError(
+                f"model {self.name}: attention(={self.attention!r}) must be mha, gqa or mla"
+            )
         if self.ffn not in ("swiglu", "gelu"):
             raise ConfigError(f"model {self.name}: ffn(={self.ffn!r}) must be swiglu or gelu")
         if self.num_attention_heads % self.num_kv_heads:
@@ -137,8 +145,11 @@ class ModelSpec:
         if self.attention == "mla":
             q_head = self.qk_nope_head_dim + self.qk_rope_head_dim
             n = self.num_attention_heads
-            q = (h * self.q_lora_rank + self.q_lora_rank + self.q_lora_rank * n * q_head
-                 if self.q_lora_rank else h * n * q_head)  # fmt: skip
+            q = (
+                h * self.q_lora_rank + self.q_lora_rank + self.q_lora_rank * n * q_head
+                if self.q_lora_rank
+                else h * n * q_head
+            )
             kv_down = h * (self.kv_lora_rank + self.qk_rope_head_dim) + self.kv_lora_rank
             kv_up = self.kv_lora_rank * n * (self.qk_nope_head_dim + self.v_head_dim)
             out = n * self.v_head_dim * h
@@ -204,7 +215,11 @@ class ModelSpec:
 
     def attention_flops_per_token(self, context_tokens: float) -> float:
         """Score and value FLOPs for one token attending to context_tokens earlier tokens."""
-        qk_dim = (self.qk_nope_head_dim + self.qk_rope_head_dim) if self.attention == "mla" else self.head_dim
+        qk_dim = (
+            (self.qk_nope_head_dim + self.qk_rope_head_dim)
+            if self.attention == "mla"
+            else self.head_dim
+        )
         v_dim = self.v_head_dim if self.attention == "mla" else self.head_dim
         per_layer = 2.0 * self.num_attention_heads * (qk_dim + v_dim) * context_tokens
         return per_layer * self.num_layers
@@ -256,9 +271,13 @@ class ModelSpec:
         return self.hidden_size * dtype_bytes(dtype)
 
     def activation_bytes_per_token_per_layer(
-        self, *, seq_len: int, tp: int = 1, sequence_parallel: bool = False,
+        self,
+        *,
+        seq_len: int,
+        tp: int = 1,
+        sequence_parallel: bool = False,
         flash_attention: bool = True,
-    ) -> float:  # fmt: skip
+    ) -> float:
         """Activation memory stored for backward, per token per layer, 16-bit activations.
 
         Korthikanti et al. 2022, Table 2: s*b*h*(34 + 5*a*s/h) bytes per layer without

@@ -70,17 +70,30 @@ class ParallelPlan:
 
     def group_stride(self, dimension: str) -> int:
         """Distance in global rank between neighbours of a group of this dimension."""
-        strides = {"tp": 1, "cp": self.tp, "ep": self.tp, "dp": self.tp * self.cp,
-                   "dp_cp": self.tp, "edp": self.tp * self.ep,
-                   "pp": self.tp * self.cp * self.dp}  # fmt: skip
+        strides = {
+            "tp": 1,
+            "cp": self.tp,
+            "ep": self.tp,
+            "dp": self.tp * self.cp,
+            "dp_cp": self.tp,
+            "edp": self.tp * self.ep,
+            "pp": self.tp * self.cp * self.dp,
+        }
         try:
             return strides[dimension]
         except KeyError:
             raise ConfigError(f"unknown parallel dimension {dimension!r}") from None
 
     def group_size(self, dimension: str) -> int:
-        sizes = {"tp": self.tp, "cp": self.cp, "dp": self.dp, "pp": self.pp, "ep": self.ep,
-                 "dp_cp": self.dp * self.cp, "edp": self.dp * self.cp // self.ep}  # fmt: skip
+        sizes = {
+            "tp": self.tp,
+            "cp": self.cp,
+            "dp": self.dp,
+            "pp": self.pp,
+            "ep": self.ep,
+            "dp_cp": self.dp * self.cp,
+            "edp": self.dp * self.cp // self.ep,
+        }
         try:
             return sizes[dimension]
         except KeyError:
@@ -98,8 +111,9 @@ class ParallelPlan:
             return 1
         return max(1, min(n, domain_size // stride))
 
-    def validate_for(self, model: ModelSpec, *, seq_len: int | None = None,
-                     num_gpus: int | None = None) -> None:  # fmt: skip
+    def validate_for(
+        self, model: ModelSpec, *, seq_len: int | None = None, num_gpus: int | None = None
+    ) -> None:
         """Check the plan against a model (and optionally a sequence length and GPU count).
 
         Raises:
@@ -116,9 +130,13 @@ class ParallelPlan:
                 f"tp(={self.tp}) and num_kv_heads(={kv}) of {model.name} must divide one another"
             )
         if self.pp > model.num_layers:
-            raise ConfigError(f"pp(={self.pp}) exceeds num_layers(={model.num_layers}) of {model.name}")
+            raise ConfigError(
+                f"pp(={self.pp}) exceeds num_layers(={model.num_layers}) of {model.name}"
+            )
         if self.ep > 1 and not model.is_moe:
-            raise ConfigError(f"ep(={self.ep}) > 1 needs a mixture-of-experts model; {model.name} is dense")
+            raise ConfigError(
+                f"ep(={self.ep}) > 1 needs a mixture-of-experts model; {model.name} is dense"
+            )
         if model.is_moe and model.num_experts % self.ep:
             raise ConfigError(
                 f"ep(={self.ep}) must divide num_experts(={model.num_experts}) of {model.name}"
@@ -159,11 +177,18 @@ class ParallelPlan:
 
     def summary(self) -> dict[str, object]:
         return {
-            "tp": self.tp, "pp": self.pp, "dp": self.dp, "cp": self.cp, "ep": self.ep,
-            "zero": self.zero, "sequence_parallel": self.sequence_parallel,
-            "micro_batch_size": self.micro_batch_size, "grad_dtype": self.grad_dtype,
-            "param_dtype": self.param_dtype, "world_size": self.world_size,
-        }  # fmt: skip
+            "tp": self.tp,
+            "pp": self.pp,
+            "dp": self.dp,
+            "cp": self.cp,
+            "ep": self.ep,
+            "zero": self.zero,
+            "sequence_parallel": self.sequence_parallel,
+            "micro_batch_size": self.micro_batch_size,
+            "grad_dtype": self.grad_dtype,
+            "param_dtype": self.param_dtype,
+            "world_size": self.world_size,
+        }
 
 
 def ceil_div(a: float, b: float) -> int:

@@ -39,8 +39,7 @@ from dataclasses import dataclass
 
 from aifabric.errors import ConfigError
 
-OPERATIONS = ("all_reduce", "reduce_scatter", "all_gather", "all_to_all", "broadcast",
-              "send_recv")  # fmt: skip
+OPERATIONS = ("all_reduce", "reduce_scatter", "all_gather", "all_to_all", "broadcast", "send_recv")
 SCALE_UP, SCALE_OUT = "scale-up", "scale-out"
 
 
@@ -137,7 +136,9 @@ def bus_factor(operation: str, num_ranks: int) -> float:
     try:
         return factors[operation]
     except KeyError:
-        raise ConfigError(f"unknown collective {operation!r}; use one of {', '.join(OPERATIONS)}") from None
+        raise ConfigError(
+            f"unknown collective {operation!r}; use one of {', '.join(OPERATIONS)}"
+        ) from None
 
 
 AlgorithmFn = Callable[[int, float, int, str], tuple[Phase, ...]]
@@ -159,8 +160,15 @@ def algorithms_for(operation: str) -> list[str]:
     return [a for (op, a) in ALGORITHMS if op == operation]
 
 
-def collective(operation: str, algorithm: str, *, num_ranks: int, size: float,
-               ranks_per_domain: int = 1, scope: str = SCALE_OUT) -> CollectiveCost:  # fmt: skip
+def collective(
+    operation: str,
+    algorithm: str,
+    *,
+    num_ranks: int,
+    size: float,
+    ranks_per_domain: int = 1,
+    scope: str = SCALE_OUT,
+) -> CollectiveCost:
     """Cost of one call of ``operation`` with ``algorithm`` over ``num_ranks`` ranks.
 
     Args:
@@ -179,7 +187,9 @@ def collective(operation: str, algorithm: str, *, num_ranks: int, size: float,
     fn = ALGORITHMS.get((operation, algorithm))
     if fn is None:
         known = ", ".join(algorithms_for(operation))
-        raise ConfigError(f"algorithm {algorithm!r} is not available for {operation}; use one of: {known}")
+        raise ConfigError(
+            f"algorithm {algorithm!r} is not available for {operation}; use one of: {known}"
+        )
     if operation == "send_recv" and num_ranks != 2:
         raise ConfigError(f"send_recv is between 2 ranks, not {num_ranks}")
     if num_ranks == 1:
@@ -189,8 +199,9 @@ def collective(operation: str, algorithm: str, *, num_ranks: int, size: float,
             raise ConfigError(
                 f"ranks_per_domain(={ranks_per_domain}) must divide num_ranks(={num_ranks})"
             )
-        return CollectiveCost(operation, algorithm, num_ranks, size,
-                              fn(num_ranks, size, ranks_per_domain, scope))  # fmt: skip
+        return CollectiveCost(
+            operation, algorithm, num_ranks, size, fn(num_ranks, size, ranks_per_domain, scope)
+        )
     return CollectiveCost(operation, algorithm, num_ranks, size, fn(num_ranks, size, 1, scope))
 
 

@@ -33,12 +33,14 @@ def allreduce_bytes_per_token(job: InferenceJob) -> tuple[float, float]:
         return 0.0, 0.0
     per_layer = 2 * model.num_layers
     if job.accounting == "seed":
-        total = seed_allreduce_bytes(hidden=model.hidden_size, tp=tp,
-                                     activation_bytes=dtype_bytes(job.activation_dtype))  # fmt: skip
+        total = seed_allreduce_bytes(
+            hidden=model.hidden_size, tp=tp, activation_bytes=dtype_bytes(job.activation_dtype)
+        )
         return per_layer * total, per_layer * total / tp
     algo = "ring" if job.algorithm in ("auto", "ring") else job.algorithm
-    cost = collective("all_reduce", algo, num_ranks=tp,
-                      size=model.hidden_bytes_per_token(job.activation_dtype))  # fmt: skip
+    cost = collective(
+        "all_reduce", algo, num_ranks=tp, size=model.hidden_bytes_per_token(job.activation_dtype)
+    )
     return per_layer * cost.total_bytes, per_layer * cost.bytes_per_rank
 
 

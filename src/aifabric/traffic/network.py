@@ -25,8 +25,9 @@ def transfer_time(nbytes: float, capacity: float, *, utilisation: float = 1.0) -
     return nbytes / (capacity * utilisation)
 
 
-def devices_for_deadline(nbytes: float, deadline: float, capacity: float, *,
-                         utilisation: float = 1.0) -> float:  # fmt: skip
+def devices_for_deadline(
+    nbytes: float, deadline: float, capacity: float, *, utilisation: float = 1.0
+) -> float:
     """Fractional number of devices of ``capacity`` bytes/s that move ``nbytes`` in ``deadline`` s.
 
     Round up (``math.ceil``) for a count of whole devices.

@@ -44,7 +44,9 @@ class TrafficRow:
 def choose_algorithm(operation: str, requested: str, split: bool) -> str:
     """The algorithm to account with: hierarchical when a group spans domains under auto."""
     if requested not in ALGORITHM_CHOICES:
-        raise ConfigError(f"algorithm(={requested!r}) must be one of {', '.join(ALGORITHM_CHOICES)}")
+        raise ConfigError(
+            f"algorithm(={requested!r}) must be one of {', '.join(ALGORITHM_CHOICES)}"
+        )
     if operation == "send_recv":
         return "direct"
     if requested == "auto":
@@ -75,9 +77,19 @@ def inside_fraction(algorithm: str, n: int, m: int) -> float:
     return (m - 1) / m
 
 
-def collective_rows(*, dimension: str, phase: str, operation: str, group_size: int,
-                    num_groups: int, calls: float, size: float, ranks_per_domain: int,
-                    world_size: int, algorithm: str = "auto") -> list[TrafficRow]:  # fmt: skip
+def collective_rows(
+    *,
+    dimension: str,
+    phase: str,
+    operation: str,
+    group_size: int,
+    num_groups: int,
+    calls: float,
+    size: float,
+    ranks_per_domain: int,
+    world_size: int,
+    algorithm: str = "auto",
+) -> list[TrafficRow]:
     """Rows for ``calls`` calls of ``operation`` by each of ``num_groups`` groups.
 
     A group whose members all sit in one scale-up domain is one scale-up row; one with a
@@ -108,13 +120,35 @@ def collective_rows(*, dimension: str, phase: str, operation: str, group_size: i
         if per_rank <= 0:
             continue
         total = per_rank * group_size * num_groups * calls
-        rows.append(TrafficRow(dimension, phase, operation, algo, group_size, num_groups, calls,
-                               size, total, total / world_size, scope))  # fmt: skip
+        rows.append(
+            TrafficRow(
+                dimension,
+                phase,
+                operation,
+                algo,
+                group_size,
+                num_groups,
+                calls,
+                size,
+                total,
+                total / world_size,
+                scope,
+            )
+        )
     return rows
 
 
-def p2p_rows(*, dimension: str, phase: str, chain_length: int, num_chains: int, calls_per_hop: float,
-             size: float, ranks_per_domain: int, world_size: int) -> list[TrafficRow]:  # fmt: skip
+def p2p_rows(
+    *,
+    dimension: str,
+    phase: str,
+    chain_length: int,
+    num_chains: int,
+    calls_per_hop: float,
+    size: float,
+    ranks_per_domain: int,
+    world_size: int,
+) -> list[TrafficRow]:
     """Rows for point-to-point sends along chains (pipeline stages) of ``chain_length`` ranks.
 
     Each of the chain_length - 1 hops carries ``calls_per_hop`` messages of ``size`` bytes.
@@ -130,8 +164,21 @@ def p2p_rows(*, dimension: str, phase: str, chain_length: int, num_chains: int, 
         if count <= 0:
             continue
         total = count * calls_per_hop * size * num_chains
-        rows.append(TrafficRow(dimension, phase, "send_recv", "direct", 2, num_chains * count,
-                               calls_per_hop, size, total, total / world_size, scope))  # fmt: skip
+        rows.append(
+            TrafficRow(
+                dimension,
+                phase,
+                "send_recv",
+                "direct",
+                2,
+                num_chains * count,
+                calls_per_hop,
+                size,
+                total,
+                total / world_size,
+                scope,
+            )
+        )
     return rows
 
 

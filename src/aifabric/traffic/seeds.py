@@ -47,10 +47,19 @@ class SeedTrainingEpoch:
         return self.backward + self.forward
 
 
-def seed_training_epoch(*, minibatches: float, params: float, layers: int, tokens: float,
-                        hidden: int, tp: int, pp: int, dp: int,
-                        param_bytes: float = 2.0, activation_bytes: float = 2.0,
-                        ) -> SeedTrainingEpoch:  # fmt: skip
+def seed_training_epoch(
+    *,
+    minibatches: float,
+    params: float,
+    layers: int,
+    tokens: float,
+    hidden: int,
+    tp: int,
+    pp: int,
+    dp: int,
+    param_bytes: float = 2.0,
+    activation_bytes: float = 2.0,
+) -> SeedTrainingEpoch:
     """Seed 002's 3D-parallel traffic per epoch, in bytes, by component."""
     n, p, t, h, b, a = minibatches, params, tokens, hidden, param_bytes, activation_bytes
     return SeedTrainingEpoch(
@@ -62,8 +71,9 @@ def seed_training_epoch(*, minibatches: float, params: float, layers: int, token
     )
 
 
-def seed_fsdp_epoch(*, minibatches: float, params: float, gpus: int,
-                    param_bytes: float = 2.0) -> tuple[float, float]:  # fmt: skip
+def seed_fsdp_epoch(
+    *, minibatches: float, params: float, gpus: int, param_bytes: float = 2.0
+) -> tuple[float, float]:
     """Seed 002's FSDP row: (backward, forward) bytes per epoch, each b N P (G - 1)."""
     each = param_bytes * minibatches * params * (gpus - 1)
     return each, each

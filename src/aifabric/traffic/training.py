@@ -102,18 +102,32 @@ def training_traffic(job: TrainingJob) -> TrainingTraffic:
     return TrainingTraffic(job, tuple(rows), tokens, compute)
 
 
-def _group_rows(job: TrainingJob, dimension: str, *, phase: str, operation: str,
-                calls: float, size: float, group: str | None = None,
-                label: str | None = None) -> list[TrafficRow]:  # fmt: skip
+def _group_rows(
+    job: TrainingJob,
+    dimension: str,
+    *,
+    phase: str,
+    operation: str,
+    calls: float,
+    size: float,
+    group: str | None = None,
+    label: str | None = None,
+) -> list[TrafficRow]:
     plan = job.plan
     group = group or dimension
     n = plan.group_size(group)
     return collective_rows(
-        dimension=label or dimension, phase=phase, operation=operation, group_size=n,
-        num_groups=plan.world_size // n, calls=calls, size=size,
+        dimension=label or dimension,
+        phase=phase,
+        operation=operation,
+        group_size=n,
+        num_groups=plan.world_size // n,
+        calls=calls,
+        size=size,
         ranks_per_domain=plan.ranks_per_domain(group, job.domain_size),
-        world_size=plan.world_size, algorithm=job.algorithm,
-    )  # fmt: skip
+        world_size=plan.world_size,
+        algorithm=job.algorithm,
+    )
 
 
 def algorithmic_rows(job: TrainingJob) -> list[TrafficRow]:
@@ -146,7 +160,9 @@ def _cp_rows(job: TrainingJob) -> list[TrafficRow]:
     plan, model = job.plan, job.model
     if plan.cp == 1:
         return []
-    kv_width = model.attention_kv_width() / min(plan.tp, model.num_kv_heads if model.attention != "mla" else plan.tp)
+    kv_width = model.attention_kv_width() / min(
+        plan.tp, model.num_kv_heads if model.attention != "mla" else plan.tp
+    )
     size = plan.micro_batch_size * job.seq_len * kv_width * dtype_bytes(plan.activation_dtype)
     calls = plan.layers_per_stage(model) * plan.num_microbatches(job.global_batch)
     rows = _group_rows(job, "cp", phase="forward", operation="all_gather", calls=calls, size=size)
@@ -166,11 +182,15 @@ def _pp_rows(job: TrainingJob) -> list[TrafficRow]:
     rows: list[TrafficRow] = []
     for phase in ("forward", "backward"):
         rows += p2p_rows(
-            dimension="pp", phase=phase, chain_length=plan.pp,
-            num_chains=plan.world_size // plan.pp, calls_per_hop=mb, size=size,
+            dimension="pp",
+            phase=phase,
+            chain_length=plan.pp,
+            num_chains=plan.world_size // plan.pp,
+            calls_per_hop=mb,
+            size=size,
             ranks_per_domain=plan.ranks_per_domain("pp", job.domain_size),
             world_size=plan.world_size,
-        )  # fmt: skip
+        )
     return rows
 
 
@@ -198,10 +218,21 @@ def _dp_rows(job: TrainingJob) -> list[TrafficRow]:
             continue
         label = "dp" if group == "dp_cp" else "dp-expert"
 
-        def add(phase: str, op: str, calls: float, size: float, _g: str = group,
-                _label: str = label) -> None:  # fmt: skip
-            rows.extend(_group_rows(job, "dp", phase=phase, operation=op, calls=calls,
-                                    size=size, group=_g, label=_label))  # fmt: skip
+        def add(
+            phase: str, op: str, calls: float, size: float, _g: str = group, _label: str = label
+        ) -> None:
+            rows.extend(
+                _group_rows(
+                    job,
+                    "dp",
+                    phase=phase,
+                    operation=op,
+                    calls=calls,
+                    size=size,
+                    group=_g,
+                    label=_label,
+                )
+            )
 
         if plan.zero == 0:
             add("backward", "all_reduce", 1, params * grad_b)
@@ -238,13 +269,16 @@ def seed_rows(job: TrainingJob) -> list[TrafficRow]:
     tokens = job.dataset_tokens / n_iter  # T / N per iteration
     h, layers = model.hidden_size, model.num_layers
 
-    def row(dim: str, phase: str, op: str, group: str, calls: float, buf: float,
-            total_epoch: float) -> TrafficRow:  # fmt: skip
+    def row(
+        dim: str, phase: str, op: str, group: str, calls: float, buf: float, total_epoch: float
+    ) -> TrafficRow:
         n = plan.group_size(group) if group != "chain" else 2
         groups = world // plan.group_size(group if group != "chain" else "pp")
         total = total_epoch / n_iter
         scope = _seed_scope(job, group if group != "chain" else "pp")
-        return TrafficRow(dim, phase, op, "direct", n, groups, calls, buf, total, total / world, scope)
+        return TrafficRow(
+            dim, phase, op, "direct", n, groups, calls, buf, total, total / world, scope
+        )
 
     rows: list[TrafficRow] = []
     if plan.zero == 3:
@@ -253,16 +287,27 @@ def seed_rows(job: TrainingJob) -> list[TrafficRow]:
         rows.append(row("dp", "backward", "all_reduce", "dp", layers, buf, bwd))
         rows.append(row("dp", "forward", "all_gather", "dp", layers, buf, fwd))
         return [r for r in rows if r.total_bytes > 0]
-    e = seed_training_epoch(minibatches=n_iter, params=p, layers=layers, tokens=job.dataset_tokens,
-                            hidden=h, tp=plan.tp, pp=plan.pp, dp=plan.dp, param_bytes=b,
-                            activation_bytes=a)  # fmt: skip
+    e = seed_training_epoch(
+        minibatches=n_iter,
+        params=p,
+        layers=layers,
+        tokens=job.dataset_tokens,
+        hidden=h,
+        tp=plan.tp,
+        pp=plan.pp,
+        dp=plan.dp,
+        param_bytes=b,
+        activation_bytes=a,
+    )
     stage_shard = b * p / (plan.tp * plan.pp)
     tok_per_group = tokens / (plan.dp * plan.pp)
     rows.append(row("dp", "backward", "all_reduce", "dp", 1, stage_shard, e.dp_backward))
-    rows.append(row("tp", "backward", "all_reduce", "tp", 2 * layers / plan.pp, stage_shard,
-                    e.tp_backward))  # fmt: skip
-    rows.append(row("tp", "forward", "all_reduce", "tp", 2 * layers * tok_per_group, a * h,
-                    e.tp_forward))  # fmt: skip
+    rows.append(
+        row("tp", "backward", "all_reduce", "tp", 2 * layers / plan.pp, stage_shard, e.tp_backward)
+    )
+    rows.append(
+        row("tp", "forward", "all_reduce", "tp", 2 * layers * tok_per_group, a * h, e.tp_forward)
+    )
     for phase, total in (("backward", e.pp_backward), ("forward", e.pp_forward)):
         rows.append(row("pp", phase, "send_recv", "chain", tokens / plan.dp, a * h, total))
     return [r for r in rows if r.total_bytes > 0]
