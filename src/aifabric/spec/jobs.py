@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from aifabric.errors import ConfigError
 from aifabric.spec.gpu import GpuSpec
@@ -47,7 +47,6 @@ class TrainingJob:
     checkpoint_stall: float = 60.0  # s
     mfu: float = 0.4
     compute_dtype: str = "bf16"
-    extra: dict[str, object] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         check_accounting(self.accounting)

@@ -1,0 +1,174 @@
+"""Rich tables for the CLI's human output. Numbers are formatted here, at the edge."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from aifabric.units import (
+    format_bandwidth,
+    format_bytes,
+    format_count,
+    format_duration,
+    format_flops,
+)
+
+
+def _console() -> Console:
+    import shutil
+
+    width = max(120, shutil.get_terminal_size((120, 40)).columns)
+    return Console(highlight=False, soft_wrap=False, width=width)
+
+
+def seeds_table(examples: list[dict[str, Any]]) -> None:
+    table = Table(title="Seed worked examples, recomputed", show_lines=False)
+    for col in ("id", "ours", "seed", "agrees", "note"):
+        table.add_column(col, overflow="fold", max_width=60 if col == "note" else None)
+    for e in examples:
+        unit = "" if e["seed_unit"] in (None, "1") else f" {e['seed_unit']}"
+        seed = "-" if e["seed_value"] is None else f"{e['seed_value']:g}{unit}"
+        mark = {True: "[green]yes[/]", False: "[red]NO[/]", None: "-"}[e["agrees"]]
+        table.add_row(e["id"], e["display"], seed, mark, e["note"])
+    _console().print(table)
+
+
+def models_table(models: list[dict[str, Any]]) -> None:
+    table = Table(title="Models")
+    for col in ("name", "params", "active", "layers", "hidden", "heads/kv", "attention",
+                "experts", "KV/token (bf16)"):  # fmt: skip
+        table.add_column(col)
+    for m in models:
+        experts = f"{m['experts_per_token']}/{m['num_experts']}" if m["num_experts"] else "-"
+        table.add_row(
+            m["name"], format_count(m["num_params"]), format_count(m["num_active_params"]),
+            str(m["num_layers"]), str(m["hidden_size"]),
+            f"{m['num_attention_heads']}/{m['num_kv_heads']}", m["attention"], experts,
+            format_bytes(m["kv_bytes_per_token_bf16"], binary=True),
+        )  # fmt: skip
+    _console().print(table)
+
+
+def gpus_table(gpus: list[dict[str, Any]]) -> None:
+    table = Table(title="GPUs (dense peak; scale-up bandwidth bidirectional per GPU)")
+    for col in ("name", "BF16", "FP8", "HBM", "HBM bw", "scale-up", "domain", "TDP"):
+        table.add_column(col)
+    for g in gpus:
+        fp8 = format_flops(g["peak_fp8_flops"]) + "FLOP/s" if g["peak_fp8_flops"] else "-"
+        table.add_row(
+            g["name"], format_flops(g["peak_bf16_flops"]) + "FLOP/s", fp8,
+            format_bytes(g["hbm_bytes"]), format_bandwidth(g["hbm_bandwidth"], bits=False),
+            format_bandwidth(g["scaleup_bandwidth"], bits=False), str(g["scaleup_domain_size"]),
+            f"{g['tdp_w']:.0f} W",
+        )  # fmt: skip
+    _console().print(table)
+
+
+def parts_table(title: str, parts: list[dict[str, Any]]) -> None:
+    table = Table(title=title)
+    keys = [k for k in parts[0] if k != "source"] if parts else []
+    for key in keys:
+        table.add_column(key)
+    for part in parts:
+        cells = []
+        for key in keys:
+            value = part[key]
+            if key in ("speed", "port_speed", "capacity"):
+                cells.append(format_bandwidth(value))
+            elif key == "latency" and value is not None:
+                cells.append(format_duration(value))
+            elif key == "buffer_bytes" and value is not None:
+                cells.append(format_bytes(value))
+            else:
+                cells.append("-" if value is None else str(value))
+        table.add_row(*cells)
+    _console().print(table)
+
+
+def training_report(result: dict[str, Any]) -> None:
+    it, ep = result["per_iteration"], result["per_epoch"]
+    plan = result["plan"]
+    console = _console()
+    console.print(
+        f"[bold]{result['model']}[/] on {plan['world_size']:,} x {result['gpu']}  "
+        f"tp={plan['tp']} pp={plan['pp']} dp={plan['dp']} cp={plan['cp']} ep={plan['ep']} "
+        f"zero={plan['zero']}  scale-up domain {result['scaleup_domain_size']}  "
+        f"accounting: {result['accounting']}"
+    )
+    table = Table(title="Traffic per iteration")
+    for col in ("dim", "phase", "collective", "algorithm", "scope", "group", "calls",
+                "buffer", "total", "per GPU"):  # fmt: skip
+        table.add_column(col, justify="right" if col in ("calls", "group") else "left")
+    for r in it["rows"]:
+        table.add_row(
+            r["dimension"], r["phase"], r["collective"], r["algorithm"], r["scope"],
+            str(r["group_size"]), f"{r['calls']:,.4g}", format_bytes(r["buffer_bytes"]),
+            format_bytes(r["total_bytes"]), format_bytes(r["bytes_per_gpu"]),
+        )  # fmt: skip
+    console.print(table)
+    console.print(
+        f"per iteration: {format_bytes(it['total_bytes'])} on the wire "
+        f"({format_bytes(it['bytes_per_gpu'])}/GPU; scale-out {format_bytes(it['scale_out_bytes'])}"
+        f"), compute ~{format_duration(it['compute_time_s'])} at the given MFU -> scale-out "
+        f"needs {format_bandwidth(it['required_scale_out_bandwidth_per_gpu'])}/GPU to hide"
+    )
+    console.print(
+        f"per epoch: {ep['iterations']:,} iterations, {format_count(ep['tokens'])} tokens, "
+        f"{format_bytes(ep['total_bytes'])} on the wire ({format_bytes(ep['scale_out_bytes'])} "
+        f"scale-out)"
+    )
+    st = result["storage"]
+    console.print(
+        f"storage: dataset {format_bytes(st['dataset_bytes_per_epoch'])}/epoch "
+        f"({format_bandwidth(st['dataset_read_bandwidth'], bits=False)} read); checkpoint "
+        f"{format_bytes(st['checkpoint_bytes'])} -> "
+        f"{format_bandwidth(st['checkpoint_write_bandwidth'], bits=False)} to write in "
+        f"{format_duration(st['checkpoint_stall_s'])}"
+    )
+
+
+def inference_report(r: dict[str, Any]) -> None:
+    console = _console()
+    bw = r["required_bandwidth"]
+    console.print(
+        f"[bold]{r['model']}[/] tp={r['tp']} ep={r['ep']} on {r['gpu']}, {r['users']:,} users, "
+        f"S_in={r['prompt_tokens']:,} S_out={r['output_tokens']:,}, PD={'on' if r['pd'] else 'off'}"
+        f", accounting: {r['accounting']}"
+    )
+    table = Table(show_header=True)
+    table.add_column("quantity")
+    table.add_column("value")
+    rows = [
+        ("KV cache per token", format_bytes(r["kv_bytes_per_token"], binary=True)),
+        ("KV shipped per request (prefill -> decode)",
+         f"{format_bytes(r['kv_bytes_per_request'])} ({format_bytes(r['kv_bytes_per_request'], binary=True)})"),
+        ("TP all-reduce bytes per token (group)", format_bytes(r["allreduce_bytes_per_token"])),
+        ("EP all-to-all bytes per token", format_bytes(r["alltoall_bytes_per_token"])),
+        ("bytes per request", format_bytes(r["bytes_per_request"])),
+        ("total for all users",
+         f"{format_bytes(r['total_bytes'])} ({format_bytes(r['total_bytes'], binary=True)})"),
+        ("token time / communication budget",
+         f"{format_duration(r['token_time_budget_s'])} / {format_duration(r['communication_budget_s'])}"),
+        ("KV over one NIC", f"{format_duration(r['kv_transfer_time_one_nic_s'])} at "
+                            f"{format_bandwidth(r['nic_speed'])}"),
+        ("KV bandwidth for the deadline",
+         f"{format_bandwidth(bw['kv_transfer'])} in {format_duration(r['kv_deadline_s'])} "
+         f"({bw['kv_transfer_nics']} NICs)"),
+        ("all-reduce bandwidth per GPU", format_bandwidth(bw["allreduce_per_gpu"])),
+        ("aggregate peak / sustained",
+         f"{format_bandwidth(bw['aggregate_peak'])} / {format_bandwidth(bw['aggregate_sustained'])}"),
+    ]  # fmt: skip
+    for name, value in rows:
+        table.add_row(name, value)
+    console.print(table)
+
+
+def key_values(title: str, pairs: list[tuple[str, str]]) -> None:
+    table = Table(title=title)
+    table.add_column("quantity")
+    table.add_column("value")
+    for name, value in pairs:
+        table.add_row(name, value)
+    _console().print(table)

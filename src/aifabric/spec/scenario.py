@@ -1,0 +1,202 @@
+"""Scenario files and flag merging: YAML (or flags) -> validated job specs.
+
+A scenario is a YAML mapping whose keys are the CLI flags' names with underscores
+(``seq_len``, ``global_batch``, ...). Flags given on the command line override the file.
+Unknown keys and wrong types are ConfigErrors naming the key. Quantities accept units:
+``dataset_tokens: 156B``, ``kv_deadline: 10ms``, ``nic_speed: 400G``, ``checkpoint_stall: 2min``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from aifabric.errors import ConfigError
+from aifabric.spec.jobs import InferenceJob, TrainingJob
+from aifabric.spec.model import ModelSpec
+from aifabric.spec.parallel import ParallelPlan
+from aifabric.units import parse_bandwidth, parse_bytes, parse_count, parse_duration
+
+
+def load_scenario(path: str | Path) -> dict[str, Any]:
+    """Read a YAML scenario file into a mapping.
+
+    Raises:
+        ConfigError: missing file, YAML syntax error, or not a mapping.
+    """
+    import yaml
+
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read scenario {str(p)!r}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"scenario {str(p)!r} is not valid YAML{where}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"scenario {str(p)!r} must be a mapping of keys to values")
+    return data
+
+
+def _int(key: str) -> Callable[[Any], int]:
+    def convert(value: Any) -> int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            number = parse_count(value, what=key)
+            if number.is_integer():
+                return int(number)
+        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+
+    return convert
+
+
+def _float(key: str) -> Callable[[Any], float]:
+    def convert(value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        try:
+            return float(value)
+        except ValueError:
+            raise ConfigError(f"{key}: expected a number, got {value!r}") from None
+
+    return convert
+
+
+def _bool(key: str) -> Callable[[Any], bool]:
+    def convert(value: Any) -> bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no"):
+            return value.lower() in ("true", "yes")
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+
+    return convert
+
+
+def _str(key: str) -> Callable[[Any], str]:
+    def convert(value: Any) -> str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+
+    return convert
+
+
+def _quantity(parse: Callable[..., float], key: str) -> Callable[[Any], float]:
+    return lambda value: parse(value, what=key)
+
+
+def _model(value: Any) -> ModelSpec:
+    from aifabric.catalog import get_model, model_from_mapping
+
+    if isinstance(value, ModelSpec):
+        return value
+    if isinstance(value, str):
+        return get_model(value)
+    if isinstance(value, dict):
+        raw = dict(value)
+        name = raw.pop("name", "custom")
+        return model_from_mapping(str(name), raw)
+    raise ConfigError(f"model: expected a catalog name or a mapping of fields, got {value!r}")
+
+
+def _gpu(value: Any) -> Any:
+    from aifabric.catalog import get_gpu
+
+    if not isinstance(value, str):
+        raise ConfigError(f"gpu: expected a catalog name, got {value!r}")
+    return get_gpu(value)
+
+
+_PLAN_KEYS = {
+    "tp": _int("tp"), "pp": _int("pp"), "dp": _int("dp"), "cp": _int("cp"), "ep": _int("ep"),
+    "zero": _int("zero"), "sequence_parallel": _bool("sequence_parallel"),
+    "micro_batch": _int("micro_batch"), "grad_dtype": _str("grad_dtype"),
+    "param_dtype": _str("param_dtype"), "activation_dtype": _str("activation_dtype"),
+}  # fmt: skip
+TRAIN_KEYS: dict[str, Callable[[Any], Any]] = {
+    **_PLAN_KEYS,
+    "model": _model, "gpu": _gpu, "gpus": _int("gpus"), "fsdp": _bool("fsdp"),
+    "seq_len": _int("seq_len"), "global_batch": _int("global_batch"),
+    "dataset_tokens": _quantity(parse_count, "dataset_tokens"),
+    "samples": _quantity(parse_count, "samples"), "drop_last": _bool("drop_last"),
+    "accounting": _str("accounting"), "algorithm": _str("algorithm"),
+    "scaleup_domain_size": _int("scaleup_domain_size"),
+    "token_bytes": _float("token_bytes"), "dataset_bytes": _quantity(parse_bytes, "dataset_bytes"),
+    "checkpoint_bytes_per_param": _float("checkpoint_bytes_per_param"),
+    "checkpoint_stall": _quantity(parse_duration, "checkpoint_stall"),
+    "mfu": _float("mfu"), "compute_dtype": _str("compute_dtype"),
+}  # fmt: skip
+INFER_KEYS: dict[str, Callable[[Any], Any]] = {
+    "model": _model, "gpu": _gpu, "tp": _int("tp"), "ep": _int("ep"), "users": _int("users"),
+    "prompt_tokens": _int("prompt_tokens"), "output_tokens": _int("output_tokens"),
+    "kv_dtype": _str("kv_dtype"), "activation_dtype": _str("activation_dtype"),
+    "pd": _bool("pd"), "tokens_per_s": _float("tokens_per_s"),
+    "parallel_efficiency": _float("parallel_efficiency"),
+    "kv_deadline": _quantity(parse_duration, "kv_deadline"),
+    "nic_speed": _quantity(parse_bandwidth, "nic_speed"), "accounting": _str("accounting"),
+    "algorithm": _str("algorithm"), "scaleup_domain_size": _int("scaleup_domain_size"),
+}  # fmt: skip
+
+
+def merge_options(
+    keys: dict[str, Callable[[Any], Any]], scenario: dict[str, Any], flags: dict[str, Any]
+) -> dict[str, Any]:
+    """Scenario values overridden by the flags that were given (not None), all converted.
+
+    Raises:
+        ConfigError: a key that is not known, or a value of the wrong type.
+    """
+    merged: dict[str, Any] = {}
+    for key, value in scenario.items():
+        if key not in keys:
+            known = ", ".join(sorted(keys))
+            raise ConfigError(f"unknown scenario key {key!r}; known keys: {known}")
+        merged[key] = value
+    merged.update({k: v for k, v in flags.items() if v is not None})
+    return {key: keys[key](value) for key, value in merged.items() if value is not None}
+
+
+def training_job(options: dict[str, Any]) -> TrainingJob:
+    """A TrainingJob from merged options (model required; gpu defaults to h100-sxm)."""
+    opts = dict(options)
+    if "model" not in opts:
+        raise ConfigError("model is required: give --model NAME or 'model:' in the scenario")
+    gpu = opts.pop("gpu", None) or _gpu("h100-sxm")
+    zero = opts.pop("zero", 0)
+    if opts.pop("fsdp", False):
+        zero = 3
+    plan = ParallelPlan(
+        tp=opts.pop("tp", 1), pp=opts.pop("pp", 1), dp=opts.pop("dp", 1), cp=opts.pop("cp", 1),
+        ep=opts.pop("ep", 1), zero=zero, sequence_parallel=opts.pop("sequence_parallel", False),
+        micro_batch_size=opts.pop("micro_batch", 1), grad_dtype=opts.pop("grad_dtype", "bf16"),
+        param_dtype=opts.pop("param_dtype", "bf16"),
+        activation_dtype=opts.pop("activation_dtype", "bf16"),
+    )  # fmt: skip
+    gpus = opts.pop("gpus", None)
+    if gpus is not None and gpus != plan.world_size:
+        raise ConfigError(
+            f"gpus(={gpus}) must equal tp*cp*dp*pp(={plan.world_size}); adjust --dp or --gpus"
+        )
+    return TrainingJob(model=opts.pop("model"), plan=plan, gpu=gpu, **opts)
+
+
+def inference_job(options: dict[str, Any]) -> InferenceJob:
+    """An InferenceJob from merged options (model required; gpu defaults to h100-sxm)."""
+    opts = dict(options)
+    if "model" not in opts:
+        raise ConfigError("model is required: give --model NAME or 'model:' in the scenario")
+    gpu = opts.pop("gpu", None) or _gpu("h100-sxm")
+    return InferenceJob(model=opts.pop("model"), gpu=gpu, **opts)
