@@ -252,7 +252,7 @@ def format_duration(seconds: float, *, digits: int = 4) -> str:
 def format_count(value: float, *, digits: int = 4) -> str:
     """Format a count with K/M/B/T suffixes (B = billion): 70.55e9 -> '70.55 B'."""
     steps = [(1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K"), (1.0, "")]
-    return _scaled(value, steps, digits).rstrip()
+    return _scaled(value, steps, digits).replace(" ", "")
 
 
 def format_flops(value: float, *, digits: int = 4) -> str:

@@ -156,7 +156,7 @@ def inference_report(r: dict[str, Any]) -> None:
         ("KV bandwidth for the deadline",
          f"{format_bandwidth(bw['kv_transfer'])} in {format_duration(r['kv_deadline_s'])} "
          f"({bw['kv_transfer_nics']} NICs)"),
-        ("all-reduce bandwidth per GPU", format_bandwidth(bw["allreduce_per_gpu"])),
+        ("all-reduce bandwidth per GPU, per user", format_bandwidth(bw["allreduce_per_gpu_per_user"])),
         ("aggregate peak / sustained",
          f"{format_bandwidth(bw['aggregate_peak'])} / {format_bandwidth(bw['aggregate_sustained'])}"),
     ]  # fmt: skip

@@ -106,7 +106,7 @@ def inference_traffic(job: InferenceJob) -> dict[str, Any]:
         "required_bandwidth": {
             "kv_transfer": kv_rate,
             "kv_transfer_nics": math.ceil(kv_rate / nic) if kv_rate else 0,
-            "allreduce_per_gpu": ar_rank / comm_budget,
+            "allreduce_per_gpu_per_user": ar_rank / comm_budget,
             "aggregate_peak": step_bytes / comm_budget + job.users * kv_rate,
             "aggregate_sustained": job.users * (ar_total + a2a) * job.tokens_per_s
             + job.users * kv_request * job.tokens_per_s / max(job.output_tokens, 1),
