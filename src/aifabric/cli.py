@@ -246,7 +246,7 @@ def collective_cmd(
     hier = algorithm == "hierarchical"
     link, scaleout = (up_link, out_link) if hier else (out_link, None)
     t = cost.time(link, scaleout)
-    result = {
+    result: dict[str, Any] = {
         "operation": operation, "algorithm": algorithm, "num_ranks": ranks, "size": nbytes,
         "steps": cost.steps, "bytes_per_rank": cost.bytes_per_rank, "total_bytes": cost.total_bytes,
         "scale_up_bytes_per_rank": cost.bytes_per_rank_in("scale-up"),
@@ -318,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app; turn every input error into one line and exit status 2."""
     usage_error = getattr(typer, "TyperException", None)
     if usage_error is None:  # typer < 0.26 uses click directly
-        import click
+        import click  # type: ignore[import-not-found, unused-ignore]
 
         usage_error = click.ClickException
     try:
