@@ -13,13 +13,24 @@ from aifabric.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 REQUIRED_SEED_IDS = {
-    "000-activation-traffic", "000-kv-bytes-per-user", "000-total-traffic",
-    "000-kv-transfer-time-800g", "002-minibatches-per-epoch", "002-dp-epoch-backward",
-    "002-fsdp-epoch-backward", "002-fsdp-epoch-forward", "002-tp-epoch-backward",
-    "002-tp-epoch-forward", "002-pp-epoch-backward", "002-pp-epoch-forward",
-    "002-3d-epoch-total", "002-3d-epoch-switch-days", "002-3d-switches-100-epochs-100-days",
-    "004-training-network-cost", "004-inference-network-cost",
-}  # fmt: skip
+    "000-activation-traffic",
+    "000-kv-bytes-per-user",
+    "000-total-traffic",
+    "000-kv-transfer-time-800g",
+    "002-minibatches-per-epoch",
+    "002-dp-epoch-backward",
+    "002-fsdp-epoch-backward",
+    "002-fsdp-epoch-forward",
+    "002-tp-epoch-backward",
+    "002-tp-epoch-forward",
+    "002-pp-epoch-backward",
+    "002-pp-epoch-forward",
+    "002-3d-epoch-total",
+    "002-3d-epoch-switch-days",
+    "002-3d-switches-100-epochs-100-days",
+    "004-training-network-cost",
+    "004-inference-network-cost",
+}
 
 
 def run_json(capsys: pytest.CaptureFixture[str], *args: str) -> dict:
@@ -45,8 +56,17 @@ def test_seeds_json_contract(capsys):
     assert set(data) == {"examples"}
     ids = {e["id"] for e in data["examples"]}
     assert ids >= REQUIRED_SEED_IDS
-    fields = {"id", "seed_file", "quantity", "value", "unit", "seed_value", "seed_unit",
-              "agrees", "note"}  # fmt: skip
+    fields = {
+        "id",
+        "seed_file",
+        "quantity",
+        "value",
+        "unit",
+        "seed_value",
+        "seed_unit",
+        "agrees",
+        "note",
+    }
     for example in data["examples"]:
         assert fields <= set(example)
         assert (ROOT.parent / "shared" / "seeds" / example["seed_file"]).name.endswith(".txt")
@@ -70,8 +90,16 @@ def test_seeds_table_runs(capsys):
 def test_catalog_models_json(capsys):
     models = run_json(capsys, "catalog", "models", "--json")["models"]
     names = {m["name"] for m in models}
-    assert {"llama3-8b", "llama3-70b", "llama3-405b", "gpt3-175b", "mixtral-8x7b",
-            "deepseek-v3", "qwen3-235b-a22b", "seed-llama3-120b"} <= names  # fmt: skip
+    assert {
+        "llama3-8b",
+        "llama3-70b",
+        "llama3-405b",
+        "gpt3-175b",
+        "mixtral-8x7b",
+        "deepseek-v3",
+        "qwen3-235b-a22b",
+        "seed-llama3-120b",
+    } <= names
     llama = next(m for m in models if m["name"] == "llama3-70b")
     assert llama["num_params"] == 70_553_706_496
     assert llama["num_active_params"] == llama["num_params"]
@@ -93,13 +121,36 @@ def test_catalog_parts_json(capsys, kind):
 
 
 def test_traffic_train_json_contract(capsys):
-    data = run_json(capsys, "traffic", "train", "--model", "llama3-8b", "--tp", "2", "--pp",
-                    "2", "--dp", "4", "--seq-len", "4096", "--global-batch", "64", "--json")  # fmt: skip
+    data = run_json(
+        capsys,
+        "traffic",
+        "train",
+        "--model",
+        "llama3-8b",
+        "--tp",
+        "2",
+        "--pp",
+        "2",
+        "--dp",
+        "4",
+        "--seq-len",
+        "4096",
+        "--global-batch",
+        "64",
+        "--json",
+    )
     it = data["per_iteration"]
     assert it["total_bytes"] == pytest.approx(sum(r["total_bytes"] for r in it["rows"]))
     for row in it["rows"]:
-        assert {"dimension", "phase", "collective", "calls", "total_bytes", "bytes_per_gpu",
-                "scope"} <= set(row)  # fmt: skip
+        assert {
+            "dimension",
+            "phase",
+            "collective",
+            "calls",
+            "total_bytes",
+            "bytes_per_gpu",
+            "scope",
+        } <= set(row)
     assert {"iterations", "total_bytes"} <= set(data["per_epoch"])
     assert data["per_epoch"]["total_bytes"] == pytest.approx(
         it["total_bytes"] * data["per_epoch"]["iterations"]
@@ -111,10 +162,24 @@ def test_train_seed_example_file(capsys):
     """Seed 002's 3D formula with the catalog's P: per epoch = formula(P=70.55e9)."""
     from aifabric.traffic.seeds import seed_training_epoch
 
-    data = run_json(capsys, "traffic", "train", "-f",
-                    str(ROOT / "examples/train/llama3-70b-seed.yaml"), "--json")  # fmt: skip
-    expected = seed_training_epoch(minibatches=178_027, params=70_553_706_496, layers=80,
-                                   tokens=156e9, hidden=8192, tp=8, pp=8, dp=16).total  # fmt: skip
+    data = run_json(
+        capsys,
+        "traffic",
+        "train",
+        "-f",
+        str(ROOT / "examples/train/llama3-70b-seed.yaml"),
+        "--json",
+    )
+    expected = seed_training_epoch(
+        minibatches=178_027,
+        params=70_553_706_496,
+        layers=80,
+        tokens=156e9,
+        hidden=8192,
+        tp=8,
+        pp=8,
+        dp=16,
+    ).total
     assert data["per_epoch"]["iterations"] == 178_027
     assert data["per_epoch"]["total_bytes"] == pytest.approx(expected, rel=1e-12)
 
@@ -126,9 +191,16 @@ def test_flags_override_scenario(capsys):
 
 
 def test_traffic_infer_seed_reproduces_seed_000(capsys):
-    data = run_json(capsys, "traffic", "infer", "-f",
-                    str(ROOT / "examples/infer/seed-llama3-120b.yaml"), "--accounting", "seed",
-                    "--json")  # fmt: skip
+    data = run_json(
+        capsys,
+        "traffic",
+        "infer",
+        "-f",
+        str(ROOT / "examples/infer/seed-llama3-120b.yaml"),
+        "--accounting",
+        "seed",
+        "--json",
+    )
     assert data["total_bytes"] == 24_075_304_960_000
     assert data["kv_bytes_per_request"] == 1_174_405_120
     assert data["required_bandwidth"]["kv_transfer"] == pytest.approx(1_174_405_120 / 0.010)
@@ -136,8 +208,20 @@ def test_traffic_infer_seed_reproduces_seed_000(capsys):
 
 
 def test_collective_json_busbw(capsys):
-    data = run_json(capsys, "collective", "all_reduce", "--ranks", "8", "--size", "1GB",
-                    "--bandwidth", "400Gb/s", "--latency", "0s", "--json")  # fmt: skip
+    data = run_json(
+        capsys,
+        "collective",
+        "all_reduce",
+        "--ranks",
+        "8",
+        "--size",
+        "1GB",
+        "--bandwidth",
+        "400Gb/s",
+        "--latency",
+        "0s",
+        "--json",
+    )
     assert data["busbw"] == pytest.approx(50e9)  # ring busbw equals the link rate
     assert data["time"] == pytest.approx(data["lower_bound_time"])
 
@@ -153,22 +237,38 @@ def test_net_commands(capsys):
 @pytest.mark.parametrize(
     ("args", "pattern"),
     [
-        (["traffic", "train", "--model", "llama3-70b", "--tp", "6"],
-         r"tp\(=6\) must divide num_attention_heads\(=64\)"),
+        (
+            ["traffic", "train", "--model", "llama3-70b", "--tp", "6"],
+            r"tp\(=6\) must divide num_attention_heads\(=64\)",
+        ),
         (["traffic", "train", "--model", "gpt-9"], r"unknown model 'gpt-9'"),
-        (["traffic", "train", "--model", "llama3-70b", "--dp", "4", "--gpus", "8"],
-         r"gpus\(=8\) must equal"),
-        (["traffic", "train", "--model", "llama3-70b", "--accounting", "magic"],
-         r"accounting"),
-        (["traffic", "train", "--model", "mixtral-8x7b", "--dp", "8", "--ep", "8",
-          "--accounting", "seed"], r"seed accounting"),
+        (
+            ["traffic", "train", "--model", "llama3-70b", "--dp", "4", "--gpus", "8"],
+            r"gpus\(=8\) must equal",
+        ),
+        (["traffic", "train", "--model", "llama3-70b", "--accounting", "magic"], r"accounting"),
+        (
+            [
+                "traffic",
+                "train",
+                "--model",
+                "mixtral-8x7b",
+                "--dp",
+                "8",
+                "--ep",
+                "8",
+                "--accounting",
+                "seed",
+            ],
+            r"seed accounting",
+        ),
         (["traffic", "infer", "--model", "llama3-70b", "--kv-deadline", "soon"], r"kv_deadline"),
         (["traffic", "train", "--tp", "2"], r"model is required"),
         (["traffic", "train", "--model", "llama3-70b", "--tp", "x"], r"--tp"),
         (["collective", "all_gather", "--algorithm", "tree"], r"not available for all_gather"),
         (["net", "time", "--bytes", "1GB", "--capacity", "fast"], r"--capacity"),
     ],
-)  # fmt: skip
+)
 def test_bad_input_is_one_line_exit_2(capsys, args, pattern):
     import re
 
@@ -196,8 +296,12 @@ def test_every_example_runs(capsys, path):
 
 def test_console_script_error_has_no_traceback():
     exe = Path(sys.executable).parent / "aifabric"
-    proc = subprocess.run([str(exe), "traffic", "train", "--model", "llama3-70b", "--tp", "6"],
-                          capture_output=True, text=True, check=False)  # fmt: skip
+    proc = subprocess.run(
+        [str(exe), "traffic", "train", "--model", "llama3-70b", "--tp", "6"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert proc.stderr.count("\n") == 1
