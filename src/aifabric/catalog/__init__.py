@@ -28,6 +28,11 @@ def _load_yaml(name: str) -> dict[str, Any]:
 
 
 def _model_from(name: str, raw: dict[str, Any]) -> ModelSpec:
+    raw = dict(raw)
+    for key in ("published_params", "published_active_params"):
+        # YAML 1.1 reads "8.03e9" (no dot, unsigned exponent) as text.
+        if isinstance(raw.get(key), str):
+            raw[key] = float(raw[key])
     try:
         return ModelSpec(name=name, **raw)
     except TypeError as exc:

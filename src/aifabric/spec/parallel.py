@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from aifabric.errors import ConfigError
 from aifabric.spec.model import ModelSpec, dtype_bytes
@@ -110,6 +111,30 @@ class ParallelPlan:
         if stride >= domain_size:
             return 1
         return max(1, min(n, domain_size // stride))
+
+    def group_ranks(self, dimension: str) -> Any:
+        """Global ranks of every group of a dimension: int array (num_groups, group_size).
+
+        Megatron order, fastest first: rank = tp_i + tp (cp_i + cp (dp_i + dp pp_i)). Each
+        row lists one group's members in ring order. dp_cp is the joint dp x cp group (cp
+        fastest); ep splits each dp_cp group into consecutive blocks of ep; edp joins the
+        ranks holding the same experts (stride ep inside dp_cp).
+        """
+        import numpy as np
+
+        grid = np.arange(self.world_size).reshape(self.pp, self.dp, self.cp, self.tp)
+        axes = {"pp": 0, "dp": 1, "cp": 2, "tp": 3}
+        if dimension in axes:
+            return np.moveaxis(grid, axes[dimension], -1).reshape(-1, self.group_size(dimension))
+        dp_cp = grid.transpose(0, 3, 1, 2).reshape(self.pp, self.tp, self.dp * self.cp)
+        blocks = dp_cp.reshape(self.pp, self.tp, -1, self.ep)
+        if dimension == "dp_cp":
+            return dp_cp.reshape(-1, self.dp * self.cp)
+        if dimension == "ep":
+            return blocks.reshape(-1, self.ep)
+        if dimension == "edp":
+            return np.moveaxis(blocks, 3, 2).reshape(-1, blocks.shape[2])
+        raise ConfigError(f"unknown parallel dimension {dimension!r}")
 
     def validate_for(
         self, model: ModelSpec, *, seq_len: int | None = None, num_gpus: int | None = None

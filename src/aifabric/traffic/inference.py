@@ -108,7 +108,10 @@ def inference_traffic(job: InferenceJob) -> dict[str, Any]:
             "kv_transfer_nics": math.ceil(kv_rate / nic) if kv_rate else 0,
             "allreduce_per_gpu_per_user": ar_rank / comm_budget,
             "aggregate_peak": step_bytes / comm_budget + job.users * kv_rate,
-            "aggregate_sustained": job.users * (ar_total + a2a) * job.tokens_per_s
-            + job.users * kv_request * job.tokens_per_s / max(job.output_tokens, 1),
+            # Each user has one request in flight for S_out / tokens_per_s seconds.
+            "aggregate_sustained": job.users
+            * per_request
+            * job.tokens_per_s
+            / max(job.output_tokens, 1),
         },
     }

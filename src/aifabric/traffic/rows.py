@@ -8,6 +8,7 @@ module. Training and inference both call it.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from aifabric.errors import ConfigError
 from aifabric.traffic.collectives import SCALE_OUT, SCALE_UP, collective
@@ -60,21 +61,92 @@ def choose_algorithm(operation: str, requested: str, split: bool) -> str:
     return requested
 
 
-def inside_fraction(algorithm: str, n: int, m: int) -> float:
-    """Share of a flat algorithm's bytes that stay inside scale-up domains of m members.
+class DomainLayout:
+    """Which scale-up domain each member of each group sits in.
 
-    Ranks are numbered so that domain members are consecutive. A ring then crosses a domain
-    boundary on n/m of its n edges: (m-1)/m stays inside. Direct (all pairs) keeps the m-1
-    of n-1 peers inside. Halving-doubling, pairing the nearest partners for the largest
-    chunks, keeps s(1 - 1/m) of s(1 - 1/n) inside.
+    ``domains`` is an int array (num_groups, group_size): row g lists the domain id of group
+    g's members in ring order. All groups have the same size; they may split differently
+    (e.g. 16 DP members over 72-GPU racks: 9 + 7 in some groups).
     """
-    if m >= n:
-        return 1.0
-    if algorithm == "direct":
-        return (m - 1) / (n - 1)
-    if algorithm == "halving_doubling":
-        return (1 - 1 / m) / (1 - 1 / n)
-    return (m - 1) / m
+
+    def __init__(self, domains: Any) -> None:
+        import numpy as np
+
+        self.domains = np.asarray(domains, dtype=np.int64)
+        if self.domains.ndim != 2 or self.domains.shape[1] < 1:
+            raise ValueError("domains must be a (num_groups, group_size) array")
+
+    @classmethod
+    def uniform(cls, group_size: int, ranks_per_domain: int) -> DomainLayout:
+        """One group whose members fill domains of m consecutive members each."""
+        import numpy as np
+
+        m = max(1, min(ranks_per_domain, group_size))
+        return cls((np.arange(group_size) // m)[None, :])
+
+    @classmethod
+    def of_ranks(cls, ranks: Any, domain_size: int) -> DomainLayout:
+        """From global ranks (num_groups, n) and domains of domain_size consecutive ranks."""
+        return cls(ranks // domain_size)
+
+    @property
+    def group_size(self) -> int:
+        return int(self.domains.shape[1])
+
+    def _counts(self) -> tuple[Any, Any]:
+        """(members per occupied domain, the group each count belongs to)."""
+        import numpy as np
+
+        d = self.domains
+        span = int(d.max()) + 1
+        keys = np.sort(d + np.arange(d.shape[0])[:, None] * span, axis=1).ravel()
+        uniq, counts = np.unique(keys, return_counts=True)
+        return counts, uniq // span
+
+    def uniform_members(self) -> int | None:
+        """m when every occupied domain of every group holds exactly m members, else None."""
+        counts, _ = self._counts()
+        m = int(counts[0])
+        return m if bool((counts == m).all()) else None
+
+    def all_inside(self) -> bool:
+        return bool((self.domains == self.domains[:, :1]).all())
+
+    def all_apart(self) -> bool:
+        counts, _ = self._counts()
+        return bool((counts == 1).all())
+
+    def inside_fraction(self, algorithm: str) -> float:
+        """Mean share of a flat algorithm's bytes that stay inside domains.
+
+        ring (and tree, approximated by its ring-ordered neighbours): a ring crosses a
+        boundary on each edge whose ends sit in different domains. direct: each rank sends
+        equal chunks to the n-1 others, inside for sum c(c-1) of the n(n-1) ordered pairs.
+        halving_doubling (n a power of two, nearest partners first): step j sends s/2^j to
+        rank i XOR 2^(j-1).
+        """
+        import numpy as np
+
+        d, n = self.domains, self.group_size
+        if n == 1:
+            return 1.0
+        if algorithm == "direct":
+            counts, _ = self._counts()
+            return float((counts * (counts - 1)).sum() / (d.shape[0] * n * (n - 1)))
+        if algorithm == "halving_doubling" and n & (n - 1) == 0:
+            idx = np.arange(n)
+            inside = total = 0.0
+            for j in range(1, n.bit_length()):
+                chunk = 0.5**j
+                inside += chunk * float((d == d[:, idx ^ (1 << (j - 1))]).mean())
+                total += chunk
+            return inside / total
+        return float((d == np.roll(d, -1, axis=1)).mean())
+
+    def chain_inside_hops(self) -> float:
+        """Mean number of consecutive-member hops inside a domain, per group (pipelines)."""
+        d = self.domains
+        return float((d[:, 1:] == d[:, :-1]).sum(axis=1).mean())
 
 
 def collective_rows(
@@ -86,37 +158,45 @@ def collective_rows(
     num_groups: int,
     calls: float,
     size: float,
-    ranks_per_domain: int,
     world_size: int,
+    ranks_per_domain: int = 1,
+    layout: DomainLayout | None = None,
     algorithm: str = "auto",
 ) -> list[TrafficRow]:
     """Rows for ``calls`` calls of ``operation`` by each of ``num_groups`` groups.
 
-    A group whose members all sit in one scale-up domain is one scale-up row; one with a
-    single member per domain is one scale-out row; one with several members per domain is
-    split (hierarchical under ``auto``) into a scale-up and a scale-out row.
+    ``layout`` says where the members sit (default: ``ranks_per_domain`` consecutive members
+    per domain). A group inside one domain is one scale-up row; a group with one member per
+    domain one scale-out row; otherwise the group is split: hierarchical (under ``auto``)
+    when every domain holds the same number of members, else a flat algorithm whose bytes
+    divide by the share of its neighbour pairs inside domains.
     """
     if group_size <= 1 or calls <= 0:
         return []
-    m = max(1, min(ranks_per_domain, group_size))
-    split = 1 < m < group_size
+    layout = layout or DomainLayout.uniform(group_size, ranks_per_domain)
+    inside_all, apart_all = layout.all_inside(), layout.all_apart()
+    split = not (inside_all or apart_all)
+    m = layout.uniform_members() if split else None
     algo = choose_algorithm(operation, algorithm, split)
-    if algo == "hierarchical" and group_size % m:
+    if algo == "hierarchical" and (m is None or group_size % m):
         algo = "direct" if operation == "all_to_all" else "ring"
     if algo == "hierarchical":
+        assert m is not None
         cost = collective(operation, algo, num_ranks=group_size, size=size, ranks_per_domain=m)
-        scopes = [SCALE_UP, SCALE_OUT]
+        shares = {
+            SCALE_UP: cost.bytes_per_rank_in(SCALE_UP),
+            SCALE_OUT: cost.bytes_per_rank_in(SCALE_OUT),
+        }
     else:
-        scope = SCALE_UP if m == group_size else SCALE_OUT
+        scope = SCALE_UP if inside_all else SCALE_OUT
         cost = collective(operation, algo, num_ranks=group_size, size=size, scope=scope)
-        scopes = [scope] if not split else [SCALE_UP, SCALE_OUT]
+        inside = 1.0 if inside_all else (0.0 if apart_all else layout.inside_fraction(algo))
+        shares = {
+            SCALE_UP: cost.bytes_per_rank * inside,
+            SCALE_OUT: cost.bytes_per_rank * (1.0 - inside),
+        }
     rows = []
-    for scope in scopes:
-        if algo == "hierarchical" or not split:
-            per_rank = cost.bytes_per_rank_in(scope)
-        else:
-            inside = inside_fraction(algo, group_size, m)
-            per_rank = cost.bytes_per_rank * (inside if scope == SCALE_UP else 1.0 - inside)
+    for scope, per_rank in shares.items():
         if per_rank <= 0:
             continue
         total = per_rank * group_size * num_groups * calls
@@ -146,19 +226,20 @@ def p2p_rows(
     num_chains: int,
     calls_per_hop: float,
     size: float,
-    ranks_per_domain: int,
     world_size: int,
+    ranks_per_domain: int = 1,
+    layout: DomainLayout | None = None,
 ) -> list[TrafficRow]:
     """Rows for point-to-point sends along chains (pipeline stages) of ``chain_length`` ranks.
 
-    Each of the chain_length - 1 hops carries ``calls_per_hop`` messages of ``size`` bytes.
-    With m consecutive stages per domain, (chain_length / m) x (m - 1) hops stay inside.
+    Each of the chain_length - 1 hops carries ``calls_per_hop`` messages of ``size`` bytes;
+    a hop between members in the same domain stays on scale-up.
     """
     hops = chain_length - 1
     if hops <= 0 or calls_per_hop <= 0:
         return []
-    m = max(1, min(ranks_per_domain, chain_length))
-    inside_hops = (chain_length // m) * (m - 1)
+    layout = layout or DomainLayout.uniform(chain_length, ranks_per_domain)
+    inside_hops = layout.chain_inside_hops()
     rows = []
     for scope, count in ((SCALE_UP, inside_hops), (SCALE_OUT, hops - inside_hops)):
         if count <= 0:
@@ -171,8 +252,8 @@ def p2p_rows(
                 "send_recv",
                 "direct",
                 2,
-                num_chains * count,
-                calls_per_hop,
+                num_chains,
+                calls_per_hop * count,
                 size,
                 total,
                 total / world_size,

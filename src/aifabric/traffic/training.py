@@ -29,7 +29,7 @@ from aifabric.errors import ConfigError
 from aifabric.spec.jobs import TrainingJob
 from aifabric.spec.model import dtype_bytes
 from aifabric.traffic.collectives import SCALE_OUT, SCALE_UP
-from aifabric.traffic.rows import TrafficRow, collective_rows, p2p_rows, sum_rows
+from aifabric.traffic.rows import DomainLayout, TrafficRow, collective_rows, p2p_rows, sum_rows
 from aifabric.traffic.seeds import seed_fsdp_epoch, seed_training_epoch
 from aifabric.traffic.storage import storage_traffic
 
@@ -124,7 +124,7 @@ def _group_rows(
         num_groups=plan.world_size // n,
         calls=calls,
         size=size,
-        ranks_per_domain=plan.ranks_per_domain(group, job.domain_size),
+        layout=_layout(job, group),
         world_size=plan.world_size,
         algorithm=job.algorithm,
     )
@@ -188,7 +188,7 @@ def _pp_rows(job: TrainingJob) -> list[TrafficRow]:
             num_chains=plan.world_size // plan.pp,
             calls_per_hop=mb,
             size=size,
-            ranks_per_domain=plan.ranks_per_domain("pp", job.domain_size),
+            layout=_layout(job, "pp"),
             world_size=plan.world_size,
         )
     return rows
@@ -247,10 +247,16 @@ def _dp_rows(job: TrainingJob) -> list[TrafficRow]:
     return rows
 
 
+def _layout(job: TrainingJob, group: str) -> DomainLayout:
+    """Where the members of every group of a dimension sit, by scale-up domain."""
+    return DomainLayout.of_ranks(job.plan.group_ranks(group), job.domain_size)
+
+
 def _seed_scope(job: TrainingJob, group: str) -> str:
-    m = job.plan.ranks_per_domain(group, job.domain_size)
-    n = job.plan.group_size(group)
-    return SCALE_UP if m >= n else (SCALE_OUT if m == 1 else "mixed")
+    layout = _layout(job, group)
+    if layout.all_inside():
+        return SCALE_UP
+    return SCALE_OUT if layout.all_apart() else "mixed"
 
 
 def seed_rows(job: TrainingJob) -> list[TrafficRow]:
