@@ -11,26 +11,10 @@ import pytest
 
 from aifabric.cli import main
 
+from .test_seed_examples import REQUIRED
+
 ROOT = Path(__file__).resolve().parents[1]
-REQUIRED_SEED_IDS = {
-    "000-activation-traffic",
-    "000-kv-bytes-per-user",
-    "000-total-traffic",
-    "000-kv-transfer-time-800g",
-    "002-minibatches-per-epoch",
-    "002-dp-epoch-backward",
-    "002-fsdp-epoch-backward",
-    "002-fsdp-epoch-forward",
-    "002-tp-epoch-backward",
-    "002-tp-epoch-forward",
-    "002-pp-epoch-backward",
-    "002-pp-epoch-forward",
-    "002-3d-epoch-total",
-    "002-3d-epoch-switch-days",
-    "002-3d-switches-100-epochs-100-days",
-    "004-training-network-cost",
-    "004-inference-network-cost",
-}
+REQUIRED_SEED_IDS = set(REQUIRED)  # the contract, listed once in test_seed_examples
 
 
 def run_json(capsys: pytest.CaptureFixture[str], *args: str) -> dict:
