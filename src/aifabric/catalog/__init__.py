@@ -63,6 +63,7 @@ def _gpu_from(name: str, raw: dict[str, Any]) -> GpuSpec:
         scaleup_domain_size=int(raw["scaleup_domain_size"]),
         tdp=float(raw["tdp"]),
         default_nic_speed=parse_bandwidth(raw["default_nic_speed"], what=f"gpu {name} nic"),
+        scaleup_switches_per_domain=int(raw.get("scaleup_switches_per_domain", 0)),
         source=str(raw.get("source", "")),
     )
 

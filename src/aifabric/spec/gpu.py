@@ -25,6 +25,7 @@ class GpuSpec:
     scaleup_domain_size: int
     tdp: float  # W
     default_nic_speed: float  # bytes/s
+    scaleup_switches_per_domain: int = 0
     source: str = ""
 
     def __post_init__(self) -> None:

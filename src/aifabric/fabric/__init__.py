@@ -1,0 +1,1 @@
+"""Fabric planning: topologies held in arrays, builders, bill of materials, cost, placement."""

@@ -1,0 +1,1 @@
+"""Topology builders, one file per family; all return a fabric.topology.Topology."""

@@ -1,0 +1,214 @@
+"""Folded Clos (fat tree / leaf-spine) builder: 1, 2 or 3 switch tiers, any oversubscription.
+
+The other builders (rail-optimised, spine-leaf, front-end, presets) are this one with
+their own defaults. Construction, per plane:
+
+- Leaves: radix k split into d down and u up ports, d/u = oversubscription. "rail"
+  grouping: one leaf per (scalable unit, rail) takes NIC ``rail`` of each of the SU's
+  su_nodes servers (NVIDIA's rail-optimised SuperPOD); "tor": consecutive NIC ports fill
+  a leaf (top of rack).
+- Two tiers (possible while leaves per plane <= k): S = ceil(L u / k) spines; leaf l's
+  uplink j goes to spine (l u + j) mod S, so every leaf reaches every spine.
+- Three tiers: pods of up to ds leaves (spine down ports), each leaf with one link to each
+  of its pod's u spines; spine position i of every pod connects to core group i of
+  C = ceil(pods us / k) cores (Al-Fares et al. 2008 generalised to oversubscription).
+
+Closed forms (non-blocking, radix k, one plane): 2 tiers hold k^2/2 endpoints with 3k/2
+switches; 3 tiers k^3/4 endpoints with 5k^2/4 switches (k-ary fat tree).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from aifabric.errors import CapacityError
+from aifabric.fabric.spec import REACHES, FabricSpec
+from aifabric.fabric.topology import Topology
+
+PROPAGATION = 5e-9  # s per metre of fibre or copper
+CABLE_METRES = {"copper": 3.0, "multimode": 30.0, "singlemode": 150.0}
+
+
+def leaf_layout(spec: FabricSpec) -> tuple[np.ndarray, int, int]:
+    """(leaf index in its plane of every plane-0 endpoint, leaves per plane, SU size)."""
+    down, _ = spec.leaf_ports()
+    if down < 1:
+        raise CapacityError(f"switch_radix(={spec.switch_radix}) leaves no down ports")
+    nodes, nics = spec.num_nodes, spec.nics_per_node
+    node = np.repeat(np.arange(nodes), nics)
+    rail = np.tile(np.arange(nics), nodes)
+    if spec.grouping == "rail":
+        su = spec.su_nodes or down
+        if su > down:
+            raise CapacityError(
+                f"su_nodes(={su}) exceeds the leaf's {down} down ports (radix "
+                f"{spec.switch_radix}, oversubscription {spec.oversubscription:g})"
+            )
+        num_su = math.ceil(nodes / su)
+        return (node // su) * nics + rail, num_su * nics, su
+    per_leaf = spec.su_nodes * nics if spec.su_nodes else down
+    if per_leaf > down:
+        raise CapacityError(
+            f"su_nodes(={spec.su_nodes}) x {nics} NICs exceed the leaf's {down} down ports"
+        )
+    per_plane = nodes * nics
+    return np.arange(per_plane) // per_leaf, math.ceil(per_plane / per_leaf), per_leaf // nics
+
+
+def choose_tiers(spec: FabricSpec, leaves: int) -> int:
+    """Fewest tiers that connect ``leaves`` leaves per plane (or the requested count).
+
+    Raises:
+        CapacityError: the leaves need more tiers than allowed, or more than three.
+    """
+    ks, kc = spec.spine_k, spec.core_k
+    needed = 1 if leaves == 1 else (2 if leaves <= ks else 3)
+    tiers = spec.tiers or needed
+    if tiers < needed:
+        raise CapacityError(
+            f"{leaves} leaves per plane do not fit {tiers} tier(s) (2 tiers of radix-{ks} "
+            f"spines hold at most {ks} leaves); use --tiers {needed}"
+        )
+    if tiers == 3:
+        ds, us = spec.spine_ports()
+        pods = math.ceil(leaves / _leaves_per_pod(spec, ds))
+        if us == 0 or pods > kc:
+            raise CapacityError(
+                f"{spec.num_gpus} GPUs need {pods} pods of radix-{ks} spines: more than a "
+                f"3-tier fabric of radix-{kc} cores holds (at most {kc} pods); use a larger "
+                "radix, more planes or fewer GPUs"
+            )
+    return tiers
+
+
+def spine_count(leaves: int, up: int, radix: int) -> int:
+    """Spines of a 2-tier plane: fewest that take every uplink, spreading each leaf's
+    uplinks evenly (a divisor of ``up`` when one fits, as NVIDIA's SuperPOD tables do)."""
+    need = max(1, math.ceil(leaves * up / radix))
+    for count in range(need, up + 1):
+        if up % count == 0:
+            return count
+    return need
+
+
+def _leaves_per_pod(spec: FabricSpec, spine_down: int) -> int:
+    """Leaves in one pod: given, else spine down ports (whole scalable units when by rail)."""
+    if spec.leaves_per_pod:
+        if spec.leaves_per_pod > spine_down + (spec.spine_k - spine_down):
+            raise CapacityError(
+                f"leaves_per_pod(={spec.leaves_per_pod}) exceeds the spine radix {spec.spine_k}"
+            )
+        return spec.leaves_per_pod
+    if spec.grouping == "rail":
+        per = (spine_down // spec.nics_per_node) * spec.nics_per_node
+        if per == 0:
+            raise CapacityError(
+                f"a spine's {spine_down} down ports cannot take one scalable unit's "
+                f"{spec.nics_per_node} rail leaves"
+            )
+        return per
+    return spine_down
+
+
+def build_clos(spec: FabricSpec) -> Topology:
+    """Build the fabric described by ``spec``.
+
+    Raises:
+        CapacityError: the radix cannot hold the GPUs in the allowed tiers.
+    """
+    k = spec.switch_radix
+    _, up = spec.leaf_ports()
+    leaf_of, leaves, su = leaf_layout(spec)
+    tiers = choose_tiers(spec, leaves)
+    planes, per_plane_eps = spec.planes, leaf_of.shape[0]
+    n_eps = per_plane_eps * planes
+    ep_ids = np.arange(n_eps)
+    ep_plane = ep_ids % planes
+    ep_base = ep_ids // planes
+
+    # Switch tables per plane, then offset by plane.
+    tiers_sw: list[np.ndarray] = [np.ones(leaves, np.int8)]
+    rails = spec.nics_per_node if spec.grouping == "rail" else 1
+    groups_sw: list[np.ndarray] = [np.arange(leaves) // rails]
+    links: list[tuple[np.ndarray, np.ndarray, int]] = []  # (lower local id, upper local id, tier)
+    radix_sw = [np.full(leaves, k, np.int64)]
+    if tiers == 2:
+        spines = spine_count(leaves, up, spec.spine_k)
+        radix_sw.append(np.full(spines, spec.spine_k, np.int64))
+        lo = np.repeat(np.arange(leaves), up)
+        hi = leaves + (np.arange(leaves * up) % spines)
+        tiers_sw.append(np.full(spines, 2, np.int8))
+        groups_sw.append(np.zeros(spines, np.int64))
+        links.append((lo, hi, 2))
+    elif tiers == 3:
+        ds, us = spec.spine_ports()
+        per_pod = _leaves_per_pod(spec, ds)
+        if spec.leaves_per_pod:
+            us = math.ceil(per_pod / spec.spine_oversubscription)
+            if per_pod + us > spec.spine_k:
+                raise CapacityError(
+                    f"a spine needs {per_pod} down + {us} up ports, more than its radix "
+                    f"{spec.spine_k}"
+                )
+        pods = math.ceil(leaves / per_pod)
+        spines = pods * up
+        leaf = np.repeat(np.arange(leaves), up)
+        j = np.tile(np.arange(up), leaves)
+        links.append((leaf, leaves + (leaf // per_pod) * up + j, 2))
+        cores_per_group = max(1, math.ceil(pods * us / spec.core_k))
+        radix_sw += [
+            np.full(spines, spec.spine_k, np.int64),
+            np.full(up * cores_per_group, spec.core_k, np.int64),
+        ]
+        sp = np.repeat(np.arange(spines), us)
+        pod, pos = sp // up, sp % up
+        jj = np.tile(np.arange(us), spines)
+        core = pos * cores_per_group + (pod * us + jj) % cores_per_group
+        links.append((leaves + sp, leaves + spines + core, 3))
+        tiers_sw += [np.full(spines, 2, np.int8), np.full(up * cores_per_group, 3, np.int8)]
+        groups_sw += [np.arange(spines) // up, np.zeros(up * cores_per_group, np.int64)]
+    sw_tier_plane = np.concatenate(tiers_sw)
+    sw_group_plane = np.concatenate(groups_sw)
+    per_plane_sw = sw_tier_plane.shape[0]
+
+    # Assemble global ids: endpoints first, then plane 0 switches, plane 1 switches, ...
+    sw_base = n_eps + np.arange(planes)[:, None] * per_plane_sw
+    src = [ep_ids]
+    dst = [sw_base[ep_plane, 0] + leaf_of[ep_base]]
+    ltier = [np.ones(n_eps, np.int8)]
+    for lo, hi, t in links:
+        src.append((sw_base[:, :1] + lo[None, :]).ravel())
+        dst.append((sw_base[:, :1] + hi[None, :]).ravel())
+        ltier.append(np.full(lo.shape[0] * planes, t, np.int8))
+    link_src, link_dst = np.concatenate(src), np.concatenate(dst)
+    link_tier = np.concatenate(ltier)
+    speeds = np.array([0.0, spec.link_speed, spec.switch_port_speed, spec.switch_port_speed])
+    reach_code = np.array([0] + [REACHES.index(r) for r in spec.reach], np.int8)
+    metres = np.array([0.0] + [CABLE_METRES[r] for r in spec.reach])
+    nodes = np.repeat(np.arange(spec.num_nodes), spec.nics_per_node)
+    rails = np.tile(np.arange(spec.nics_per_node), spec.num_nodes)
+    topo = Topology(
+        name=spec.name, num_gpus=spec.num_gpus, gpus_per_node=spec.gpus_per_node,
+        nics_per_node=spec.nics_per_node, planes=planes,
+        scaleup_domain_size=spec.scaleup_domain_size,
+        endpoint_node=nodes[ep_base], endpoint_rail=rails[ep_base], endpoint_plane=ep_plane,
+        switch_tier=np.tile(sw_tier_plane, planes),
+        switch_plane=np.repeat(np.arange(planes), per_plane_sw),
+        switch_group=np.tile(sw_group_plane, planes),
+        switch_ports=np.tile(np.concatenate(radix_sw), planes),
+        link_src=link_src, link_dst=link_dst, link_tier=link_tier,
+        link_capacity=speeds[link_tier], link_latency=metres[link_tier] * PROPAGATION,
+        link_reach=reach_code[link_tier],
+        meta={"design": spec.grouping, "tiers": tiers, "switch_radix": k,
+              "oversubscription": spec.leaf_oversubscription,
+              "spine_oversubscription": spec.spine_oversubscription,
+              "scalable_unit_nodes": su if spec.grouping == "rail" else None,
+              "leaves_per_plane": leaves, "link_speed": spec.link_speed,
+              "switch_model": spec.switch_model},
+    )  # fmt: skip
+    used = topo.ports_used()
+    if topo.num_switches and bool((used > topo.switch_ports).any()):
+        raise CapacityError("internal: a switch uses more ports than its radix")
+    return topo

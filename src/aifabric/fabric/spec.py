@@ -1,0 +1,131 @@
+"""What a user asks the planner for: a fabric specification (validated, frozen)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from aifabric.errors import ConfigError
+
+GROUPINGS = ("rail", "tor")
+REACHES = ("copper", "multimode", "singlemode")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FabricSpec:
+    """A scale-out fabric to build.
+
+    nic_speed is the line rate of one NIC (bytes/s); with planes > 1 each NIC port is split
+    into that many links of nic_speed / planes, each to its own plane of switches.
+    oversubscription is leaf down : up bandwidth (1 = non-blocking); spine_oversubscription
+    is spine down : up in a 3-tier fabric (between pods and core). grouping "rail" puts NIC
+    i of every server of a scalable unit on the same leaf (rail-optimised); "tor" puts all
+    NICs of consecutive servers on one leaf (top of rack). tiers: None picks the fewest.
+    """
+
+    name: str = "fabric"
+    num_gpus: int
+    gpus_per_node: int = 8
+    nics_per_node: int = 8
+    planes: int = 1
+    nic_speed: float  # bytes/s per NIC
+    switch_radix: int = 64
+    spine_radix: int | None = None  # default switch_radix
+    core_radix: int | None = None  # default spine radix
+    leaf_down_ports: int | None = None  # override the oversubscription split of a leaf
+    leaf_up_ports: int | None = None
+    leaves_per_pod: int | None = None  # 3 tiers: pod size in leaves (default: spine down ports)
+    port_speed: float | None = None  # bytes/s per inter-switch port; default nic_speed / planes
+    oversubscription: float = 1.0
+    spine_oversubscription: float = 1.0
+    tiers: int | None = None
+    grouping: str = "rail"
+    su_nodes: int | None = None
+    scaleup_domain_size: int = 8
+    reach: tuple[str, str, str] = ("multimode", "multimode", "singlemode")
+    switch_model: str = "generic"
+
+    def __post_init__(self) -> None:
+        for name in ("num_gpus", "gpus_per_node", "nics_per_node", "planes", "switch_radix"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{name}(={value!r}) must be an integer >= 1")
+        if self.num_gpus % self.gpus_per_node:
+            raise ConfigError(
+                f"gpus(={self.num_gpus}) must be a multiple of gpus_per_node(={self.gpus_per_node})"
+            )
+        if self.gpus_per_node % self.nics_per_node:
+            raise ConfigError(
+                f"nics_per_node(={self.nics_per_node}) must divide gpus_per_node(={self.gpus_per_node})"
+            )
+        for name in ("switch_radix", "spine_radix", "core_radix"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 4 or value % 2):
+                raise ConfigError(f"{name}(={value!r}) must be an even number >= 4")
+        if (self.leaf_down_ports is None) != (self.leaf_up_ports is None):
+            raise ConfigError("leaf_down_ports and leaf_up_ports go together")
+        if self.leaf_down_ports is not None and self.leaf_up_ports is not None:
+            if self.leaf_down_ports < 1 or self.leaf_up_ports < 0:
+                raise ConfigError("leaf_down_ports must be >= 1 and leaf_up_ports >= 0")
+            if self.leaf_down_ports + self.leaf_up_ports > self.switch_radix:
+                raise ConfigError(
+                    f"leaf_down_ports + leaf_up_ports(={self.leaf_down_ports + self.leaf_up_ports})"
+                    f" exceed switch_radix(={self.switch_radix})"
+                )
+        if self.oversubscription < 1 or self.spine_oversubscription < 1:
+            raise ConfigError(
+                f"oversubscription(={self.oversubscription}) and spine_oversubscription"
+                f"(={self.spine_oversubscription}) must be >= 1 (1 = non-blocking)"
+            )
+        if self.nic_speed <= 0:
+            raise ConfigError(f"nic_speed(={self.nic_speed}) must be > 0")
+        if self.tiers is not None and self.tiers not in (1, 2, 3):
+            raise ConfigError(f"tiers(={self.tiers}) must be 1, 2 or 3")
+        if self.grouping not in GROUPINGS:
+            raise ConfigError(f"grouping(={self.grouping!r}) must be rail or tor")
+        if any(r not in REACHES for r in self.reach):
+            raise ConfigError(f"reach {self.reach} must use {', '.join(REACHES)}")
+        if self.scaleup_domain_size < 1:
+            raise ConfigError("scaleup_domain_size must be >= 1")
+
+    @property
+    def num_nodes(self) -> int:
+        return self.num_gpus // self.gpus_per_node
+
+    @property
+    def link_speed(self) -> float:
+        """Bytes/s of one endpoint link (a NIC's share in one plane)."""
+        return self.nic_speed / self.planes
+
+    @property
+    def switch_port_speed(self) -> float:
+        return self.port_speed or self.link_speed
+
+    @property
+    def spine_k(self) -> int:
+        return self.spine_radix or self.switch_radix
+
+    @property
+    def core_k(self) -> int:
+        return self.core_radix or self.spine_k
+
+    def leaf_ports(self) -> tuple[int, int]:
+        """(down, up) ports of a leaf: given, or split so that down/up = oversubscription."""
+        if self.leaf_down_ports is not None and self.leaf_up_ports is not None:
+            return self.leaf_down_ports, self.leaf_up_ports
+        return split_ports(self.switch_radix, self.oversubscription)
+
+    def spine_ports(self) -> tuple[int, int]:
+        return split_ports(self.spine_k, self.spine_oversubscription)
+
+    @property
+    def leaf_oversubscription(self) -> float:
+        """Down capacity / up capacity of a leaf (endpoint links vs inter-switch ports)."""
+        down, up = self.leaf_ports()
+        return math.inf if up == 0 else down * self.link_speed / (up * self.switch_port_speed)
+
+
+def split_ports(radix: int, ratio: float) -> tuple[int, int]:
+    """Down and up ports of a radix-k switch with down:up = ratio (down = k r / (1 + r))."""
+    down = int(radix * ratio // (1 + ratio))
+    return down, radix - down
