@@ -26,6 +26,15 @@ app.add_typer(traffic_app, name="traffic")
 app.add_typer(catalog_app, name="catalog")
 app.add_typer(net_app, name="net")
 
+
+def _register_plan() -> None:
+    from aifabric.cli_plan import plan_app
+
+    app.add_typer(plan_app, name="plan")
+
+
+_register_plan()
+
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object (base units).")]
 ScenarioFile = Annotated[Path | None, typer.Option("-f", "--file", help="Scenario YAML file.")]
 

@@ -32,7 +32,7 @@ def load_parts(path: str | None = None) -> dict[str, Any]:
                 text = f.read()
         except OSError as exc:
             raise ConfigError(f"cannot read price catalog {path!r}: {exc.strerror}") from None
-    data = yaml.safe_load(text)
+    data: dict[str, Any] = yaml.safe_load(text)
     for key in ("switches", "nics", "transceivers", "cables"):
         if not isinstance(data, dict) or key not in data:
             raise ConfigError(f"price catalog must have a {key!r} section")

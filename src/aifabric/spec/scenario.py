@@ -200,3 +200,34 @@ def inference_job(options: dict[str, Any]) -> InferenceJob:
         raise ConfigError("model is required: give --model NAME or 'model:' in the scenario")
     gpu = opts.pop("gpu", None) or _gpu("h100-sxm")
     return InferenceJob(model=opts.pop("model"), gpu=gpu, **opts)
+
+
+PLAN_KEYS: dict[str, Callable[[Any], Any]] = {
+    "preset": _str("preset"), "scalable_units": _int("scalable_units"), "pods": _int("pods"),
+    "gpus": _int("gpus"), "gpu": _str("gpu"), "gpus_per_node": _int("gpus_per_node"),
+    "nic": _str("nic"), "nics_per_node": _int("nics_per_node"), "switch": _str("switch"),
+    "switch_radix": _int("switch_radix"), "design": _str("design"), "tiers": _int("tiers"),
+    "oversubscription": _float("oversubscription"),
+    "spine_oversubscription": _float("spine_oversubscription"), "planes": _int("planes"),
+    "su_nodes": _int("su_nodes"), "placement": _str("placement"),
+}  # fmt: skip
+JOB_KEYS = {k: v for k, v in TRAIN_KEYS.items() if k not in ("gpu", "gpus")}
+
+
+def split_plan_options(
+    scenario: dict[str, Any], flags: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """(fabric options, training-job options or None) from a flat scenario and flags.
+
+    Raises:
+        ConfigError: a key that is neither a fabric nor a job key.
+    """
+    both = {**PLAN_KEYS, **JOB_KEYS}
+    merged = merge_options(both, scenario, flags)
+    fabric = {k: v for k, v in merged.items() if k in PLAN_KEYS}
+    job = {k: v for k, v in merged.items() if k in JOB_KEYS and k not in PLAN_KEYS}
+    if not job:
+        return fabric, None
+    if "model" not in job:
+        raise ConfigError(f"job keys {sorted(job)} need a model: add --model NAME")
+    return fabric, job

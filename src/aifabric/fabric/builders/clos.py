@@ -57,6 +57,18 @@ def leaf_layout(spec: FabricSpec) -> tuple[np.ndarray, int, int]:
     return np.arange(per_plane) // per_leaf, math.ceil(per_plane / per_leaf), per_leaf // nics
 
 
+def leaf_uplinks(spec: FabricSpec, su: int) -> int:
+    """Uplinks per leaf: given; or, when a scalable unit / rack fills only part of the leaf,
+    enough for its ports at the oversubscription; else the radix split."""
+    _, up = spec.leaf_ports()
+    if spec.leaf_up_ports is not None or not spec.su_nodes:
+        return up
+    used = su * (1 if spec.grouping == "rail" else spec.nics_per_node)
+    return min(
+        up, math.ceil(used * spec.link_speed / spec.switch_port_speed / spec.oversubscription)
+    )
+
+
 def choose_tiers(spec: FabricSpec, leaves: int) -> int:
     """Fewest tiers that connect ``leaves`` leaves per plane (or the requested count).
 
@@ -119,8 +131,8 @@ def build_clos(spec: FabricSpec) -> Topology:
         CapacityError: the radix cannot hold the GPUs in the allowed tiers.
     """
     k = spec.switch_radix
-    _, up = spec.leaf_ports()
     leaf_of, leaves, su = leaf_layout(spec)
+    up = leaf_uplinks(spec, su)
     tiers = choose_tiers(spec, leaves)
     planes, per_plane_eps = spec.planes, leaf_of.shape[0]
     n_eps = per_plane_eps * planes
@@ -130,8 +142,8 @@ def build_clos(spec: FabricSpec) -> Topology:
 
     # Switch tables per plane, then offset by plane.
     tiers_sw: list[np.ndarray] = [np.ones(leaves, np.int8)]
-    rails = spec.nics_per_node if spec.grouping == "rail" else 1
-    groups_sw: list[np.ndarray] = [np.arange(leaves) // rails]
+    rails_per_su = spec.nics_per_node if spec.grouping == "rail" else 1
+    groups_sw: list[np.ndarray] = [np.arange(leaves) // rails_per_su]
     links: list[tuple[np.ndarray, np.ndarray, int]] = []  # (lower local id, upper local id, tier)
     radix_sw = [np.full(leaves, k, np.int64)]
     if tiers == 2:
@@ -187,13 +199,13 @@ def build_clos(spec: FabricSpec) -> Topology:
     speeds = np.array([0.0, spec.link_speed, spec.switch_port_speed, spec.switch_port_speed])
     reach_code = np.array([0] + [REACHES.index(r) for r in spec.reach], np.int8)
     metres = np.array([0.0] + [CABLE_METRES[r] for r in spec.reach])
-    nodes = np.repeat(np.arange(spec.num_nodes), spec.nics_per_node)
-    rails = np.tile(np.arange(spec.nics_per_node), spec.num_nodes)
+    ep_node = np.repeat(np.arange(spec.num_nodes), spec.nics_per_node)
+    ep_rail = np.tile(np.arange(spec.nics_per_node), spec.num_nodes)
     topo = Topology(
         name=spec.name, num_gpus=spec.num_gpus, gpus_per_node=spec.gpus_per_node,
         nics_per_node=spec.nics_per_node, planes=planes,
         scaleup_domain_size=spec.scaleup_domain_size,
-        endpoint_node=nodes[ep_base], endpoint_rail=rails[ep_base], endpoint_plane=ep_plane,
+        endpoint_node=ep_node[ep_base], endpoint_rail=ep_rail[ep_base], endpoint_plane=ep_plane,
         switch_tier=np.tile(sw_tier_plane, planes),
         switch_plane=np.repeat(np.arange(planes), per_plane_sw),
         switch_group=np.tile(sw_group_plane, planes),

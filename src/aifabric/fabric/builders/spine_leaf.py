@@ -17,6 +17,6 @@ from aifabric.fabric.topology import Topology
 def build_spine_leaf(spec: FabricSpec) -> Topology:
     """A ToR spine-leaf: grouping "tor", copper to the servers unless reach says otherwise."""
     reach = spec.reach
-    if spec.grouping != "tor" and reach == ("multimode", "multimode", "singlemode"):
+    if reach == ("multimode", "multimode", "singlemode"):  # the default: servers in the rack
         reach = ("copper", "multimode", "singlemode")
     return build_clos(replace(spec, grouping="tor", reach=reach))

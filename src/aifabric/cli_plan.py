@@ -1,0 +1,134 @@
+"""``aifabric plan`` and ``aifabric plan compare``: the fabric planner's command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+plan_app = typer.Typer(help="Plan a fabric: topology, bill of materials, cost, traffic per tier.")
+
+Opt = typer.Option
+
+
+@plan_app.callback(invoke_without_command=True)
+def plan(
+    ctx: typer.Context,
+    file: Annotated[Path | None, Opt("-f", "--file", help="Scenario YAML file.")] = None,
+    preset: Annotated[
+        str | None, Opt(help="dgx-superpod-h100, meta-llama3-24k, alibaba-hpn.")
+    ] = None,
+    scalable_units: Annotated[
+        int | None, Opt(help="SuperPOD scalable units (32 nodes each).")
+    ] = None,
+    pods: Annotated[int | None, Opt(help="Pods for the meta/alibaba presets.")] = None,
+    gpus: Annotated[int | None, Opt(help="GPUs in the cluster.")] = None,
+    gpu: Annotated[str | None, Opt(help="Catalog GPU (default h100-sxm).")] = None,
+    gpus_per_node: Annotated[int | None, Opt(help="GPUs per server (default 8).")] = None,
+    nic: Annotated[str | None, Opt(help="NIC: catalog name or line rate (400G).")] = None,
+    nics_per_node: Annotated[int | None, Opt(help="Scale-out NICs per server (default 8).")] = None,
+    switch: Annotated[str | None, Opt(help="Catalog switch (default quantum-2-qm9700).")] = None,
+    switch_radix: Annotated[int | None, Opt(help="Ports per switch at the link rate.")] = None,
+    design: Annotated[str | None, Opt(help="rail-optimized, clos or spine-leaf.")] = None,
+    tiers: Annotated[int | None, Opt(help="Switch tiers (default: fewest).")] = None,
+    oversubscription: Annotated[float | None, Opt(help="Leaf down:up (1 = non-blocking).")] = None,
+    spine_oversubscription: Annotated[float | None, Opt(help="Spine down:up (3 tiers).")] = None,
+    planes: Annotated[int | None, Opt(help="Network planes per NIC.")] = None,
+    su_nodes: Annotated[int | None, Opt(help="Servers per scalable unit / per leaf.")] = None,
+    placement: Annotated[str | None, Opt(help="contiguous or random (seeded).")] = None,
+    model: Annotated[str | None, Opt(help="Place a training job of this model.")] = None,
+    tp: Annotated[int | None, Opt()] = None,
+    pp: Annotated[int | None, Opt()] = None,
+    dp: Annotated[int | None, Opt()] = None,
+    cp: Annotated[int | None, Opt()] = None,
+    ep: Annotated[int | None, Opt()] = None,
+    zero: Annotated[int | None, Opt()] = None,
+    seq_len: Annotated[int | None, Opt()] = None,
+    global_batch: Annotated[int | None, Opt()] = None,
+    micro_batch: Annotated[int | None, Opt()] = None,
+    prices: Annotated[str | None, Opt(help="Price catalog YAML (default: shipped).")] = None,
+    graphml: Annotated[Path | None, Opt(help="Write the topology as GraphML here.")] = None,
+    matrix: Annotated[Path | None, Opt(help="Write the node x node traffic CSV here.")] = None,
+    as_json: Annotated[bool, Opt("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Build a fabric and report switches, links, optics, cost, power and capacity.
+
+    With a job (--model --tp --pp --dp ...) it also places the job and splits its traffic
+    over the tiers (scale-up, leaf, spine, core).
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from aifabric.fabric.plan import plan_fabric
+    from aifabric.spec.scenario import load_scenario, split_plan_options, training_job
+
+    flags = {"preset": preset, "scalable_units": scalable_units, "pods": pods, "gpus": gpus,
+             "gpu": gpu, "gpus_per_node": gpus_per_node, "nic": nic, "nics_per_node": nics_per_node,
+             "switch": switch, "switch_radix": switch_radix, "design": design, "tiers": tiers,
+             "oversubscription": oversubscription, "spine_oversubscription": spine_oversubscription,
+             "planes": planes, "su_nodes": su_nodes, "placement": placement, "model": model,
+             "tp": tp, "pp": pp, "dp": dp, "cp": cp, "ep": ep, "zero": zero, "seq_len": seq_len,
+             "global_batch": global_batch, "micro_batch": micro_batch}  # fmt: skip
+    scenario = load_scenario(file) if file else {}
+    fabric_opts, job_opts = split_plan_options(scenario, flags)
+    job = None
+    if job_opts is not None:
+        if "gpu" in fabric_opts:
+            job_opts["gpu"] = fabric_opts["gpu"]
+        job = training_job(_job_defaults(job_opts))
+    result, topo, node_matrix = plan_fabric(fabric_opts, job, matrix=matrix is not None,
+                                            prices=prices)  # fmt: skip
+    if graphml is not None:
+        topo.write_graphml(graphml)
+        result["graphml"] = str(graphml)
+    if matrix is not None and node_matrix is not None:
+        _write_matrix(matrix, node_matrix)
+        result["matrix"] = str(matrix)
+    if as_json:
+        from aifabric.cli import _emit_json
+
+        _emit_json(result)
+        return
+    from aifabric.report.fabric_tables import plan_report
+
+    plan_report(result)
+
+
+def _job_defaults(options: dict[str, Any]) -> dict[str, Any]:
+    from aifabric.spec.scenario import _gpu
+
+    opts = dict(options)
+    if isinstance(opts.get("gpu"), str):
+        opts["gpu"] = _gpu(opts["gpu"])
+    return opts
+
+
+def _write_matrix(path: Path, node_matrix: Any) -> None:
+    """CSV of inter-server bytes per iteration; written to a temp file, then renamed."""
+    src, dst, nbytes = node_matrix
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        f.write("src_node,dst_node,bytes\n")
+        for a, b, v in zip(src.tolist(), dst.tolist(), nbytes.tolist(), strict=True):
+            f.write(f"{a},{b},{v:.0f}\n")
+    tmp.replace(path)
+
+
+@plan_app.command("compare")
+def compare(
+    gpus: Annotated[int, Opt(help="GPUs in each cluster.")] = 1024,
+    gpu: Annotated[str, Opt(help="Catalog GPU.")] = "h100-sxm",
+    as_json: Annotated[bool, Opt("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Training fabric vs inference fabric for the same GPUs, and the hybrid strategies (seed 004)."""
+    from aifabric.fabric.compare import compare_training_inference
+
+    result = compare_training_inference(gpus=gpus, gpu=gpu)
+    if as_json:
+        from aifabric.cli import _emit_json
+
+        _emit_json(result)
+        return
+    from aifabric.report.fabric_tables import compare_report
+
+    compare_report(result)

@@ -1,0 +1,135 @@
+"""The planner: options -> fabric -> BOM, cost, power, capacity, and a job's traffic per tier.
+
+``plan_fabric`` is what ``aifabric plan`` runs; ``compare_training_inference`` is
+``aifabric plan compare`` (seed 004: training vs inference fabrics and hybrid strategies).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from aifabric.catalog import get_gpu, get_switch, nics
+from aifabric.errors import ConfigError
+from aifabric.fabric.bom import bill_of_materials, load_parts
+from aifabric.fabric.builders.clos import build_clos
+from aifabric.fabric.builders.presets import get_preset
+from aifabric.fabric.builders.rail_optimized import build_rail_optimized
+from aifabric.fabric.builders.scaleup import scaleup_summary
+from aifabric.fabric.builders.spine_leaf import build_spine_leaf
+from aifabric.fabric.capacity import capacity_summary
+from aifabric.fabric.spec import FabricSpec
+from aifabric.fabric.topology import Topology
+from aifabric.units import parse_bandwidth
+
+DESIGNS = {"rail-optimized": build_rail_optimized, "clos": build_clos,
+           "spine-leaf": build_spine_leaf}  # fmt: skip
+
+
+def nic_speed_of(value: str) -> float:
+    """A catalog NIC name ("cx7-400g") or a line rate ("400G") -> bytes/s."""
+    table = nics()
+    if value in table:
+        return table[value].speed
+    return parse_bandwidth(value, what="nic")
+
+
+def fabric_spec(options: dict[str, Any]) -> tuple[FabricSpec, str, dict[str, Any]]:
+    """FabricSpec, GPU name and preset info from merged plan options."""
+    if options.get("preset"):
+        preset = get_preset(options["preset"], options.get("scalable_units") or options.get("pods"))
+        info = {"preset": options["preset"], "source": preset.source,
+                "published": preset.published, "notes": preset.notes}  # fmt: skip
+        return preset.spec, options.get("gpu") or preset.gpu, info
+    if "gpus" not in options:
+        raise ConfigError("gpus is required: give --gpus N or --preset NAME")
+    gpu = get_gpu(options.get("gpu", "h100-sxm"))
+    design = options.get("design", "rail-optimized")
+    if design not in DESIGNS:
+        raise ConfigError(f"design(={design!r}) must be one of {', '.join(DESIGNS)}")
+    switch_model = options.get("switch", "quantum-2-qm9700")
+    switch = get_switch(switch_model)
+    nic = nic_speed_of(options["nic"]) if options.get("nic") else gpu.default_nic_speed
+    spec = FabricSpec(
+        name=options.get("name", design), num_gpus=options["gpus"],
+        gpus_per_node=options.get("gpus_per_node", 8),
+        nics_per_node=options.get("nics_per_node", 8), planes=options.get("planes", 1),
+        nic_speed=nic, switch_radix=options.get("switch_radix", switch.ports),
+        oversubscription=options.get("oversubscription", 1.0),
+        spine_oversubscription=options.get("spine_oversubscription", 1.0),
+        tiers=options.get("tiers"), grouping="rail" if design == "rail-optimized" else "tor",
+        su_nodes=options.get("su_nodes"), scaleup_domain_size=gpu.scaleup_domain_size,
+        switch_model=switch_model,
+    )  # fmt: skip
+    return spec, gpu.name, {"design": design}
+
+
+def build(spec: FabricSpec, design: str | None = None) -> Topology:
+    """Build with the design's builder (presets: by their grouping)."""
+    if design is None:
+        return build_rail_optimized(spec) if spec.grouping == "rail" else build_clos(spec)
+    return DESIGNS[design](spec)
+
+
+def plan_fabric(options: dict[str, Any], job: Any | None = None, *, matrix: bool = False,
+                prices: str | None = None) -> tuple[dict[str, Any], Topology, Any]:  # fmt: skip
+    """Build and describe a fabric; with a training job, place it and split its traffic."""
+    spec, gpu_name, info = fabric_spec(options)
+    topo = build(spec, info.get("design"))
+    gpu = get_gpu(gpu_name)
+    parts = load_parts(prices)
+    bom = bill_of_materials(topo, nic_speed=spec.nic_speed, switch_model=spec.switch_model,
+                            gpu=gpu_name, parts=parts)  # fmt: skip
+    cap = capacity_summary(topo)
+    result: dict[str, Any] = {
+        **info,
+        "gpu": gpu_name,
+        "gpus": topo.num_gpus,
+        "nodes": topo.num_nodes,
+        "nics": bom["nics"],
+        "nic_speed": spec.nic_speed,
+        "planes": spec.planes,
+        "tiers": topo.meta["tiers"],
+        "switch_model": spec.switch_model,
+        "switch_radix": spec.switch_radix,
+        "switches": {**topo.switches_by_tier(), "total": topo.num_switches},
+        "links": topo.links_by_tier(),
+        "ports": bom["ports"],
+        "transceivers": bom["transceivers"],
+        "cables": bom["cables"],
+        "cost": bom["cost"],
+        "power": bom["power"],
+        "bom": bom["lines"],
+        "bisection_bandwidth": cap["bisection_bandwidth"],
+        "bisection_ratio": cap["bisection_ratio"],
+        "oversubscription": cap["oversubscription"],
+        "max_endpoints_nonblocking": cap["max_endpoints_nonblocking"],
+        "scale_up": scaleup_summary(topo.num_gpus, gpu, spec.scaleup_domain_size),
+        "bandwidth_per_gpu": topo.link_capacity_by_tier()["endpoint-leaf"] / topo.num_gpus,
+    }
+    matrix_out = None
+    if job is not None:
+        matrix_out = _job_on_fabric(result, job, topo, gpu, matrix)
+    return result, topo, matrix_out
+
+
+def _job_on_fabric(result: dict[str, Any], job: Any, topo: Topology, gpu: Any,
+                   matrix: bool) -> Any:  # fmt: skip
+    from aifabric.fabric.placement import tier_requirements, traffic_by_tier
+    from aifabric.traffic.training import training_traffic
+
+    if job.domain_size != topo.scaleup_domain_size:
+        job = replace(job, scaleup_domain_size=topo.scaleup_domain_size)
+    traffic = training_traffic(job)
+    placed = traffic_by_tier(list(traffic.rows), job.plan, topo, matrix=matrix)
+    result["job"] = {"model": job.model.name, "plan": job.plan.summary(),
+                     "accounting": job.accounting,
+                     "iteration_bytes": traffic.total_bytes,
+                     "compute_time_s": traffic.compute_time}  # fmt: skip
+    result["traffic_by_tier"] = placed["rows"]
+    result["bytes_by_tier"] = placed["by_tier"]
+    layers = tier_requirements(placed["by_tier"], topo, step_time=traffic.compute_time,
+                               scaleup_bandwidth_per_gpu=gpu.scaleup_bandwidth_per_direction)  # fmt: skip
+    result["tier_bandwidth"] = layers
+    result["min_communication_time_s"] = max((x["min_time_s"] for x in layers), default=0.0)
+    return placed.get("node_matrix")
