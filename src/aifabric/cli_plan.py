@@ -50,6 +50,7 @@ def plan(
     prices: Annotated[str | None, Opt(help="Price catalog YAML (default: shipped).")] = None,
     graphml: Annotated[Path | None, Opt(help="Write the topology as GraphML here.")] = None,
     matrix: Annotated[Path | None, Opt(help="Write the node x node traffic CSV here.")] = None,
+    svg: Annotated[Path | None, Opt(help="Write a per-tier traffic chart (SVG) here.")] = None,
     as_json: Annotated[bool, Opt("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Build a fabric and report switches, links, optics, cost, power and capacity.
@@ -84,6 +85,8 @@ def plan(
     if matrix is not None and node_matrix is not None:
         _write_matrix(matrix, node_matrix)
         result["matrix"] = str(matrix)
+    if svg is not None:
+        _write_svg(svg, result)
     if as_json:
         from aifabric.cli import _emit_json
 
@@ -92,6 +95,20 @@ def plan(
     from aifabric.report.fabric_tables import plan_report
 
     plan_report(result)
+
+
+def _write_svg(path: Path, result: dict[str, Any]) -> None:
+    from aifabric.errors import ConfigError
+    from aifabric.report.svg import tier_traffic_svg
+
+    if "bytes_by_tier" not in result:
+        raise ConfigError("--svg draws a job's traffic per tier: add --model and a parallel plan")
+    title = f"{result['job']['model']}: bytes per iteration by tier"
+    label = str(result.get("preset") or result.get("design"))
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(tier_traffic_svg([(label, result["bytes_by_tier"])], title=title), "utf-8")
+    tmp.replace(path)
+    result["svg"] = str(path)
 
 
 def _job_defaults(options: dict[str, Any]) -> dict[str, Any]:

@@ -109,19 +109,21 @@ def plan_fabric(options: dict[str, Any], job: Any | None = None, *, matrix: bool
     }
     matrix_out = None
     if job is not None:
-        matrix_out = _job_on_fabric(result, job, topo, gpu, matrix)
+        placement = options.get("placement", "contiguous")
+        matrix_out = _job_on_fabric(result, job, topo, gpu, matrix, placement)
     return result, topo, matrix_out
 
 
 def _job_on_fabric(result: dict[str, Any], job: Any, topo: Topology, gpu: Any,
-                   matrix: bool) -> Any:  # fmt: skip
+                   matrix: bool, placement: str) -> Any:  # fmt: skip
     from aifabric.fabric.placement import tier_requirements, traffic_by_tier
     from aifabric.traffic.training import training_traffic
 
     if job.domain_size != topo.scaleup_domain_size:
         job = replace(job, scaleup_domain_size=topo.scaleup_domain_size)
     traffic = training_traffic(job)
-    placed = traffic_by_tier(list(traffic.rows), job.plan, topo, matrix=matrix)
+    placed = traffic_by_tier(list(traffic.rows), job.plan, topo, matrix=matrix, placement=placement)
+    result["placement"] = placement
     result["job"] = {"model": job.model.name, "plan": job.plan.summary(),
                      "accounting": job.accounting,
                      "iteration_bytes": traffic.total_bytes,
