@@ -36,8 +36,19 @@ def nic_speed_of(value: str) -> float:
 
 def fabric_spec(options: dict[str, Any]) -> tuple[FabricSpec, str, dict[str, Any]]:
     """FabricSpec, GPU name and preset info from merged plan options."""
+    placement = options.get("placement", "contiguous")
+    if placement not in ("contiguous", "random"):
+        raise ConfigError(f"placement(={placement!r}) must be contiguous or random")
     if options.get("preset"):
-        preset = get_preset(options["preset"], options.get("scalable_units") or options.get("pods"))
+        size = options.get("scalable_units")
+        size = options.get("pods") if size is None else size
+        preset = get_preset(options["preset"], size)
+        clash = [k for k in ("gpus", "design", "nic", "switch_radix", "tiers") if k in options]
+        if clash:
+            raise ConfigError(
+                f"--preset fixes the fabric; drop {', '.join('--' + k.replace('_', '-') for k in clash)}"
+                " or build without --preset"
+            )
         info = {"preset": options["preset"], "source": preset.source,
                 "published": preset.published, "notes": preset.notes}  # fmt: skip
         return preset.spec, options.get("gpu") or preset.gpu, info

@@ -72,6 +72,12 @@ class FabricSpec:
                     f"leaf_down_ports + leaf_up_ports(={self.leaf_down_ports + self.leaf_up_ports})"
                     f" exceed switch_radix(={self.switch_radix})"
                 )
+        ratios = (self.oversubscription, self.spine_oversubscription)
+        if not all(math.isfinite(r) for r in ratios):
+            raise ConfigError(
+                f"oversubscription(={self.oversubscription}) and spine_oversubscription"
+                f"(={self.spine_oversubscription}) must be finite numbers >= 1"
+            )
         if self.oversubscription < 1 or self.spine_oversubscription < 1:
             raise ConfigError(
                 f"oversubscription(={self.oversubscription}) and spine_oversubscription"
@@ -85,6 +91,10 @@ class FabricSpec:
             raise ConfigError(f"grouping(={self.grouping!r}) must be rail or tor")
         if any(r not in REACHES for r in self.reach):
             raise ConfigError(f"reach {self.reach} must use {', '.join(REACHES)}")
+        for name in ("su_nodes", "leaves_per_pod"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ConfigError(f"{name}(={value!r}) must be an integer >= 1")
         if self.scaleup_domain_size < 1:
             raise ConfigError("scaleup_domain_size must be >= 1")
 
@@ -109,8 +119,14 @@ class FabricSpec:
     def core_k(self) -> int:
         return self.core_radix or self.spine_k
 
+    def single_switch(self) -> bool:
+        """One switch per plane takes every endpoint on all its ports (1 tier, no uplinks)."""
+        return self.tiers in (None, 1) and self.num_nodes * self.nics_per_node <= self.switch_radix
+
     def leaf_ports(self) -> tuple[int, int]:
         """(down, up) ports of a leaf: given, or split so that down/up = oversubscription."""
+        if self.single_switch():
+            return self.switch_radix, 0
         if self.leaf_down_ports is not None and self.leaf_up_ports is not None:
             return self.leaf_down_ports, self.leaf_up_ports
         return split_ports(self.switch_radix, self.oversubscription)

@@ -37,6 +37,8 @@ def leaf_layout(spec: FabricSpec) -> tuple[np.ndarray, int, int]:
     if down < 1:
         raise CapacityError(f"switch_radix(={spec.switch_radix}) leaves no down ports")
     nodes, nics = spec.num_nodes, spec.nics_per_node
+    if spec.single_switch():
+        return np.zeros(nodes * nics, np.int64), 1, nodes
     node = np.repeat(np.arange(nodes), nics)
     rail = np.tile(np.arange(nics), nodes)
     if spec.grouping == "rail":
@@ -61,7 +63,7 @@ def leaf_uplinks(spec: FabricSpec, su: int) -> int:
     """Uplinks per leaf: given; or, when a scalable unit / rack fills only part of the leaf,
     enough for its ports at the oversubscription; else the radix split."""
     _, up = spec.leaf_ports()
-    if spec.leaf_up_ports is not None or not spec.su_nodes:
+    if spec.leaf_up_ports is not None or not spec.su_nodes or up == 0:
         return up
     used = su * (1 if spec.grouping == "rail" else spec.nics_per_node)
     return min(

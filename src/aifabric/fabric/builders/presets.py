@@ -38,7 +38,13 @@ def register(name: str) -> Callable[[PresetFn], PresetFn]:
 
 
 def get_preset(name: str, size: int | None = None) -> Preset:
-    """A preset by name; ``size`` is scalable units (SuperPOD) or pods (HPN, Meta)."""
+    """A preset by name; ``size`` is scalable units (SuperPOD) or pods (HPN, Meta).
+
+    Raises:
+        ConfigError: unknown name, or a size below 1.
+    """
+    if size is not None and (not isinstance(size, int) or size < 1):
+        raise ConfigError(f"preset size (scalable units / pods)(={size!r}) must be >= 1")
     try:
         fn = PRESETS[name]
     except KeyError:
@@ -56,7 +62,7 @@ SUPERPOD_H100_COUNTS = {
 
 @register("dgx-superpod-h100")
 def dgx_superpod_h100(scalable_units: int | None) -> Preset:
-    su = scalable_units or 4
+    su = 4 if scalable_units is None else scalable_units
     if not 1 <= su <= 64:
         raise ConfigError(f"scalable_units(={su}) must be 1..64 for dgx-superpod-h100")
     spec = FabricSpec(
@@ -81,7 +87,7 @@ def dgx_superpod_h100(scalable_units: int | None) -> Preset:
 
 @register("meta-llama3-24k")
 def meta_llama3_24k(pods: int | None) -> Preset:
-    count = pods or 8
+    count = 8 if pods is None else pods
     spec = FabricSpec(
         name=f"meta-llama3-{count * 3}k", num_gpus=count * 3072, gpus_per_node=8,
         nics_per_node=8, nic_speed=parse_bandwidth("400G"), switch_radix=64, grouping="tor",
@@ -105,7 +111,7 @@ def meta_llama3_24k(pods: int | None) -> Preset:
 
 @register("alibaba-hpn")
 def alibaba_hpn(pods: int | None) -> Preset:
-    count = pods or 1
+    count = 1 if pods is None else pods
     spec = FabricSpec(
         name=f"alibaba-hpn-{count}pod", num_gpus=count * 15360, gpus_per_node=8,
         nics_per_node=8, planes=2, nic_speed=parse_bandwidth("400G"), switch_radix=188,
