@@ -232,3 +232,20 @@ def test_small_fabric_is_one_switch(capsys):
     data = run_json(capsys, "plan", "--gpus", "64", "--json")
     assert data["switches"] == {"leaf": 1, "spine": 0, "core": 0, "total": 1}
     assert data["tiers"] == 1
+
+
+def test_frontend_network_is_planned(capsys):
+    """128 servers, one 200G front-end NIC each, ToR spine-leaf at ~4:3 (SuperPOD storage)."""
+    data = run_json(capsys, "plan", "--gpus", "1024", "--frontend-nic", "200G", "--json")
+    front = data["frontend"]
+    assert front["links"]["endpoint-leaf"] == 128
+    assert front["switches"]["total"] >= 3
+    assert front["cost"]["total_usd"] > 0
+
+
+def test_topology_json_export(capsys, tmp_path):
+    path = tmp_path / "topo.json"
+    data = run_json(capsys, "plan", "--gpus", "256", "--export", str(path), "--json")
+    topo = json.loads(path.read_text())
+    assert len(topo["link_arrays"]["src"]) == sum(data["links"].values())
+    assert topo["switches"] == data["switches"]

@@ -51,6 +51,12 @@ def plan(
     graphml: Annotated[Path | None, Opt(help="Write the topology as GraphML here.")] = None,
     matrix: Annotated[Path | None, Opt(help="Write the node x node traffic CSV here.")] = None,
     svg: Annotated[Path | None, Opt(help="Write a per-tier traffic chart (SVG) here.")] = None,
+    export: Annotated[
+        Path | None, Opt(help="Write the topology (with link arrays) as JSON.")
+    ] = None,
+    frontend_nic: Annotated[
+        str | None, Opt(help="Add a front-end network: NIC rate per server, e.g. 200G.")
+    ] = None,
     as_json: Annotated[bool, Opt("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Build a fabric and report switches, links, optics, cost, power and capacity.
@@ -77,11 +83,20 @@ def plan(
         if "gpu" in fabric_opts:
             job_opts["gpu"] = fabric_opts["gpu"]
         job = training_job(_job_defaults(job_opts))
+    if frontend_nic is not None:
+        fabric_opts["frontend_nic"] = frontend_nic
     result, topo, node_matrix = plan_fabric(fabric_opts, job, matrix=matrix is not None,
                                             prices=prices)  # fmt: skip
     if graphml is not None:
         topo.write_graphml(graphml)
         result["graphml"] = str(graphml)
+    if export is not None:
+        import json
+
+        tmp = export.with_name(export.name + ".tmp")
+        tmp.write_text(json.dumps(topo.to_dict(include_links=True)), "utf-8")
+        tmp.replace(export)
+        result["export"] = str(export)
     if matrix is not None and node_matrix is not None:
         _write_matrix(matrix, node_matrix)
         result["matrix"] = str(matrix)

@@ -118,11 +118,27 @@ def plan_fabric(options: dict[str, Any], job: Any | None = None, *, matrix: bool
         "scale_up": scaleup_summary(topo.num_gpus, gpu, spec.scaleup_domain_size),
         "bandwidth_per_gpu": topo.link_capacity_by_tier()["endpoint-leaf"] / topo.num_gpus,
     }
+    if options.get("frontend_nic"):
+        result["frontend"] = _frontend(topo, options["frontend_nic"], gpu_name, parts)
     matrix_out = None
     if job is not None:
         placement = options.get("placement", "contiguous")
         matrix_out = _job_on_fabric(result, job, topo, gpu, matrix, placement)
     return result, topo, matrix_out
+
+
+def _frontend(topo: Topology, nic: str, gpu_name: str, parts: dict[str, Any]) -> dict[str, Any]:
+    """A ToR front-end network, one NIC per server, and its bill of materials."""
+    from aifabric.fabric.builders.frontend import build_frontend
+
+    speed = nic_speed_of(nic)
+    front = build_frontend(num_gpus=topo.num_gpus, gpus_per_node=topo.gpus_per_node,
+                           nic_speed=speed, switch_radix=64)  # fmt: skip
+    bom = bill_of_materials(front, nic_speed=speed, switch_model="eth-12.8t", gpu=gpu_name,
+                            parts=parts)  # fmt: skip
+    return {"nic_speed": speed, "switches": {**front.switches_by_tier(), "total": front.num_switches},
+            "links": front.links_by_tier(), "transceivers": bom["transceivers"],
+            "cables": bom["cables"], "cost": bom["cost"], "power": bom["power"]}  # fmt: skip
 
 
 def _job_on_fabric(result: dict[str, Any], job: Any, topo: Topology, gpu: Any,

@@ -210,6 +210,7 @@ PLAN_KEYS: dict[str, Callable[[Any], Any]] = {
     "oversubscription": _float("oversubscription"),
     "spine_oversubscription": _float("spine_oversubscription"), "planes": _int("planes"),
     "su_nodes": _int("su_nodes"), "placement": _str("placement"),
+    "frontend_nic": _str("frontend_nic"),
 }  # fmt: skip
 JOB_KEYS = {k: v for k, v in TRAIN_KEYS.items() if k not in ("gpu", "gpus")}
 
