@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -11,28 +10,11 @@ import pytest
 
 from aifabric.cli import main
 
+from .cli_helpers import run_error, run_json
 from .test_seed_examples import REQUIRED
 
 ROOT = Path(__file__).resolve().parents[1]
 REQUIRED_SEED_IDS = set(REQUIRED)  # the contract, listed once in test_seed_examples
-
-
-def run_json(capsys: pytest.CaptureFixture[str], *args: str) -> dict:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    assert code == 0, err
-    return json.loads(out)
-
-
-def run_error(capsys: pytest.CaptureFixture[str], *args: str) -> str:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    assert code == 2
-    assert out == ""
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("aifabric: error: ")
-    return lines[0]
 
 
 def test_seeds_json_contract(capsys):

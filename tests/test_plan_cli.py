@@ -18,35 +18,17 @@ import csv
 import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from aifabric.cli import main
 
+from .cli_helpers import run_error, run_json
+
 PRESET_4SU = ("plan", "--preset", "dgx-superpod-h100", "--scalable-units", "4")
 JOB = ("--model", "llama3-8b", "--tp", "8", "--dp", "16", "--seq-len", "4096",
        "--global-batch", "64")  # fmt: skip
 GML = "{http://graphml.graphdrawing.org/xmlns}"
-
-
-def run_json(capsys: pytest.CaptureFixture[str], *args: str) -> dict[str, Any]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    assert code == 0, err
-    data: dict[str, Any] = json.loads(out)
-    return data
-
-
-def run_error(capsys: pytest.CaptureFixture[str], *args: str) -> str:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    assert code == 2
-    assert out == ""
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("aifabric: error: ")
-    return lines[0]
 
 
 def test_plan_json_contract(capsys):
