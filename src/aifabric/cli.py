@@ -22,9 +22,11 @@ catalog_app = typer.Typer(
     no_args_is_help=True, help="Shipped catalog of models, GPUs, NICs, switches."
 )
 net_app = typer.Typer(no_args_is_help=True, help="Network requirement helpers.")
+trace_app = typer.Typer(no_args_is_help=True, help="LLM-serving request traces.")
 app.add_typer(traffic_app, name="traffic")
 app.add_typer(catalog_app, name="catalog")
 app.add_typer(net_app, name="net")
+app.add_typer(trace_app, name="trace")
 
 
 def _register_plan() -> None:
@@ -321,6 +323,41 @@ def net_switches(
         _emit_json(result)
     else:
         typer.echo(f"{need:.2f} switches of {capacity} -> {whole_devices(need)} whole switches")
+
+
+@trace_app.command("stats")
+def trace_stats_cmd(
+    path: Annotated[Path, typer.Argument(help="Trace file (Mooncake .jsonl or Azure .csv).")],
+    fmt: Annotated[str | None, typer.Option("--format", help="mooncake or azure.")] = None,
+    cache_capacity_tokens: Annotated[
+        str | None, typer.Option(help="Prefix cache size in tokens (LRU); default infinite.")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Requests, duration, lengths, arrival rate, burstiness and prefix-cache reuse of a trace."""
+    from aifabric.serving.trace import read_trace, trace_stats
+    from aifabric.units import parse_count
+
+    capacity = None
+    if cache_capacity_tokens is not None:
+        capacity = parse_count(cache_capacity_tokens, what="--cache-capacity-tokens")
+    result = trace_stats(read_trace(path, fmt), capacity)
+    if as_json:
+        _emit_json(result)
+        return
+    from aifabric.report.tables import key_values
+
+    hit = result["prefix_cache"]["hit_ratio"]
+    cv = result["interarrival_cv"]
+    key_values(f"trace {result['trace']}", [
+        ("requests", f"{result['requests']:,}"),
+        ("duration", f"{result['duration_s']:,.0f} s"),
+        ("mean input / output tokens",
+         f"{result['mean_input_tokens']:,.0f} / {result['mean_output_tokens']:,.0f}"),
+        ("arrival rate", f"{result['arrival_rate_rps']:.3f} requests/s"),
+        ("inter-arrival CV (1 = Poisson)", "-" if cv is None else f"{cv:.2f}"),
+        ("prefix-cache hit ratio (prompt tokens)", "-" if hit is None else f"{hit:.1%}"),
+    ])  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,1 @@
+"""LLM-serving workloads and simulation (trace readers and statistics so far)."""
