@@ -1,0 +1,86 @@
+"""A tiny discrete-event kernel: a heap of (time, priority, sequence) events.
+
+Imports nothing else from aifabric. Events at equal time fire by priority (lower first),
+then in scheduling order, so a run is deterministic. Handlers may schedule more events and
+may cancel pending ones (lazily: a cancelled event is skipped when it reaches the top).
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+Handler = Callable[..., None]
+
+
+@dataclass(order=True, slots=True)
+class Event:
+    """A scheduled call; compare by (time, priority, seq) only."""
+
+    time: float
+    priority: int
+    seq: int
+    handler: Handler = field(compare=False)
+    args: tuple[Any, ...] = field(compare=False, default=())
+    cancelled: bool = field(compare=False, default=False)
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class Simulator:
+    """Event loop with a clock in seconds."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self._heap: list[Event] = []
+        self._seq = 0
+        self.events_run = 0
+
+    def schedule(self, delay: float, handler: Handler, *args: Any, priority: int = 0) -> Event:
+        """Run handler(*args) ``delay`` seconds from now (delay >= 0)."""
+        if not delay >= 0 or math.isinf(delay):
+            raise ValueError(f"event delay must be finite and >= 0, got {delay!r}")
+        return self.schedule_at(self.now + delay, handler, *args, priority=priority)
+
+    def schedule_at(self, time: float, handler: Handler, *args: Any, priority: int = 0) -> Event:
+        """Run handler(*args) at absolute ``time`` (not in the past)."""
+        if time < self.now:
+            raise ValueError(f"cannot schedule at {time} before now ({self.now})")
+        event = Event(time, priority, self._seq, handler, args)
+        self._seq += 1
+        heapq.heappush(self._heap, event)
+        return event
+
+    def peek(self) -> float:
+        """Time of the next live event, or inf when none is pending."""
+        while self._heap and self._heap[0].cancelled:
+            heapq.heappop(self._heap)
+        return self._heap[0].time if self._heap else math.inf
+
+    def step(self) -> bool:
+        """Run the next live event; False when none is left."""
+        if self.peek() == math.inf:
+            return False
+        event = heapq.heappop(self._heap)
+        self.now = event.time
+        self.events_run += 1
+        event.handler(*event.args)
+        return True
+
+    def run(self, until: float = math.inf) -> float:
+        """Run events with time <= until; the clock ends at ``until`` if it is finite."""
+        while True:
+            next_time = self.peek()
+            if next_time == math.inf or next_time > until:
+                break
+            self.step()
+        if until != math.inf:
+            self.now = max(self.now, until)
+        return self.now
+
+    def __len__(self) -> int:
+        return sum(1 for e in self._heap if not e.cancelled)
