@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from aifabric.catalog import get_model
 from aifabric.errors import ConfigError
 from aifabric.spec.model import ModelSpec
-from aifabric.spec.parallel import ParallelPlan, ceil_div
+from aifabric.spec.parallel import ParallelPlan
 
 # ----- validation against a model ------------------------------------------------------------
 
@@ -158,11 +158,6 @@ def test_params_per_gpu_split(mixtral: ModelSpec) -> None:
 
 def test_layers_per_stage() -> None:
     assert ParallelPlan(pp=8).layers_per_stage(get_model("llama3-70b")) == 10
-
-
-def test_ceil_div() -> None:
-    assert ceil_div(7, 2) == 4
-    assert ceil_div(8, 2) == 4
 
 
 pow2 = st.sampled_from([1, 2, 4, 8])

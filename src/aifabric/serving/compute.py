@@ -42,7 +42,7 @@ class RooflineTiming:
                 raise ConfigError(f"compute.{name}(={value}) must be in (0, 1]")
         if self.tp < 1:
             raise ConfigError(f"tp(={self.tp}) must be >= 1")
-        weights = self.model.num_params * dtype_bytes(self.weight_dtype) / self.tp
+        weights = self.weight_bytes / self.tp
         if weights > self.gpu.hbm_bytes:
             raise ConfigError(
                 f"{self.model.name} needs {weights / 1e9:.0f} GB of weights per GPU at tp={self.tp},"
@@ -50,9 +50,14 @@ class RooflineTiming:
             )
 
     @property
+    def weight_bytes(self) -> float:
+        """All weights of the model, bytes (the instance holds them once, split over tp)."""
+        return self.model.num_params * dtype_bytes(self.weight_dtype)
+
+    @property
     def kv_capacity_tokens(self) -> float:
         """Tokens of KV the instance's HBM holds after the weights (whole instance)."""
-        free = self.tp * self.gpu.hbm_bytes - self.model.num_params * dtype_bytes(self.weight_dtype)
+        free = self.tp * self.gpu.hbm_bytes - self.weight_bytes
         return max(0.0, free / self.model.kv_bytes_per_token(self.kv_dtype))
 
     def _allreduce_time(self, tokens: float) -> float:
@@ -77,14 +82,11 @@ class RooflineTiming:
         """Seconds for one decode step of ``batch`` sequences holding ``context_tokens`` of KV."""
         if batch <= 0:
             return 0.0
-        weights = self.model.num_active_params * dtype_bytes(self.weight_dtype)
+        per_param = dtype_bytes(self.weight_dtype)
+        weights = self.model.num_active_params * per_param
         if self.model.is_moe:  # a batch touches more experts than one token does
             touched = min(1.0, batch * self.model.experts_per_token / self.model.num_experts)
-            weights += (
-                touched
-                * (self.model.num_params - self.model.num_active_params)
-                * dtype_bytes(self.weight_dtype)
-            )
+            weights += touched * (self.weight_bytes - weights)
         kv = context_tokens * self.model.kv_bytes_per_token(self.kv_dtype)
         memory = (weights + kv) / (
             self.tp * self.gpu.hbm_bandwidth * self.decode_bandwidth_efficiency

@@ -11,7 +11,6 @@ parallelism (ring attention, Liu et al. 2023), Megatron-Core MoE expert parallel
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -214,8 +213,3 @@ class ParallelPlan:
             "param_dtype": self.param_dtype,
             "world_size": self.world_size,
         }
-
-
-def ceil_div(a: float, b: float) -> int:
-    """Smallest integer >= a / b."""
-    return math.ceil(a / b)
