@@ -37,6 +37,15 @@ def _register_plan() -> None:
 
 _register_plan()
 
+
+def _register_simulate() -> None:
+    from aifabric.cli_simulate import simulate_app
+
+    app.add_typer(simulate_app, name="simulate")
+
+
+_register_simulate()
+
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object (base units).")]
 ScenarioFile = Annotated[Path | None, typer.Option("-f", "--file", help="Scenario YAML file.")]
 

@@ -16,9 +16,9 @@ from typing import Any
 Handler = Callable[..., None]
 
 
-@dataclass(order=True, slots=True)
+@dataclass(slots=True, eq=False)
 class Event:
-    """A scheduled call; compare by (time, priority, seq) only."""
+    """A scheduled call; the heap orders (time, priority, seq, event) tuples."""
 
     time: float
     priority: int
@@ -36,7 +36,7 @@ class Simulator:
 
     def __init__(self) -> None:
         self.now = 0.0
-        self._heap: list[Event] = []
+        self._heap: list[tuple[float, int, int, Event]] = []
         self._seq = 0
         self.events_run = 0
 
@@ -51,21 +51,22 @@ class Simulator:
         if time < self.now:
             raise ValueError(f"cannot schedule at {time} before now ({self.now})")
         event = Event(time, priority, self._seq, handler, args)
+        heapq.heappush(self._heap, (time, priority, self._seq, event))
         self._seq += 1
-        heapq.heappush(self._heap, event)
         return event
 
     def peek(self) -> float:
         """Time of the next live event, or inf when none is pending."""
-        while self._heap and self._heap[0].cancelled:
-            heapq.heappop(self._heap)
-        return self._heap[0].time if self._heap else math.inf
+        heap = self._heap
+        while heap and heap[0][3].cancelled:
+            heapq.heappop(heap)
+        return heap[0][0] if heap else math.inf
 
     def step(self) -> bool:
         """Run the next live event; False when none is left."""
         if self.peek() == math.inf:
             return False
-        event = heapq.heappop(self._heap)
+        event = heapq.heappop(self._heap)[3]
         self.now = event.time
         self.events_run += 1
         event.handler(*event.args)
@@ -83,4 +84,4 @@ class Simulator:
         return self.now
 
     def __len__(self) -> int:
-        return sum(1 for e in self._heap if not e.cancelled)
+        return sum(1 for e in self._heap if not e[3].cancelled)

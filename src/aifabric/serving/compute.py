@@ -1,18 +1,21 @@
 """Roofline timing of one serving instance (TP group) per batch iteration.
 
-Prefill is compute-bound: time = FLOPs / (tp x peak x prefill_mfu), FLOPs from the model's
-forward FLOPs per token with causal attention over the prompt. Decode is memory-bound:
-each step reads the instance's weights once plus the batch's whole KV cache, time =
-bytes / (tp x HBM bandwidth x decode_bandwidth_efficiency), unless the batch's FLOPs take
-longer. Both add the TP all-reduces (2 per layer) of the batch's hidden states, timed by
-the collectives module on the scale-up link (ring, per-direction bandwidth). The
-efficiency factors are named config fields; a measured calibration table can replace this
-class behind the same two methods (prefill_time, decode_step_time).
+One iteration may carry prefill tokens (compute-bound: FLOPs / (tp x peak x prefill_mfu)),
+decode tokens (memory-bound: the instance's weights are read once, plus the KV cache of
+every decoding sequence, at tp x HBM bandwidth x decode_bandwidth_efficiency; or their
+FLOPs at decode_mfu if that is longer), or both (chunked prefill). Time is
+max(compute, memory) plus the TP all-reduces (2 per layer) of all the iteration's tokens,
+timed by the collectives module on the scale-up link (ring, per-direction bandwidth).
+The efficiency factors are named config fields; a measured calibration table can replace
+this class behind the same methods (``iteration_time``, ``decode_step_times``,
+``prefill_flops``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+import numpy as np
 
 from aifabric.errors import ConfigError
 from aifabric.spec.gpu import GpuSpec
@@ -34,6 +37,8 @@ class RooflineTiming:
     decode_bandwidth_efficiency: float = 0.8
     decode_mfu: float = 0.5
     scaleup_latency: float = 2e-6  # s per collective step on NVLink
+    # Derived once in __post_init__ (hot path): see _derive.
+    _c: dict[str, float] = field(init=False, repr=False, compare=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in ("prefill_mfu", "decode_bandwidth_efficiency", "decode_mfu"):
@@ -48,49 +53,108 @@ class RooflineTiming:
                 f"{self.model.name} needs {weights / 1e9:.0f} GB of weights per GPU at tp={self.tp},"
                 f" more than {self.gpu.name}'s {self.gpu.hbm_bytes / 1e9:.0f} GB; raise tp"
             )
+        self._derive()
 
+    def _derive(self) -> None:
+        """Cache the constants every iteration needs (all from the model and collectives)."""
+        c = self._c
+        c["peak"] = self.tp * self.gpu.peak_flops(self.compute_dtype)
+        c["hbm"] = self.tp * self.gpu.hbm_bandwidth * self.decode_bandwidth_efficiency
+        c["kv"] = self.model.kv_bytes_per_token(self.kv_dtype)
+        c["active"] = self.model.num_active_params * dtype_bytes(self.weight_dtype)
+        c["flops0"] = self.model.forward_flops_per_token(0.0)
+        c["slope"] = self.model.forward_flops_per_token(1.0) - c["flops0"]
+        # The ring all-reduce's alpha-beta time is affine in its size: fix + per_token x tokens.
+        fixed = self._allreduce_exact(0.0) if self.tp > 1 else 0.0
+        c["ar_fixed"] = fixed
+        c["ar_per_token"] = (self._allreduce_exact(1e6) - fixed) / 1e6 if self.tp > 1 else 0.0
+
+    # ----- sizes --------------------------------------------------------------------------
     @property
     def weight_bytes(self) -> float:
         """All weights of the model, bytes (the instance holds them once, split over tp)."""
         return self.model.num_params * dtype_bytes(self.weight_dtype)
 
     @property
+    def kv_bytes_per_token(self) -> float:
+        return self._c["kv"]
+
+    @property
     def kv_capacity_tokens(self) -> float:
         """Tokens of KV the instance's HBM holds after the weights (whole instance)."""
         free = self.tp * self.gpu.hbm_bytes - self.weight_bytes
-        return max(0.0, free / self.model.kv_bytes_per_token(self.kv_dtype))
+        return max(0.0, free / self.kv_bytes_per_token)
 
+    def tp_allreduce_bytes(self, tokens: float) -> float:
+        """Bytes all TP ranks put on the scale-up links for ``tokens`` tokens' all-reduces."""
+        if self.tp == 1 or tokens <= 0:
+            return 0.0
+        per_token = self.model.hidden_bytes_per_token(self.compute_dtype)
+        cost = collective("all_reduce", "ring", num_ranks=self.tp, size=per_token)
+        return 2 * self.model.num_layers * cost.total_bytes * tokens
+
+    # ----- pieces -------------------------------------------------------------------------
     def _allreduce_time(self, tokens: float) -> float:
         if self.tp == 1 or tokens <= 0:
             return 0.0
+        return self._c["ar_fixed"] + self._c["ar_per_token"] * tokens
+
+    def _allreduce_exact(self, tokens: float) -> float:
         size = tokens * self.model.hidden_bytes_per_token(self.compute_dtype)
         cost = collective("all_reduce", "ring", num_ranks=self.tp, size=size)
         link = Link(self.gpu.scaleup_bandwidth_per_direction, self.scaleup_latency)
         return 2 * self.model.num_layers * cost.time(link)
 
+    def _weights_read(self, tokens: float) -> float:
+        """Weight bytes one iteration of ``tokens`` tokens reads (MoE: experts touched)."""
+        weights = self._c["active"]
+        if self.model.is_moe:
+            touched = min(1.0, tokens * self.model.experts_per_token / self.model.num_experts)
+            weights += touched * (self.weight_bytes - weights)
+        return weights
+
+    def prefill_flops(self, prompt_tokens: float, cached_tokens: float = 0.0) -> float:
+        """FLOPs to compute tokens [cached, prompt) attending causally to all before them."""
+        new = max(0.0, prompt_tokens - cached_tokens)
+        return new * (self._c["flops0"] + self._c["slope"] * (cached_tokens + new / 2.0))
+
+    # ----- iteration times ----------------------------------------------------------------
+    def iteration_time(self, *, prefill_flops: float = 0.0, prefill_tokens: float = 0.0,
+                       decode_batch: int = 0, decode_context: float = 0.0) -> float:  # fmt: skip
+        """Seconds for one iteration: prefill work plus ``decode_batch`` decode tokens whose
+        sequences hold ``decode_context`` tokens of KV in total."""
+        tokens = prefill_tokens + decode_batch
+        if tokens <= 0:
+            return 0.0
+        c = self._c
+        compute = prefill_flops / (c["peak"] * self.prefill_mfu)
+        if decode_batch > 0:  # batch x forward_flops_per_token(context / batch)
+            decode_flops = decode_batch * c["flops0"] + c["slope"] * decode_context
+            compute += decode_flops / (c["peak"] * self.decode_mfu)
+        memory = (self._weights_read(tokens) + decode_context * c["kv"]) / c["hbm"]
+        return max(compute, memory) + self._allreduce_time(tokens)
+
     def prefill_time(self, prompt_tokens: float, cached_tokens: float = 0.0) -> float:
         """Seconds to prefill ``prompt_tokens`` of which ``cached_tokens`` come from cache."""
         new = max(0.0, prompt_tokens - cached_tokens)
-        if new == 0:
-            return 0.0
-        mean_context = cached_tokens + new / 2.0
-        flops = new * self.model.forward_flops_per_token(mean_context)
-        peak = self.tp * self.gpu.peak_flops(self.compute_dtype) * self.prefill_mfu
-        return flops / peak + self._allreduce_time(new)
+        flops = self.prefill_flops(prompt_tokens, cached_tokens)
+        return self.iteration_time(prefill_flops=flops, prefill_tokens=new)
 
     def decode_step_time(self, batch: int, context_tokens: float) -> float:
         """Seconds for one decode step of ``batch`` sequences holding ``context_tokens`` of KV."""
-        if batch <= 0:
-            return 0.0
-        per_param = dtype_bytes(self.weight_dtype)
-        weights = self.model.num_active_params * per_param
-        if self.model.is_moe:  # a batch touches more experts than one token does
-            touched = min(1.0, batch * self.model.experts_per_token / self.model.num_experts)
-            weights += touched * (self.weight_bytes - weights)
-        kv = context_tokens * self.model.kv_bytes_per_token(self.kv_dtype)
-        memory = (weights + kv) / (
-            self.tp * self.gpu.hbm_bandwidth * self.decode_bandwidth_efficiency
-        )
-        flops = batch * self.model.forward_flops_per_token(context_tokens / batch)
-        compute = flops / (self.tp * self.gpu.peak_flops(self.compute_dtype) * self.decode_mfu)
-        return max(memory, compute) + self._allreduce_time(batch)
+        return self.iteration_time(decode_batch=batch, decode_context=context_tokens)
+
+    def decode_step_times(self, batch: int, context_tokens: float, steps: int) -> np.ndarray:
+        """Times of ``steps`` consecutive decode steps; the context grows by ``batch`` a step.
+
+        Vectorised twin of ``decode_step_time`` (which it equals at every step): both the
+        memory and the compute term are linear in the context, so a stretch of identical
+        iterations costs one array expression instead of ``steps`` calls.
+        """
+        if batch <= 0 or steps <= 0:
+            return np.zeros(max(steps, 0))
+        c = self._c
+        context = context_tokens + batch * np.arange(steps, dtype=np.float64)
+        compute = (batch * c["flops0"] + c["slope"] * context) / (c["peak"] * self.decode_mfu)
+        memory = (self._weights_read(batch) + context * c["kv"]) / c["hbm"]
+        return np.maximum(compute, memory) + self._allreduce_time(batch)

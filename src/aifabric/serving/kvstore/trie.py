@@ -7,16 +7,20 @@ tier than its prefix (child.tier >= parent.tier): inserting under a slower prefi
 the prefix. When a tier is full, its least-recently-used node with no child in that tier
 moves down one tier (entering it as its least recent block), or leaves the store from the
 last tier; so eviction is leaf-first and
-a cached block's prefix always stays reachable. Nodes idle for longer than ``ttl`` (24 h
-by default) expire, pruning leaves upward.
+a cached block's prefix always stays reachable. A walk touches its nodes deepest first,
+so a prefix is always more recent than its tail and the LRU end of a tier is a leaf.
+Nodes idle for longer than ``ttl`` (24 h by default) expire: a lookup never matches one,
+and a sweep every ``ttl / 100`` (``expire_interval``) prunes them, leaves upward.
+Optional ``on_add`` / ``on_remove`` callbacks see blocks enter and leave the store (a
+router's index of which instance caches what uses them).
 """
 
 from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,13 +32,18 @@ class Tier:
     read_bandwidth: float = math.inf
 
 
-@dataclass(slots=True, eq=False)
 class _Node:
-    block: int
-    parent: _Node | None
-    tier: int = 0
-    last_access: float = 0.0
-    children: dict[int, _Node] = field(default_factory=dict)
+    """One cached block (hashable by identity)."""
+
+    __slots__ = ("block", "children", "last_access", "parent", "tier")
+
+    def __init__(self, block: int, parent: _Node | None, tier: int = 0,
+                 last_access: float = 0.0) -> None:  # fmt: skip
+        self.block = block
+        self.parent = parent
+        self.tier = tier
+        self.last_access = last_access
+        self.children: dict[int, _Node] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,29 +57,48 @@ class Match:
 class KVStore:
     """Trie + tiers + LRU demotion + TTL expiry. Times are simulation seconds."""
 
-    def __init__(self, tiers: Sequence[Tier], *, ttl: float = 24 * 3600.0) -> None:
+    def __init__(self, tiers: Sequence[Tier], *, ttl: float = 24 * 3600.0,
+                 expire_interval: float | None = None) -> None:  # fmt: skip
         if not tiers:
             raise ValueError("a KV store needs at least one tier")
         self.tiers = list(tiers)
         self.ttl = ttl
+        self.expire_interval = ttl / 100 if expire_interval is None else expire_interval
+        self._next_sweep = -math.inf
+        self.on_add: Callable[[int], None] | None = None
+        self.on_remove: Callable[[int], None] | None = None
         self.root = _Node(block=-1, parent=None, tier=-1)
-        self._lru: list[OrderedDict[int, _Node]] = [OrderedDict() for _ in tiers]
+        self._lru: list[OrderedDict[_Node, None]] = [OrderedDict() for _ in tiers]
         self.evicted_blocks = 0
         self.expired_blocks = 0
 
     # ----- queries ------------------------------------------------------------------------
     def match(self, blocks: Sequence[int], now: float) -> Match:
         """Longest prefix of ``blocks`` in the store; touches the matched nodes."""
-        self.expire(now)
-        node, per_tier, count = self.root, [0] * len(self.tiers), 0
+        self._maybe_sweep(now)
+        node, per_tier, path = self.root, [0] * len(self.tiers), []
+        deadline = now - self.ttl
         for block in blocks:
             child = node.children.get(block)
-            if child is None:
+            if child is None or child.last_access < deadline:
                 break
-            self._touch(child, now)
+            path.append(child)
             per_tier[child.tier] += 1
+            node = child
+        for child in reversed(path):
+            self._touch(child, now)
+        return Match(len(path), tuple(per_tier))
+
+    def peek(self, blocks: Sequence[int], now: float) -> int:
+        """Length of the longest live cached prefix, without touching anything."""
+        node, count = self.root, 0
+        deadline = now - self.ttl
+        for block in blocks:
+            child = node.children.get(block)
+            if child is None or child.last_access < deadline:
+                break
             node, count = child, count + 1
-        return Match(count, tuple(per_tier))
+        return count
 
     def blocks_in(self, tier: int) -> int:
         return len(self._lru[tier])
@@ -81,21 +109,48 @@ class KVStore:
     # ----- updates ------------------------------------------------------------------------
     def insert(self, blocks: Sequence[int], now: float, tier: int = 0) -> int:
         """Cache a prefix in ``tier``, promoting slower prefix blocks to it; new blocks."""
-        self.expire(now)
-        node, added = self.root, 0
+        self._maybe_sweep(now)
+        node, added, path, new = self.root, 0, [], []
+        lru = self._lru[tier]
         for block in blocks:
             child = node.children.get(block)
             if child is None:
                 child = _Node(block, node, tier, now)
                 node.children[block] = child
-                self._lru[tier][id(child)] = child
                 added += 1
-            elif child.tier > tier:
-                self._move(child, tier)
-            self._touch(child, now)
+                new.append(child)
+                if self.on_add is not None:
+                    self.on_add(block)
+                node = child
+                continue
+            if child.tier != tier:
+                if child.tier > tier:  # promote into this tier
+                    del self._lru[child.tier][child]
+                    child.tier = tier
+                else:  # already faster: just touch it where it is
+                    child.last_access = now
+                    self._lru[child.tier].move_to_end(child)
+                    node = child
+                    continue
+            path.append(child)
             node = child
+        # Touch deepest first, so a prefix ends up more recent than its tail. New nodes are
+        # always the deepest part of the path.
+        for child in reversed(new):
+            lru[child] = None
+        for child in reversed(path):
+            child.last_access = now
+            if child in lru:
+                lru.move_to_end(child)
+            else:
+                lru[child] = None
         self._enforce_capacity()
         return added
+
+    def _maybe_sweep(self, now: float) -> None:
+        if now >= self._next_sweep:
+            self._next_sweep = now + self.expire_interval
+            self.expire(now)
 
     def expire(self, now: float) -> None:
         """Drop nodes idle for longer than the TTL, leaves first (a prefix outlives its tail)."""
@@ -103,11 +158,13 @@ class KVStore:
             return
         deadline = now - self.ttl
         for lru in self._lru:
-            stale = [n for n in lru.values() if n.last_access < deadline]
+            stale = [n for n in lru if n.last_access < deadline]
             for node in stale:
                 self._prune(node, deadline)
 
     def _prune(self, node: _Node, deadline: float) -> None:
+        if node.parent is None or node.parent.children.get(node.block) is not node:
+            return  # already pruned as part of a deeper node's branch
         while node is not self.root and node.last_access < deadline and not node.children:
             parent = node.parent
             assert parent is not None
@@ -117,32 +174,44 @@ class KVStore:
 
     def _touch(self, node: _Node, now: float) -> None:
         node.last_access = now
-        self._lru[node.tier].move_to_end(id(node))
+        self._lru[node.tier].move_to_end(node)
 
     def _remove(self, node: _Node) -> None:
         assert node.parent is not None and not node.children
         del node.parent.children[node.block]
-        del self._lru[node.tier][id(node)]
-
-    def _move(self, node: _Node, tier: int) -> None:
-        del self._lru[node.tier][id(node)]
-        node.tier = tier
-        self._lru[tier][id(node)] = node
+        del self._lru[node.tier][node]
+        if self.on_remove is not None:
+            self.on_remove(node.block)
 
     def _enforce_capacity(self) -> None:
         for t, tier in enumerate(self.tiers):
             lru = self._lru[t]
             while len(lru) > tier.capacity_blocks:
-                # Least recently used node with no child in this tier (one always exists:
-                # children are never faster than their parent).
-                victim = next(n for n in lru.values()
-                              if all(c.tier > t for c in n.children.values()))  # fmt: skip
+                # Least recently used nodes with no child left in this tier (one always
+                # exists: children are never faster than their parent). One pass in LRU
+                # order finds them; a tail is usually older than its prefix, so it is met
+                # (and counted as gone) before the prefix is.
+                excess = len(lru) - int(tier.capacity_blocks)
+                gone: set[_Node] = set()
+                victims: list[_Node] = []
+                for n in lru:
+                    if not n.children or all(c.tier > t or c in gone for c in n.children.values()):
+                        victims.append(n)
+                        gone.add(n)
+                        if len(victims) >= excess:
+                            break
                 if t + 1 < len(self.tiers):
-                    self._move(victim, t + 1)
-                    self._lru[t + 1].move_to_end(id(victim), last=False)
+                    below = self._lru[t + 1]
+                    # Enter the next tier as its least recent, keeping their order.
+                    for victim in reversed(victims):
+                        del lru[victim]
+                        victim.tier = t + 1
+                        below[victim] = None
+                        below.move_to_end(victim, last=False)
                 else:
-                    self._remove(victim)
-                    self.evicted_blocks += 1
+                    for victim in victims:
+                        self._remove(victim)
+                    self.evicted_blocks += len(victims)
 
     def check_invariants(self) -> None:
         """Every tier within capacity; every node reachable from the root; counts agree."""
@@ -153,7 +222,7 @@ class KVStore:
             for child in node.children.values():
                 assert child.parent is node
                 assert child.tier >= node.tier
-                assert id(child) in self._lru[child.tier]
+                assert child in self._lru[child.tier]
                 stack.append(child)
                 seen += 1
         assert seen == len(self)

@@ -1,0 +1,166 @@
+"""``aifabric simulate serve``: the LLM-serving simulator's command line."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+simulate_app = typer.Typer(no_args_is_help=True, help="Simulate serving (and, later, training).")
+
+Opt = typer.Option
+
+
+@contextmanager
+def _progress_bar(enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
+    """A Rich progress bar on stderr (a terminal only, so pipes and JSON stay clean)."""
+    if not enabled:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn("simulating"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,} requests"),
+        TimeElapsedColumn(), console=Console(stderr=True), transient=True,
+    ) as bar:  # fmt: skip
+        task = bar.add_task("serve", total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write a file whole or not at all (temp file in the same folder, then rename)."""
+    import os
+    import tempfile
+
+    from aifabric.errors import ConfigError
+
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise ConfigError(f"cannot write {str(path)!r}: folder {str(folder)!r} does not exist")
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@simulate_app.command("serve")
+def simulate_serve(
+    file: Annotated[Path | None, Opt("-f", "--file", help="Serving scenario YAML.")] = None,
+    seed: Annotated[int | None, Opt(help="Random seed (overrides the scenario's).")] = None,
+    sets: Annotated[
+        list[str] | None, Opt("--set", help="Override a scenario key: dotted.key=value.")
+    ] = None,
+    timeseries: Annotated[
+        Path | None, Opt(help="Write queue depth over time (CSV: t_s,queue_depth).")
+    ] = None,
+    requests_csv: Annotated[
+        Path | None, Opt("--requests", help="Write one CSV row per completed request.")
+    ] = None,
+    progress: Annotated[
+        bool | None, Opt("--progress/--no-progress", help="Progress bar (default: on a TTY).")
+    ] = None,
+    as_json: Annotated[bool, Opt("--json", help="Print one JSON object (base units).")] = False,
+) -> None:
+    """Simulate LLM serving on a scenario: TTFT/TBT per SLO tier, throughput, KV traffic."""
+    from aifabric.serving.cluster import ServingSimulation
+    from aifabric.serving.config import load_serve_scenario
+
+    scenario = load_serve_scenario(file, sets or [], seed)
+    simulation = ServingSimulation(scenario)
+    show = sys.stderr.isatty() if progress is None else progress
+    with _progress_bar(show and not as_json) as update:
+        simulation.progress = update
+        result = simulation.run()
+    if timeseries is not None:
+        _write_atomic(timeseries, _timeseries_csv(simulation))
+    if requests_csv is not None:
+        _write_atomic(requests_csv, _requests_csv(simulation))
+    if as_json:
+        from aifabric.cli import _emit_json
+
+        _emit_json(result)
+        return
+    _print_result(result)
+
+
+def _timeseries_csv(simulation: Any) -> str:
+    from aifabric.serving.metrics import queue_series
+
+    interval = simulation.scenario.metrics.sample_interval_s
+    grid, depth = queue_series(simulation, interval, simulation.sim.now)
+    rows = ["t_s,queue_depth"] + [f"{t:.6g},{d}" for t, d in zip(grid, depth, strict=True)]
+    return "\n".join(rows) + "\n"
+
+
+def _requests_csv(simulation: Any) -> str:
+    from aifabric.serving.metrics import request_table
+
+    table = request_table(simulation)
+    names = list(table)
+    tiers = [t.name for t in simulation.scenario.slo.tiers]
+    lines = [",".join(names)]
+    columns = [table[n].tolist() for n in names]
+    for row in zip(*columns, strict=True):
+        cells = [tiers[v] if n == "tier" else f"{v:.9g}" for n, v in zip(names, row, strict=True)]
+        lines.append(",".join(cells))
+    return "\n".join(lines) + "\n"
+
+
+def _ms(p: dict[str, float | None]) -> str:
+    if p["p50"] is None:
+        return "-"
+    return " / ".join(f"{1e3 * p[k]:,.1f}" for k in ("p50", "p95", "p99"))  # type: ignore[operator]
+
+
+def _print_result(r: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    from aifabric.report.tables import _console, key_values
+    from aifabric.units import format_bytes
+
+    s = r["scenario"]
+    pools = " + ".join(f"{n} {role}" for role, n in s["instances"].items())
+    net = r["network_bytes"]
+    key_values(f"serving {s['model']}: {pools}, {s['batching']} batching, {s['routing']} routing", [
+        ("requests (completed / rejected / in flight)",
+         f"{r['requests']:,} ({r['completed']:,} / {r['rejected']:,} / {r['in_flight_at_end']:,})"),
+        ("TTFT p50 / p95 / p99 (ms)", _ms(r["ttft_s"])),
+        ("TBT p50 / p95 / p99 (ms, mean per request)", _ms(r["tbt_s"])),
+        ("worst stall per request p50 / p95 / p99 (ms)", _ms(r["tbt_max_s"])),
+        ("end-to-end p50 / p95 / p99 (ms)", _ms(r["e2e_s"])),
+        ("throughput", f"{r['throughput']['requests_per_s']:.3f} req/s, "
+                       f"{r['throughput']['output_tokens_per_s']:,.0f} output tokens/s"),
+        ("goodput (SLO met)", f"{r['goodput_requests_per_s']:.3f} req/s "
+                              f"({r['slo_attainment']:.1%} of requests)"),
+        ("queue depth mean / max", f"{r['queue_depth']['mean']:.2f} / {r['queue_depth']['max']}"),
+        ("utilisation", ", ".join(f"{k} {v:.0%}" for k, v in r["utilisation"].items())),
+        ("KV-cache hit ratio (HBM / DRAM / SSD)",
+         f"{r['kv_cache']['hit_ratio']:.1%} ("
+         + " / ".join(f"{v:.1%}" for v in r["kv_cache"]["hit_ratio_by_tier"].values()) + ")"),
+        ("network: KV transfer / prefix fetch / prefix store",
+         " / ".join(format_bytes(net[k]) for k in ("kv_transfer", "prefix_fetch", "prefix_store"))),
+        ("TP all-reduce (scale-up)", format_bytes(net["tp_allreduce"])),
+        ("simulated / wall", f"{r['simulated_seconds']:,.1f} s / {r['wall_seconds']:.2f} s"),
+    ])  # fmt: skip
+    table = Table(title="SLO tiers")
+    for col in ("tier", "requests", "SLO met", "TTFT target", "TTFT p50/p95/p99 ms",
+                "TBT target", "TBT p50/p95/p99 ms"):  # fmt: skip
+        table.add_column(col)
+    for name, t in r["tiers"].items():
+        met = "-" if t["slo_attainment"] is None else f"{t['slo_attainment']:.1%}"
+        table.add_row(name, f"{t['requests']:,}", met, f"{t['ttft_target_s']:g} s",
+                      _ms(t["ttft_s"]), f"{1e3 * t['tbt_target_s']:g} ms", _ms(t["tbt_s"]))  # fmt: skip
+    _console().print(table)

@@ -1,0 +1,415 @@
+"""The serving simulation: instances, routing, KV store, KV transfers and SLO tiers.
+
+Life of a request: it arrives (trace or synthetic), gets an SLO tier, is routed to a
+prefill (or colocated) instance, and looks its prompt's prefix blocks up in that
+instance's HBM prefix cache and in the shared pool (DRAM on memory servers placed by
+consistent hashing, then SSD). If fetching the pool's longer prefix over the network is
+quicker than recomputing it, it is fetched (``prefix_fetch`` bytes) before the request
+joins the instance's queue; otherwise the local hit is used. After prefill, the prompt's
+blocks enter the local cache and the pool (``prefix_store`` bytes, written behind). With
+PD disaggregation the prompt's KV (kv_bytes_per_token x prompt, GQA/MLA aware) then moves
+to the decode instance with the most free KV memory (``kv_transfer`` bytes); decoding
+starts when it has arrived. Optional admission control rejects a request whose estimated
+TTFT already misses its tier's target. Every figure is gathered by serving.metrics.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from aifabric.des import Simulator
+from aifabric.errors import ConfigError
+from aifabric.serving.compute import RooflineTiming
+from aifabric.serving.config import ServeScenario
+from aifabric.serving.instance import Instance
+from aifabric.serving.kvstore import ConsistentHashRing, KVStore, Tier
+from aifabric.serving.network import FlowNetwork
+from aifabric.serving.request import Request
+from aifabric.serving.routing import make_router
+from aifabric.serving.source import Workload, build_workload
+
+Progress = Callable[[int, int], None]
+
+
+class ServingSimulation:
+    """Build from a validated scenario, then ``run()`` for the metrics dictionary."""
+
+    def __init__(self, scenario: ServeScenario, *, progress: Progress | None = None) -> None:
+        from aifabric.catalog import get_gpu
+        from aifabric.spec.scenario import _model
+
+        self.scenario = sc = scenario
+        self.rng = np.random.default_rng(sc.seed)
+        self.sim = Simulator()
+        self.progress = progress
+        self.model = _model(sc.model)
+        cl = sc.cluster
+        self.workload: Workload = _build_workload(sc, self.rng)
+        self.block_tokens = self.workload.block_tokens
+        store = sc.kv_store
+        self.store_enabled = store.enabled
+
+        def timing(gpu_name: str, tp: int, key: str) -> RooflineTiming:
+            try:
+                return RooflineTiming(
+                    model=self.model, gpu=get_gpu(gpu_name), tp=tp,
+                    weight_dtype=sc.compute.weight_dtype, kv_dtype=sc.compute.kv_dtype,
+                    prefill_mfu=sc.compute.prefill_mfu, decode_mfu=sc.compute.decode_mfu,
+                    decode_bandwidth_efficiency=sc.compute.decode_bandwidth_efficiency,
+                )  # fmt: skip
+            except ConfigError as exc:
+                raise ConfigError(f"scenario key {key}: {exc}") from None
+
+        self.instances: list[Instance] = []
+        self.network = FlowNetwork(self.sim, latency=sc.network.latency_s)
+        if cl.mode == "colocated":
+            t = timing(sc.gpu, cl.tp, "cluster.tp")
+            self.entry = [self._instance("colocated", t, "cluster.tp") for _ in range(cl.instances)]
+            self.decoders: list[Instance] = []
+        else:
+            tp_p = timing(cl.prefill_gpu or sc.gpu, cl.prefill_tp or cl.tp, "cluster.prefill_tp")
+            tp_d = timing(cl.decode_gpu or sc.gpu, cl.decode_tp or cl.tp, "cluster.decode_tp")
+            self.entry = [
+                self._instance("prefill", tp_p, "cluster.prefill_tp")
+                for _ in range(cl.prefill_instances)
+            ]
+            self.decoders = [
+                self._instance("decode", tp_d, "cluster.decode_tp")
+                for _ in range(cl.decode_instances)
+            ]
+        # Network: each instance's NICs (tp x per-GPU NIC) as one egress and one ingress port.
+        total_nic = 0.0
+        for inst in self.instances:
+            bw = inst.timing.tp * sc.network.nic_bandwidth
+            total_nic += bw
+            inst.egress = self.network.add_link(f"{inst.name}.tx", bw)
+            inst.ingress = self.network.add_link(f"{inst.name}.rx", bw)
+        # KV pool: DRAM on memory servers + SSD, one trie; blocks of bytes_per_block each.
+        self.kv_bytes_per_token = self.entry[0].timing.kv_bytes_per_token
+        self.block_bytes = self.block_tokens * self.kv_bytes_per_token
+        self.pool: KVStore | None = None
+        self.servers: list[tuple[int, int, int]] = []  # (tx, rx, ssd read) links
+        self.ring: ConsistentHashRing | None = None
+        if store.enabled:
+            dram = store.dram
+            tiers = [Tier("dram", dram.servers * dram.capacity_per_server / self.block_bytes)]
+            if store.ssd.enabled:
+                tiers.append(
+                    Tier("ssd", dram.servers * store.ssd.capacity_per_server / self.block_bytes)
+                )
+            self.pool = KVStore(tiers, ttl=store.ttl)
+            for s in range(dram.servers):
+                total_nic += dram.nic_bandwidth
+                self.servers.append((
+                    self.network.add_link(f"mem{s}.tx", dram.nic_bandwidth),
+                    self.network.add_link(f"mem{s}.rx", dram.nic_bandwidth),
+                    self.network.add_link(f"mem{s}.ssd", store.ssd.read_bandwidth),
+                ))  # fmt: skip
+            self.ring = ConsistentHashRing([f"mem{s}" for s in range(dram.servers)])
+        self.core = (
+            self.network.add_link("core", total_nic / sc.network.oversubscription)
+            if sc.network.oversubscription > 1
+            else -1
+        )
+        self.router = make_router(sc.routing.policy)
+        self.tiers = sc.slo.tiers
+        self.pending: deque[Request] = deque()  # PD: waiting for decode memory
+        # counters and records
+        self.arrived = 0
+        self.tier_arrivals: dict[int, int] = {}
+        self.rejected = 0
+        self.rejected_by: dict[str, int] = {}
+        self.records: list[Request] = []
+        self.rejected_reqs: list[Request] = []
+        self.queue_depth = 0
+        self.queue_trace: list[tuple[float, int]] = [(0.0, 0)]
+        self.prompt_tokens = 0
+        self.hits = {"hbm": 0, "dram": 0, "ssd": 0}
+        self.fetch_skipped = 0
+        self._next_id = 0
+        self._progress_every = max(1, self.workload.total // 200)
+
+    # ----- construction -------------------------------------------------------------------
+    def _instance(self, role: str, timing: RooflineTiming, key: str) -> Instance:
+        sc = self.scenario
+        usable = timing.tp * timing.gpu.hbm_bytes * sc.cluster.gpu_memory_utilization
+        kv_tokens = (usable - timing.weight_bytes) / timing.kv_bytes_per_token
+        if kv_tokens < 1:
+            raise ConfigError(
+                f"scenario key {key}: {self.model.name} leaves no HBM for KV cache on "
+                f"{timing.tp} x {timing.gpu.name} at gpu_memory_utilization="
+                f"{sc.cluster.gpu_memory_utilization}; raise the TP degree"
+            )
+        cache = None
+        if sc.kv_store.enabled and role != "decode" and sc.kv_store.hbm_cache_fraction > 0:
+            cache_blocks = kv_tokens * sc.kv_store.hbm_cache_fraction / self.block_tokens
+            kv_tokens *= 1 - sc.kv_store.hbm_cache_fraction
+            cache = KVStore([Tier("hbm", cache_blocks)], ttl=sc.kv_store.ttl)
+        index = len(self.instances)
+        inst = Instance(
+            self, index, role, timing, policy=sc.batching.policy,
+            max_batch_size=sc.batching.max_batch_size,
+            max_batch_tokens=sc.batching.max_batch_tokens, kv_capacity=kv_tokens, cache=cache,
+        )  # fmt: skip
+        self.instances.append(inst)
+        return inst
+
+    # ----- helpers used by routers --------------------------------------------------------
+    def local_match_blocks(self, req: Request) -> dict[int, int]:
+        """Leading prompt blocks each entry instance holds in its HBM prefix cache."""
+        if not req.blocks:
+            return {}
+        now = self.sim.now
+        return {i.index: i.cache.peek(req.blocks, now) for i in self.entry if i.cache is not None}
+
+    def pool_match_blocks(self, req: Request) -> int:
+        if self.pool is None or not req.blocks:
+            return 0
+        return self.pool.peek(req.blocks, self.sim.now)
+
+    def cached_tokens(self, req: Request, blocks: int) -> int:
+        """Prompt tokens reusable from ``blocks`` leading blocks (at least one is computed)."""
+        return max(0, min(blocks * self.block_tokens, req.prefill_len - 1))
+
+    # ----- run ----------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        import time
+
+        from aifabric.serving.metrics import summarise
+
+        wall = time.perf_counter()
+        wl = self.workload
+        if wl.times.shape[0]:
+            self.sim.schedule_at(float(wl.times[0]), self._arrival, 0)
+        until = self.scenario.max_sim_time_s
+        self.sim.run(math.inf if until is None else until)
+        result = summarise(self)
+        result["wall_seconds"] = time.perf_counter() - wall
+        return result
+
+    def _arrival(self, i: int) -> None:
+        wl = self.workload
+        nxt = i + 1
+        if nxt < wl.times.shape[0]:
+            self.sim.schedule_at(float(wl.times[nxt]), self._arrival, nxt)
+        session = int(wl.sessions[i])
+        req = self._new_request(
+            int(wl.prompts[i]), int(wl.outputs[i]), int(wl.tiers[i]), session, 0,
+            wl.blocks_for(i, session, 0, int(wl.prompts[i])),
+        )  # fmt: skip
+        self._admit(req)
+
+    def _new_request(self, prompt: int, output: int, tier: int, session: int, turn: int,
+                     blocks: list[int] | None) -> Request:  # fmt: skip
+        req = Request(self._next_id, self.sim.now, max(1, prompt), max(1, output), tier,
+                      self.tiers[tier].priority, blocks if self.store_enabled else None,
+                      session, turn)  # fmt: skip
+        self._next_id += 1
+        self.arrived += 1
+        self.tier_arrivals[tier] = self.tier_arrivals.get(tier, 0) + 1
+        self.prompt_tokens += req.prompt
+        if self.progress is not None and self.arrived % self._progress_every == 0:
+            self.progress(self.arrived, self.workload.total)
+        return req
+
+    def _reject(self, req: Request, reason: str) -> None:
+        self.rejected += 1
+        self.rejected_by[reason] = self.rejected_by.get(reason, 0) + 1
+        self.rejected_reqs.append(req)
+        self._next_turn(req)
+
+    def _admit(self, req: Request) -> None:
+        need_entry = req.prompt + (req.output if self.scenario.cluster.mode == "colocated" else 0)
+        fits = any(need_entry <= inst.kv_capacity for inst in self.entry)
+        if self.decoders:
+            fits = fits and any(req.prompt + req.output <= d.kv_capacity for d in self.decoders)
+        if not fits:
+            self._reject(req, "too_long")
+            return
+        inst = self.router(self, req)
+        if need_entry > inst.kv_capacity:
+            inst = next(i for i in self.entry if need_entry <= i.kv_capacity)
+        fetch = self._plan_cache(req, inst)
+        if self.scenario.slo.admission_control:
+            estimate = (
+                inst.estimated_wait()
+                + fetch[0]
+                + inst.timing.prefill_time(req.prefill_len, req.cached)
+            )
+            if estimate > self.scenario.slo.admission_slack * self.tiers[req.tier].ttft_s:
+                self._reject(req, "slo")
+                return
+        if fetch[1] <= 0:
+            inst.enqueue(req)
+            return
+        self._fetch(req, inst, fetch[1], fetch[2])
+
+    # ----- KV store -----------------------------------------------------------------------
+    def _plan_cache(self, req: Request, inst: Instance) -> tuple[float, int, int]:
+        """Set the request's reusable prefix; return (fetch time, DRAM, SSD blocks to fetch)."""
+        if not req.blocks:
+            return 0.0, 0, 0
+        now = self.sim.now
+        local = inst.cache.match(req.blocks, now).blocks if inst.cache is not None else 0
+        best, dram_fetch, ssd_fetch, fetch_time = local, 0, 0, 0.0
+        if self.pool is not None:
+            match = self.pool.match(req.blocks, now)
+            if match.blocks > local:
+                in_dram = match.per_tier[0]
+                dram_fetch = max(0, in_dram - local)
+                ssd_fetch = match.blocks - max(local, in_dram)
+                fetch_time = self._fetch_estimate(req, inst, dram_fetch, ssd_fetch)
+                saved = inst.timing.prefill_time(
+                    req.prefill_len, self.cached_tokens(req, local)
+                ) - inst.timing.prefill_time(
+                    req.prefill_len, self.cached_tokens(req, match.blocks)
+                )  # fmt: skip
+                if fetch_time < saved:
+                    best = match.blocks
+                else:
+                    self.fetch_skipped += 1
+                    dram_fetch = ssd_fetch = 0
+                    fetch_time = 0.0
+        req.cached = self.cached_tokens(req, best)
+        # Tokens reused, by where they came from (a partial last block counts once).
+        local_tokens = min(local * self.block_tokens, req.cached)
+        dram_tokens = min(dram_fetch * self.block_tokens, req.cached - local_tokens)
+        req.hit_local = local_tokens
+        req.hit_dram = dram_tokens
+        req.hit_ssd = req.cached - local_tokens - dram_tokens
+        self.hits["hbm"] += req.hit_local
+        self.hits["dram"] += req.hit_dram
+        self.hits["ssd"] += req.hit_ssd
+        return fetch_time, dram_fetch, ssd_fetch
+
+    def _server_links(self, req: Request) -> tuple[int, int, int]:
+        assert self.ring is not None and req.blocks
+        name = self.ring.server_for(req.blocks)
+        return self.servers[int(name[3:])]
+
+    def _path(self, *links: int) -> tuple[int, ...]:
+        return (*links, self.core) if self.core >= 0 else links
+
+    def _fetch_estimate(self, req: Request, inst: Instance, dram: int, ssd: int) -> float:
+        tx, _, disk = self._server_links(req)
+        t = 0.0
+        if dram:
+            t = self.network.nominal_time(self._path(tx, inst.ingress), dram * self.block_bytes)
+        if ssd:
+            path = self._path(disk, tx, inst.ingress)
+            t = max(t, self.network.nominal_time(path, ssd * self.block_bytes))
+        return t
+
+    def _fetch(self, req: Request, inst: Instance, dram: int, ssd: int) -> None:
+        tx, _, disk = self._server_links(req)
+        waiting = [int(dram > 0) + int(ssd > 0)]
+
+        def done() -> None:
+            waiting[0] -= 1
+            if waiting[0] == 0:
+                inst.enqueue(req)
+
+        if dram:
+            self.network.start(self._path(tx, inst.ingress), dram * self.block_bytes,
+                               "prefix_fetch", done)  # fmt: skip
+        if ssd:
+            self.network.start(self._path(disk, tx, inst.ingress), ssd * self.block_bytes,
+                               "prefix_fetch", done)  # fmt: skip
+
+    # ----- callbacks from instances -------------------------------------------------------
+    def queue_changed(self, delta: int) -> None:
+        self.queue_depth += delta
+        self.queue_trace.append((self.sim.now, self.queue_depth))
+
+    def prefill_started(self, req: Request) -> None:
+        pass
+
+    def prefilled(self, req: Request, inst: Instance) -> None:
+        now = self.sim.now
+        if req.blocks and req.preemptions == 0:
+            if inst.cache is not None:
+                inst.cache.insert(req.blocks, now)
+            if self.pool is not None:
+                added = self.pool.insert(req.blocks, now)
+                if added:
+                    _, rx, _ = self._server_links(req)
+                    self.network.start(self._path(inst.egress, rx), added * self.block_bytes,
+                                       "prefix_store")  # fmt: skip
+        if inst.role != "prefill":
+            return
+        if req.generated >= req.output:  # one-token answer: no decode phase
+            inst.release(req.held)
+            req.held = 0
+            self.finished(req, inst)
+            return
+        self.pending.append(req)
+        self._start_transfers(inst)
+
+    def _start_transfers(self, source: Instance | None = None) -> None:
+        """Move pending prefilled KV to decode instances with room, oldest first."""
+        while self.pending:
+            req = self.pending[0]
+            tokens = req.prefill_len
+            order = sorted(self.decoders, key=lambda d: (d.kv_used / d.kv_capacity, d.index))
+            target = next((d for d in order if d.reserve(tokens)), None)
+            if target is None:
+                return
+            self.pending.popleft()
+            prefill = self.instances[req.instance]
+            size = tokens * self.kv_bytes_per_token
+            req.decode_instance = target.index
+
+            def arrived(req: Request = req, prefill: Instance = prefill,
+                        target: Instance = target, tokens: int = tokens) -> None:  # fmt: skip
+                prefill.release(req.held)
+                req.held = tokens
+                req.kv_ready = self.sim.now
+                target.receive(req)
+                prefill.poke()
+
+            self.network.start(self._path(prefill.egress, target.ingress), size, "kv_transfer",
+                               arrived)  # fmt: skip
+
+    def preempted(self, req: Request, inst: Instance) -> None:
+        """A decode instance dropped a request: recompute it on a prefill instance."""
+        target = min(self.entry, key=lambda i: (i.outstanding, i.index))
+        target.enqueue(req)
+        self._start_transfers()
+
+    def finished(self, req: Request, inst: Instance) -> None:
+        req.finish = req.last_token
+        self.records.append(req)
+        if inst.role == "decode" and self.pending:
+            self._start_transfers()
+        self._next_turn(req)
+
+    def _next_turn(self, req: Request) -> None:
+        if req.session < 0:
+            return
+        nxt = self.workload.turn(req.session, req.turn + 1, req.prompt, req.output)
+        if nxt is None:
+            return
+        prompt, output, think = nxt
+        done_at = req.finish if not math.isnan(req.finish) else self.sim.now
+        self.sim.schedule_at(max(self.sim.now, done_at + think), self._turn_arrival, req,
+                             prompt, output)  # fmt: skip
+
+    def _turn_arrival(self, prev: Request, prompt: int, output: int) -> None:
+        blocks = self.workload.blocks_for(-1, prev.session, prev.turn + 1, prompt)
+        req = self._new_request(prompt, output, prev.tier, prev.session, prev.turn + 1, blocks)
+        self._admit(req)
+
+
+def _build_workload(sc: ServeScenario, rng: np.random.Generator) -> Workload:
+    try:
+        return build_workload(sc, rng)
+    except ConfigError as exc:
+        text = str(exc)
+        if text.startswith(("length", "uniform")):
+            text = f"scenario key workload.input_tokens/output_tokens: {text}"
+        raise ConfigError(text) from None

@@ -1,0 +1,278 @@
+"""Serving scenarios: a nested YAML mapping validated by pydantic, with dotted overrides.
+
+Every field below is a scenario key (``workload.rate_rps``, ``batching.policy``, ...);
+``--set dotted.key=value`` overrides one (the value is read as YAML, so ``true``, ``2.5``
+and ``[1, 2]`` keep their types). Unknown keys, wrong types and impossible values are
+ConfigErrors naming the dotted key. Quantities accept units: ``nic_bandwidth: 400G``
+(bits/s), ``capacity_per_server: 512GB``, ``ttl: 24h``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+
+from aifabric.errors import ConfigError
+from aifabric.units import parse_bandwidth, parse_bytes, parse_duration
+
+
+def _units(parse: Any) -> BeforeValidator:
+    def convert(value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError(f"expected a quantity, got {value!r}")
+        try:
+            return parse(value, what="@")
+        except ConfigError as exc:
+            raise ValueError(str(exc).removeprefix("@: ")) from None
+
+    return BeforeValidator(convert)
+
+
+Bandwidth = Annotated[float, _units(parse_bandwidth), Field(gt=0)]  # bytes/s
+Bytes = Annotated[float, _units(parse_bytes), Field(ge=0)]
+Seconds = Annotated[float, _units(parse_duration), Field(ge=0)]
+Fraction = Annotated[float, Field(gt=0, le=1)]
+Positive = Annotated[float, Field(gt=0)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+class Lengths(_Section):
+    """A token-count distribution (see serving.workload.LengthDistribution)."""
+
+    kind: Literal["fixed", "uniform", "lognormal", "pareto"] = "fixed"
+    mean: Positive = 1024.0
+    cv: Positive = 1.0
+    low: Positive = 1.0
+    high: Positive = 2048.0
+    alpha: Positive = 1.5
+    minimum: Annotated[int, Field(ge=1)] = 1
+    maximum: Annotated[int, Field(ge=1)] = 1_000_000
+
+
+class Sessions(_Section):
+    """Multi-turn conversations: each turn's prompt extends the previous turn's context."""
+
+    enabled: bool = False
+    turns_mean: Annotated[float, Field(ge=1)] = 4.0  # geometric number of turns
+    think_time_s: Seconds = 30.0  # mean (exponential) gap from an answer to the next turn
+
+
+class Workload(_Section):
+    source: Literal["synthetic", "trace"] = "synthetic"
+    trace: str | None = None
+    trace_format: Literal["mooncake", "azure"] | None = None
+    trace_jitter_s: Seconds = 0.0  # spread requests uniformly over [t, t + jitter)
+    max_requests: Annotated[int, Field(ge=1)] | None = None
+    rate_rps: Positive | None = None  # synthetic: arrival rate; trace: rescale to this rate
+    burstiness_cv: Positive = 1.0  # CV of inter-arrival gaps; 1 = Poisson
+    num_requests: Annotated[int, Field(ge=1)] = 1000
+    input_tokens: Lengths = Lengths(kind="lognormal", mean=1024, cv=1.0, maximum=32768)
+    output_tokens: Lengths = Lengths(kind="lognormal", mean=256, cv=1.0, maximum=4096)
+    system_prompt_tokens: Annotated[int, Field(ge=0)] = 0  # shared prefix of every request
+    sessions: Sessions = Sessions()
+
+    @model_validator(mode="after")
+    def _trace_given(self) -> Workload:
+        if self.source == "trace" and not self.trace:
+            raise ValueError("source is 'trace' but workload.trace (a file path) is not set")
+        return self
+
+
+class Cluster(_Section):
+    mode: Literal["colocated", "disaggregated"] = "colocated"
+    instances: Annotated[int, Field(ge=1)] = 1  # colocated
+    prefill_instances: Annotated[int, Field(ge=1)] = 1  # disaggregated (M)
+    decode_instances: Annotated[int, Field(ge=1)] = 1  # disaggregated (N)
+    tp: Annotated[int, Field(ge=1)] = 1
+    prefill_tp: Annotated[int, Field(ge=1)] | None = None  # default: tp
+    decode_tp: Annotated[int, Field(ge=1)] | None = None
+    prefill_gpu: str | None = None  # default: the scenario's gpu (seed 003: H800 / H20)
+    decode_gpu: str | None = None
+    gpu_memory_utilization: Fraction = 0.9  # share of HBM for weights + KV (vLLM default)
+
+
+class Compute(_Section):
+    prefill_mfu: Fraction = 0.5
+    decode_bandwidth_efficiency: Fraction = 0.8
+    decode_mfu: Fraction = 0.5
+    weight_dtype: str = "bf16"
+    kv_dtype: str = "bf16"
+
+
+class Batching(_Section):
+    policy: Literal["static", "continuous", "chunked"] = "continuous"
+    max_batch_size: Annotated[int, Field(ge=1)] = 256  # sequences per iteration
+    max_batch_tokens: Annotated[int, Field(ge=1)] = 8192  # tokens per iteration (chunk budget)
+
+
+class Routing(_Section):
+    policy: str = "round_robin"  # see serving.routing.ROUTERS
+
+
+class Network(_Section):
+    nic_bandwidth: Bandwidth = 50e9  # per GPU; 400G
+    latency_s: Seconds = 10e-6  # per transfer (RDMA setup + propagation)
+    oversubscription: Annotated[float, Field(ge=1)] = 1.0  # core = sum of NICs / this
+
+
+class DramTier(_Section):
+    servers: Annotated[int, Field(ge=1)] = 8
+    capacity_per_server: Bytes = 512e9
+    nic_bandwidth: Bandwidth = 50e9
+
+
+class SsdTier(_Section):
+    enabled: bool = True
+    capacity_per_server: Bytes = 8e12
+    read_bandwidth: Bandwidth = 6e9  # per server
+
+
+class KVStoreConfig(_Section):
+    enabled: bool = False
+    block_tokens: Annotated[int, Field(ge=1)] = 512  # synthetic workloads; traces bring theirs
+    hbm_cache_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.2  # of each instance's KV HBM
+    ttl: Seconds = 24 * 3600.0
+    dram: DramTier = DramTier()
+    ssd: SsdTier = SsdTier()
+
+
+class SloTier(_Section):
+    name: str
+    share: Annotated[float, Field(ge=0)]
+    ttft_s: Positive
+    tbt_s: Positive
+    priority: int = 0  # lower runs first
+
+
+DEFAULT_TIERS = (
+    SloTier(name="gold", share=0.2, ttft_s=2.0, tbt_s=0.05, priority=0),
+    SloTier(name="silver", share=0.3, ttft_s=5.0, tbt_s=0.1, priority=1),
+    SloTier(name="bronze", share=0.5, ttft_s=15.0, tbt_s=0.2, priority=2),
+)
+
+
+class Slo(_Section):
+    tiers: tuple[SloTier, ...] = DEFAULT_TIERS
+    tbt_metric: Literal["mean", "max"] = "mean"  # per request: mean gap (TPOT) or worst stall
+    admission_control: bool = False  # reject a request whose estimated TTFT misses its SLO
+    admission_slack: Positive = 1.0  # reject when estimate > slack x ttft_s
+
+    @model_validator(mode="after")
+    def _tiers_valid(self) -> Slo:
+        if not self.tiers:
+            raise ValueError("at least one tier is needed")
+        names = [t.name for t in self.tiers]
+        if len(set(names)) != len(names):
+            raise ValueError(f"tier names must be distinct, got {names}")
+        if sum(t.share for t in self.tiers) <= 0:
+            raise ValueError("tier shares must add up to more than 0")
+        return self
+
+
+class Metrics(_Section):
+    sample_interval_s: Positive = 1.0  # queue depth / waiting time series
+
+
+class ServeScenario(_Section):
+    seed: int = 0
+    model: str | dict[str, Any] = "llama3-8b"
+    gpu: str = "h100-sxm"
+    max_sim_time_s: Positive | None = None  # stop the clock here; unfinished work is counted
+    workload: Workload = Workload()
+    cluster: Cluster = Cluster()
+    compute: Compute = Compute()
+    batching: Batching = Batching()
+    routing: Routing = Routing()
+    network: Network = Network()
+    kv_store: KVStoreConfig = KVStoreConfig()
+    slo: Slo = Slo()
+    metrics: Metrics = Metrics()
+
+
+def apply_sets(data: dict[str, Any], sets: list[str]) -> dict[str, Any]:
+    """Apply ``dotted.key=value`` overrides (values read as YAML) to a nested mapping."""
+    import yaml
+
+    out: dict[str, Any] = _deep_copy(data)
+    for item in sets:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected dotted.key=value")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        node = out
+        parts = key.split(".")
+        for i, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {key}: {'.'.join(parts[: i + 1])} is not a section")
+            node = child
+        node[parts[-1]] = value
+    return out
+
+
+def _deep_copy(data: Any) -> Any:
+    if isinstance(data, dict):
+        return {k: _deep_copy(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_deep_copy(v) for v in data]
+    return data
+
+
+def parse_scenario(data: dict[str, Any], base: Path | None = None) -> ServeScenario:
+    """Validate a scenario mapping; trace paths resolve against ``base`` (the file's folder).
+
+    Raises:
+        ConfigError: one line naming the first offending key.
+    """
+    try:
+        scenario = ServeScenario.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_first_error(exc)) from None
+    trace = scenario.workload.trace
+    if trace and base is not None and not Path(trace).is_absolute():
+        candidate = base / trace
+        if not Path(trace).exists() and candidate.exists():
+            workload = scenario.workload.model_copy(update={"trace": str(candidate)})
+            scenario = scenario.model_copy(update={"workload": workload})
+    return scenario
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"]) or "scenario"
+    if err["type"] == "extra_forbidden":
+        return f"unknown scenario key {loc!r}; see aifabric.serving.config for the known keys"
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    got = err.get("input")
+    shown = "" if isinstance(got, dict | list) else f" (got {got!r})"
+    return f"scenario key {loc}: {msg}{shown}"
+
+
+def load_serve_scenario(path: str | Path | None, sets: list[str] | None = None,
+                        seed: int | None = None) -> ServeScenario:  # fmt: skip
+    """Read a YAML scenario, apply overrides and the seed flag, validate."""
+    from aifabric.spec.scenario import load_scenario
+
+    data: dict[str, Any] = load_scenario(path) if path is not None else {}
+    data = apply_sets(data, sets or [])
+    if seed is not None:
+        data["seed"] = seed
+    return parse_scenario(data, Path(path).parent if path is not None else None)

@@ -1,0 +1,416 @@
+"""Serving instances (one TP group each) and their batching policies.
+
+An instance is ``colocated`` (prefill and decode), ``prefill`` or ``decode`` (the two PD
+pools). It runs one batch iteration at a time; the iteration's length comes from the
+roofline timing. Policies:
+
+- ``static``: take up to max_batch_size waiting requests, prefill them together, decode
+  until every one of them has finished; KV for prompt + output is reserved up front.
+- ``continuous`` (Orca/vLLM): between iterations, admit waiting requests while their prompt
+  KV fits; a prefill iteration pauses the decodes (so running sequences see a stall);
+  otherwise every running sequence decodes one token. KV grows a token a step; when it
+  runs out, the lowest-priority latest request is preempted and recomputed later.
+- ``chunked`` (Sarathi-Serve): every iteration carries all decodes plus prompt chunks
+  filling max_batch_tokens, so decodes never stall behind a long prompt.
+
+Skip-ahead: a run of pure decode iterations is one event. Its k step times come from one
+vectorised call; k ends at the first finish or when KV runs out. An arrival that could join
+cuts the stretch at the boundary of the step in progress, so results equal stepping one
+iteration at a time.
+
+Waiting requests are served by (priority, arrival order); a preempted request keeps its
+place.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from aifabric.serving.compute import RooflineTiming
+from aifabric.serving.request import Request
+
+if TYPE_CHECKING:
+    from aifabric.serving.kvstore import KVStore
+
+ROLES = ("colocated", "prefill", "decode")
+
+
+class DecodeBatch:
+    """Running sequences as parallel NumPy arrays (grown on demand)."""
+
+    def __init__(self, capacity: int = 64) -> None:
+        self.reqs: list[Request] = []
+        self.remaining = np.zeros(capacity, np.int64)
+        self.context = np.zeros(capacity, np.int64)
+        self.held = np.zeros(capacity, np.int64)
+        self.last = np.zeros(capacity)
+        self.maxgap = np.zeros(capacity)
+
+    @property
+    def n(self) -> int:
+        return len(self.reqs)
+
+    def add(self, req: Request) -> None:
+        i = len(self.reqs)
+        if i == self.remaining.shape[0]:
+            for name in ("remaining", "context", "held", "last", "maxgap"):
+                arr = getattr(self, name)
+                setattr(self, name, np.concatenate([arr, np.zeros_like(arr)]))
+        self.reqs.append(req)
+        self.remaining[i] = req.output - req.generated
+        self.context[i] = req.prefill_len
+        self.held[i] = req.held
+        self.last[i] = req.last_token
+        self.maxgap[i] = req.max_gap
+
+    def take_out(self, i: int) -> Request:
+        """Remove sequence i, writing its progress back to its Request."""
+        req = self.reqs[i]
+        req.generated = req.output - int(self.remaining[i])
+        req.last_token = float(self.last[i])
+        req.max_gap = float(self.maxgap[i])
+        req.held = int(self.held[i])
+        keep = np.ones(self.n, bool)
+        keep[i] = False
+        self.compact(keep)
+        return req
+
+    def compact(self, keep: np.ndarray) -> None:
+        n = self.n
+        m = int(keep.sum())
+        for arr in (self.remaining, self.context, self.held, self.last, self.maxgap):
+            arr[:m] = arr[:n][keep]
+        self.reqs = [r for r, k in zip(self.reqs, keep.tolist(), strict=True) if k]
+
+
+@dataclass(slots=True, eq=False)
+class _Run:
+    """The iteration (or stretch of decode iterations) an instance is running."""
+
+    start: float
+    steps: np.ndarray
+    cum: np.ndarray
+    k: int
+    items: list[tuple[Request, int, int]]  # prefill work: (request, from token, to token)
+    decode: bool
+    interruptible: bool
+    event: Any = None
+
+
+class Instance:
+    """One serving instance inside a ServingSimulation (``cluster``)."""
+
+    def __init__(self, cluster: Any, index: int, role: str, timing: RooflineTiming, *,
+                 policy: str, max_batch_size: int, max_batch_tokens: int,
+                 kv_capacity: float, cache: KVStore | None = None) -> None:  # fmt: skip
+        self.cluster = cluster
+        self.sim = cluster.sim
+        self.index = index
+        self.role = role
+        self.name = f"{role}{index}"
+        self.timing = timing
+        self.policy = policy if role != "decode" else "continuous"
+        self.max_batch_size = max_batch_size
+        self.max_batch_tokens = max_batch_tokens
+        self.kv_capacity = int(kv_capacity)
+        self.cache = cache  # local HBM prefix cache (kv_store.enabled)
+        self.grow = self.policy != "static"
+        self.waiting: list[tuple[int, int, Request]] = []
+        self.chunking: list[Request] = []
+        self.incoming: list[Request] = []
+        self.batch = DecodeBatch()
+        self.kv_used = 0
+        self.promised = 0  # decode role: sequences reserved but not yet arrived
+        self.backlog = 0.0  # estimated prefill seconds queued
+        self.run: _Run | None = None
+        self._planning = False
+        self.busy_time = 0.0
+        self.tokens_processed = 0
+        self.prefill_tokens = 0
+        self.preemptions = 0
+        # links (set by the cluster)
+        self.egress = -1
+        self.ingress = -1
+
+    # ----- load figures -------------------------------------------------------------------
+    @property
+    def outstanding(self) -> int:
+        return len(self.waiting) + len(self.chunking) + self.batch.n + self.promised
+
+    def estimated_wait(self) -> float:
+        """Seconds before a request enqueued now would start prefill (rough, for routing)."""
+        busy = 0.0
+        run = self.run
+        if run is not None and (run.items or not run.interruptible):
+            busy = max(0.0, run.start + float(run.cum[run.k - 1]) - self.sim.now)
+        return self.backlog + busy
+
+    # ----- inputs -------------------------------------------------------------------------
+    def enqueue(self, req: Request) -> None:
+        """A request needing prefill (prompt, or prompt + generated after a preemption)."""
+        req.enqueued = self.sim.now
+        req.instance = self.index
+        req.est_prefill = self.timing.prefill_time(req.prefill_len, req.cached)
+        self.backlog += req.est_prefill
+        heapq.heappush(self.waiting, (req.priority, req.id, req))
+        self.cluster.queue_changed(+1)
+        self.poke()
+
+    def reserve(self, tokens: int) -> bool:
+        """Decode role: hold KV room for an incoming transfer if it fits (and a batch slot)."""
+        if self.kv_used + tokens > self.kv_capacity:
+            return False
+        if self.batch.n + self.promised >= self.max_batch_size:
+            return False
+        self.kv_used += tokens
+        self.promised += 1
+        return True
+
+    def receive(self, req: Request) -> None:
+        """Decode role: a request's KV has arrived; it joins the batch at the next boundary."""
+        self.incoming.append(req)
+        self.poke()
+
+    def release(self, tokens: int) -> None:
+        self.kv_used -= tokens
+
+    def poke(self) -> None:
+        """Something changed: plan if idle, or cut an interruptible decode stretch short."""
+        if self._planning:
+            return
+        if self.run is None:
+            self._plan()
+        elif self.run.interruptible and self._could_admit():
+            self._truncate()
+
+    def _could_admit(self) -> bool:
+        if self.role == "decode":
+            return bool(self.incoming)
+        if self.policy == "chunked":
+            return bool(self.waiting) or bool(self.chunking)
+        if not self.waiting:
+            return False
+        head = self.waiting[0][2]
+        return self.kv_used + head.prefill_len <= self.kv_capacity
+
+    # ----- planning -----------------------------------------------------------------------
+    def _plan(self) -> None:
+        self._planning = True
+        try:
+            self.run = None
+            if self.role == "decode":
+                for req in self.incoming:
+                    self.promised -= 1
+                    self.batch.add(req)
+                self.incoming.clear()
+                if self.batch.n:
+                    self._decode_stretch()
+            elif self.policy == "chunked":
+                self._plan_chunked()
+            elif self.policy == "static" and self.batch.n:
+                self._decode_stretch()
+            else:
+                items = self._admit_whole_prompts()
+                if items:
+                    self._start(items, decode=False)
+                elif self.batch.n:
+                    self._decode_stretch()
+        finally:
+            self._planning = False
+
+    def _pop_waiting(self, need: int) -> Request:
+        _, _, req = heapq.heappop(self.waiting)
+        self.cluster.queue_changed(-1)
+        req.waited += self.sim.now - req.enqueued
+        self.backlog = max(0.0, self.backlog - req.est_prefill)
+        self.kv_used += need
+        req.held = need
+        if math.isnan(req.first_token):
+            self.cluster.prefill_started(req)
+        return req
+
+    def _admit_whole_prompts(self) -> list[tuple[Request, int, int]]:
+        items: list[tuple[Request, int, int]] = []
+        tokens = 0
+        slots = self.max_batch_size - self.batch.n
+        while self.waiting and len(items) < slots:
+            req = self.waiting[0][2]
+            need = req.prefill_len
+            if self.policy == "static" and self.role == "colocated":
+                need += req.output - req.generated
+            if self.kv_used + need > self.kv_capacity:
+                break
+            new = req.prefill_len - req.cached
+            if items and tokens + new > self.max_batch_tokens:
+                break
+            self._pop_waiting(need)
+            items.append((req, req.cached, req.prefill_len))
+            tokens += new
+        return items
+
+    def _plan_chunked(self) -> None:
+        b = self.batch.n
+        budget = self.max_batch_tokens - b
+        items: list[tuple[Request, int, int]] = []
+        for req in self.chunking:
+            if budget <= 0:
+                break
+            take = min(budget, req.prefill_len - req.prefilled)
+            items.append((req, req.prefilled, req.prefilled + take))
+            budget -= take
+        while budget > 0 and self.waiting and b + len(self.chunking) < self.max_batch_size:
+            req = self.waiting[0][2]
+            if self.kv_used + req.prefill_len > self.kv_capacity:
+                break
+            self._pop_waiting(req.prefill_len)
+            req.prefilled = req.cached
+            self.chunking.append(req)
+            take = min(budget, req.prefill_len - req.prefilled)
+            items.append((req, req.prefilled, req.prefilled + take))
+            budget -= take
+        if items:
+            self._start(items, decode=b > 0)
+        elif b:
+            self._decode_stretch()
+
+    def _decode_stretch(self) -> None:
+        batch = self.batch
+        if self.grow:
+            free = self.kv_capacity - self.kv_used
+            while batch.n and free < batch.n:
+                self._preempt()
+                free = self.kv_capacity - self.kv_used
+            if not batch.n:
+                self.run = None
+                if self.role != "decode":
+                    items = self._admit_whole_prompts() if self.policy != "chunked" else []
+                    if items:
+                        self._start(items, decode=False)
+                return
+        b = batch.n
+        k = int(batch.remaining[:b].min())
+        if self.grow:
+            k = min(k, (self.kv_capacity - self.kv_used) // b)
+        context = float(batch.context[:b].sum())
+        steps = self.timing.decode_step_times(b, context, k)
+        self._launch(steps, [], decode=True, interruptible=self.policy != "static")
+
+    def _start(self, items: list[tuple[Request, int, int]], *, decode: bool) -> None:
+        flops = 0.0
+        tokens = 0
+        for _req, lo, hi in items:
+            flops += self.timing.prefill_flops(hi, lo)
+            tokens += hi - lo
+        b = self.batch.n if decode else 0
+        context = float(self.batch.context[:b].sum()) if b else 0.0
+        t = self.timing.iteration_time(
+            prefill_flops=flops, prefill_tokens=tokens, decode_batch=b, decode_context=context
+        )
+        self.prefill_tokens += tokens
+        self.tokens_processed += tokens
+        self._launch(np.array([t]), items, decode=decode, interruptible=False)
+
+    def _launch(self, steps: np.ndarray, items: list[tuple[Request, int, int]], *,
+                decode: bool, interruptible: bool) -> None:  # fmt: skip
+        cum = np.cumsum(steps)
+        run = _Run(self.sim.now, steps, cum, len(steps), items, decode, interruptible)
+        run.event = self.sim.schedule(float(cum[-1]), self._end)
+        self.run = run
+
+    def _truncate(self) -> None:
+        run = self.run
+        assert run is not None
+        elapsed = self.sim.now - run.start
+        k = int(np.searchsorted(run.cum, elapsed, side="left")) + 1
+        if k >= run.k:
+            return
+        run.k = k
+        run.event.cancel()
+        end = max(self.sim.now, run.start + float(run.cum[k - 1]))
+        run.event = self.sim.schedule_at(end, self._end)
+
+    # ----- iteration end ------------------------------------------------------------------
+    def _end(self) -> None:
+        run = self.run
+        assert run is not None
+        k = run.k
+        self.busy_time += float(run.cum[k - 1])
+        if run.decode:
+            self._advance(run.start, run.steps[:k], run.cum[:k])
+        for req, _, hi in run.items:
+            req.prefilled = hi
+            if hi >= req.prefill_len:
+                if self.policy == "chunked":
+                    self.chunking.remove(req)
+                self._prefilled(req)
+        self.run = None
+        self._plan()
+
+    def _advance(self, start: float, steps: np.ndarray, cum: np.ndarray) -> None:
+        batch = self.batch
+        b = batch.n
+        k = steps.shape[0]
+        last = start + float(cum[-1])
+        gap0 = (start + float(cum[0])) - batch.last[:b]
+        np.maximum(batch.maxgap[:b], gap0, out=batch.maxgap[:b])
+        if k > 1:
+            np.maximum(batch.maxgap[:b], float(steps[1:].max()), out=batch.maxgap[:b])
+        batch.last[:b] = last
+        batch.remaining[:b] -= k
+        batch.context[:b] += k
+        if self.grow:
+            batch.held[:b] += k
+            self.kv_used += b * k
+        self.tokens_processed += b * k
+        done = batch.remaining[:b] == 0
+        if done.any():
+            finished = [batch.reqs[i] for i in np.flatnonzero(done).tolist()]
+            self.kv_used -= int(batch.held[:b][done].sum())
+            maxgaps = batch.maxgap[:b][done].tolist()
+            batch.compact(~done)
+            for req, gap in zip(finished, maxgaps, strict=True):
+                req.generated = req.output
+                req.last_token = last
+                req.max_gap = gap
+                req.held = 0
+                self.cluster.finished(req, self)
+
+    def _prefilled(self, req: Request) -> None:
+        now = self.sim.now
+        if math.isnan(req.first_token):
+            req.first_token = now
+            req.generated = 1
+        else:  # recomputed after a preemption: the prefill also yields the next token
+            req.max_gap = max(req.max_gap, now - req.last_token)
+            req.generated += 1
+        req.last_token = now
+        self.cluster.prefilled(req, self)
+        if self.role != "colocated":
+            return  # the cluster moves its KV to a decode instance (and releases it here)
+        if req.generated >= req.output:
+            self.kv_used -= req.held
+            req.held = 0
+            self.cluster.finished(req, self)
+        else:
+            self.batch.add(req)
+
+    def _preempt(self) -> None:
+        """Drop the lowest-priority, latest request from the batch; it is recomputed later."""
+        batch = self.batch
+        victim = max(range(batch.n), key=lambda i: (batch.reqs[i].priority, batch.reqs[i].id))
+        req = batch.take_out(victim)
+        self.kv_used -= req.held
+        req.held = 0
+        req.preemptions += 1
+        self.preemptions += 1
+        req.prefill_len = req.prompt + req.generated
+        req.cached = 0
+        if self.role == "decode":
+            self.cluster.preempted(req, self)
+        else:
+            self.enqueue(req)

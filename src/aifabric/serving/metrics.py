@@ -1,0 +1,176 @@
+"""Serving metrics: latency percentiles overall and per SLO tier, throughput, goodput,
+queue depth over time, utilisation, KV-cache reuse and network bytes by class.
+
+Definitions (per request):
+
+- TTFT: first token time - arrival (includes routing, prefix fetch, queueing, prefill;
+  with PD the first token comes out of the prefill instance).
+- TBT: mean gap between consecutive tokens, (last - first) / (output - 1) (DistServe's
+  TPOT); ``tbt_max_s`` is each request's worst gap (a stall behind a prefill, a KV
+  transfer, a preemption). ``slo.tbt_metric`` picks which one the TBT target checks.
+  One-token answers have no TBT and meet any TBT target.
+- E2E: last token - arrival.
+- SLO attainment of a tier: share of its arrived requests that completed meeting both
+  targets (rejected and unfinished requests miss). Goodput: such requests per simulated
+  second.
+- ``simulated_seconds``: clock at the end (the last completion, or max_sim_time_s).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from aifabric.serving.network import KINDS
+
+PERCENTILES = (50, 95, 99)
+
+
+def _pcts(values: np.ndarray) -> dict[str, float | None]:
+    values = values[~np.isnan(values)]
+    if values.size == 0:
+        empty: dict[str, float | None] = {f"p{p}": None for p in PERCENTILES}
+        empty["mean"] = None
+        return empty
+    qs = np.percentile(values, PERCENTILES)
+    out: dict[str, float | None] = {f"p{p}": float(q) for p, q in zip(PERCENTILES, qs, strict=True)}
+    out["mean"] = float(values.mean())
+    return out
+
+
+def request_table(cluster: Any) -> dict[str, np.ndarray]:
+    """Per completed request arrays (in completion order)."""
+    recs = cluster.records
+    n = len(recs)
+    arrival = np.fromiter((r.arrival for r in recs), np.float64, n)
+    first = np.fromiter((r.first_token for r in recs), np.float64, n)
+    finish = np.fromiter((r.finish for r in recs), np.float64, n)
+    output = np.fromiter((r.output for r in recs), np.int64, n)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tbt = np.where(output > 1, (finish - first) / (output - 1), np.nan)
+    maxgap = np.where(output > 1, np.fromiter((r.max_gap for r in recs), np.float64, n), np.nan)
+    return {
+        "id": np.fromiter((r.id for r in recs), np.int64, n),
+        "tier": np.fromiter((r.tier for r in recs), np.int64, n),
+        "arrival": arrival,
+        "ttft": first - arrival,
+        "tbt": tbt,
+        "tbt_max": maxgap,
+        "e2e": finish - arrival,
+        "prompt": np.fromiter((r.prompt for r in recs), np.int64, n),
+        "output": output,
+        "cached": np.fromiter((r.cached for r in recs), np.int64, n),
+        "waited": np.fromiter((r.waited for r in recs), np.float64, n),
+        "finish": finish,
+    }
+
+
+def queue_series(cluster: Any, interval: float, end: float) -> tuple[np.ndarray, np.ndarray]:
+    """Queue depth (requests waiting for prefill) sampled every ``interval`` s."""
+    times = np.array([t for t, _ in cluster.queue_trace])
+    depth = np.array([d for _, d in cluster.queue_trace])
+    grid = np.arange(0.0, max(end, interval) + interval / 2, interval)
+    idx = np.searchsorted(times, grid, side="right") - 1
+    return grid, depth[np.clip(idx, 0, None)]
+
+
+def summarise(cluster: Any) -> dict[str, Any]:
+    sc = cluster.scenario
+    sim_time = float(cluster.sim.now)
+    table = request_table(cluster)
+    tiers = sc.slo.tiers
+    tbt_key = "tbt" if sc.slo.tbt_metric == "mean" else "tbt_max"
+    ttft_ok = table["ttft"] <= np.array([t.ttft_s for t in tiers])[table["tier"]]
+    tbt_target = np.array([t.tbt_s for t in tiers])[table["tier"]]
+    tbt_ok = np.isnan(table[tbt_key]) | (table[tbt_key] <= tbt_target)
+    good = ttft_ok & tbt_ok
+    rejected_by_tier = np.zeros(len(tiers), np.int64)
+    for r in cluster.rejected_reqs:
+        rejected_by_tier[r.tier] += 1
+    completed = int(table["id"].shape[0])
+    in_flight = cluster.arrived - completed - cluster.rejected
+    arrived_tiers = _arrived_per_tier(cluster, len(tiers))
+    tier_out: dict[str, Any] = {}
+    for t, tier in enumerate(tiers):
+        mask = table["tier"] == t
+        n_arr = int(arrived_tiers[t])
+        tier_out[tier.name] = {
+            "requests": n_arr,
+            "completed": int(mask.sum()),
+            "rejected": int(rejected_by_tier[t]),
+            "slo_attainment": (float(good[mask].sum() / n_arr) if n_arr else None),
+            "ttft_target_s": tier.ttft_s,
+            "tbt_target_s": tier.tbt_s,
+            "ttft_s": _pcts(table["ttft"][mask]),
+            "tbt_s": _pcts(table["tbt"][mask]),
+            "tbt_max_s": _pcts(table["tbt_max"][mask]),
+            "e2e_s": _pcts(table["e2e"][mask]),
+        }
+    out_tokens = int(table["output"].sum())
+    _, depth = queue_series(cluster, sc.metrics.sample_interval_s, sim_time)
+    tp_bytes = sum(i.timing.tp_allreduce_bytes(i.tokens_processed) for i in cluster.instances)
+    net = cluster.network
+    prompt = max(cluster.prompt_tokens, 1)
+    hit_tokens = sum(cluster.hits.values())
+    roles: dict[str, list[float]] = {}
+    for inst in cluster.instances:
+        roles.setdefault(inst.role, []).append(inst.busy_time / sim_time if sim_time > 0 else 0.0)
+    return {
+        "scenario": {
+            "model": cluster.model.name,
+            "mode": sc.cluster.mode,
+            "instances": {role: len(v) for role, v in roles.items()},
+            "batching": sc.batching.policy,
+            "routing": sc.routing.policy,
+            "workload": cluster.workload.name,
+            "kv_store": sc.kv_store.enabled,
+            "seed": sc.seed,
+        },
+        "requests": cluster.arrived,
+        "completed": completed,
+        "rejected": cluster.rejected,
+        "rejected_by": dict(sorted(cluster.rejected_by.items())),
+        "in_flight_at_end": in_flight,
+        "ttft_s": _pcts(table["ttft"]),
+        "tbt_s": _pcts(table["tbt"]),
+        "tbt_max_s": _pcts(table["tbt_max"]),
+        "e2e_s": _pcts(table["e2e"]),
+        "queue_wait_s": _pcts(table["waited"]),
+        "slo_attainment": float(good.sum() / cluster.arrived) if cluster.arrived else None,
+        "tiers": tier_out,
+        "throughput": {
+            "requests_per_s": completed / sim_time if sim_time > 0 else None,
+            "output_tokens_per_s": out_tokens / sim_time if sim_time > 0 else None,
+            "prompt_tokens_per_s": float(table["prompt"].sum()) / sim_time
+            if sim_time > 0
+            else None,
+        },
+        "goodput_requests_per_s": float(good.sum()) / sim_time if sim_time > 0 else None,
+        "queue_depth": {
+            "mean": float(depth.mean()) if depth.size else 0.0,
+            "max": int(max(d for _, d in cluster.queue_trace)),
+            "p99": float(np.percentile(depth, 99)) if depth.size else 0.0,
+        },
+        "utilisation": {role: sum(v) / len(v) for role, v in roles.items()},
+        "preemptions": sum(i.preemptions for i in cluster.instances),
+        "kv_cache": {
+            "hit_ratio": hit_tokens / prompt,
+            "hit_ratio_by_tier": {k: v / prompt for k, v in cluster.hits.items()},
+            "fetches_skipped": cluster.fetch_skipped,
+            "pool_blocks": len(cluster.pool) if cluster.pool is not None else 0,
+        },
+        "network_bytes": {
+            **{kind: net.bytes_done[kind] for kind in KINDS},
+            "tp_allreduce": tp_bytes,
+        },
+        "simulated_seconds": sim_time,
+        "events": cluster.sim.events_run,
+    }
+
+
+def _arrived_per_tier(cluster: Any, n: int) -> np.ndarray:
+    counts = np.zeros(n, np.int64)
+    for tier, c in cluster.tier_arrivals.items():
+        counts[tier] = c
+    return counts

@@ -1,0 +1,109 @@
+"""KV movement on modelled links: flows share link capacity max-min fairly, plus latency.
+
+Links are the instances' NIC ports (egress and ingress, tp x per-GPU NIC), the memory
+servers' NICs and SSD read bandwidth, and optionally an oversubscribed core that every
+cross-node flow crosses. Each start or finish of a flow re-solves the fair rates
+(netsim.maxmin) and reschedules the finish of every flow in flight; a flow is done
+``latency`` seconds after its last byte leaves.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from aifabric.des import Event, Simulator
+from aifabric.netsim.maxmin import max_min_rates
+
+KINDS = ("kv_transfer", "prefix_fetch", "prefix_store")
+
+
+@dataclass(slots=True, eq=False)
+class Flow:
+    path: tuple[int, ...]
+    size: float
+    kind: str
+    on_done: Callable[[], None] | None
+    remaining: float = 0.0
+    rate: float = 0.0
+    event: Event | None = field(default=None, repr=False)
+
+
+class FlowNetwork:
+    """Flows on capacitated links inside a discrete-event simulation."""
+
+    def __init__(self, sim: Simulator, *, latency: float = 0.0) -> None:
+        self.sim = sim
+        self.latency = latency
+        self.capacity: dict[int, float] = {}
+        self.names: list[str] = []
+        self.flows: list[Flow] = []
+        self._last = 0.0
+        self.bytes_done = dict.fromkeys(KINDS, 0.0)
+        self.bytes_started = dict.fromkeys(KINDS, 0.0)
+        self.link_bytes: dict[int, float] = {}
+
+    def add_link(self, name: str, capacity: float) -> int:
+        link = len(self.names)
+        self.names.append(name)
+        if math.isfinite(capacity):
+            self.capacity[link] = capacity
+        self.link_bytes[link] = 0.0
+        return link
+
+    def nominal_time(self, path: tuple[int, ...], size: float) -> float:
+        """Transfer time alone on the path (no sharing): size / narrowest link + latency."""
+        narrowest = min((self.capacity.get(ln, math.inf) for ln in path), default=math.inf)
+        return size / narrowest + self.latency
+
+    def start(self, path: tuple[int, ...], size: float, kind: str,
+              on_done: Callable[[], None] | None = None) -> Flow:  # fmt: skip
+        """Start moving ``size`` bytes along ``path``; call on_done when they have arrived."""
+        flow = Flow(path, size, kind, on_done, remaining=size)
+        self.bytes_started[kind] += size
+        if size <= 0:
+            self.sim.schedule(self.latency, self._arrive, flow)
+            return flow
+        self._advance()
+        self.flows.append(flow)
+        self._reallocate()
+        return flow
+
+    @property
+    def in_flight(self) -> int:
+        return len(self.flows)
+
+    def _advance(self) -> None:
+        dt = self.sim.now - self._last
+        if dt > 0:
+            for flow in self.flows:
+                flow.remaining -= flow.rate * dt
+        self._last = self.sim.now
+
+    def _reallocate(self) -> None:
+        rates = max_min_rates([f.path for f in self.flows], self.capacity)
+        now = self.sim.now
+        for flow, rate in zip(self.flows, rates, strict=True):
+            if flow.event is not None and rate == flow.rate:
+                continue
+            flow.rate = rate
+            if flow.event is not None:
+                flow.event.cancel()
+            left = max(flow.remaining, 0.0)
+            eta = 0.0 if math.isinf(rate) else left / rate
+            flow.event = self.sim.schedule_at(now + eta, self._finish, flow, priority=-1)
+
+    def _finish(self, flow: Flow) -> None:
+        self._advance()
+        self.flows.remove(flow)
+        flow.remaining = 0.0
+        self._reallocate()
+        self.sim.schedule(self.latency, self._arrive, flow)
+
+    def _arrive(self, flow: Flow) -> None:
+        self.bytes_done[flow.kind] += flow.size
+        for link in flow.path:
+            self.link_bytes[link] += flow.size
+        if flow.on_done is not None:
+            flow.on_done()

@@ -1,0 +1,89 @@
+"""Routing policies: which prefill (or colocated) instance takes a new request.
+
+A registry, like the collectives: add a policy with ``@register("name")``.
+
+- ``round_robin``: instances in turn.
+- ``least_loaded``: fewest outstanding requests (queued + running), then least queued work.
+- ``cache_aware``: Mooncake's Conductor idea: estimate each instance's time to first token
+  as its queued prefill work plus the prefill of the part of the prompt that instance
+  cannot reuse (its own HBM prefix cache, or the shared pool when that reaches further),
+  and take the smallest; ties go to the least loaded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from aifabric.errors import ConfigError
+from aifabric.serving.instance import Instance
+from aifabric.serving.request import Request
+
+Router = Callable[[Any, Request], Instance]
+ROUTERS: dict[str, Callable[[], Router]] = {}
+
+
+def register(name: str) -> Callable[[Callable[[], Router]], Callable[[], Router]]:
+    def wrap(factory: Callable[[], Router]) -> Callable[[], Router]:
+        ROUTERS[name] = factory
+        return factory
+
+    return wrap
+
+
+def make_router(name: str) -> Router:
+    """A fresh router (it may keep state, such as the round-robin position)."""
+    try:
+        return ROUTERS[name]()
+    except KeyError:
+        raise ConfigError(
+            f"routing.policy(={name!r}) must be one of {', '.join(sorted(ROUTERS))}"
+        ) from None
+
+
+@register("round_robin")
+def _round_robin() -> Router:
+    position = [0]
+
+    def choose(cluster: Any, req: Request) -> Instance:
+        pool: list[Instance] = cluster.entry
+        inst = pool[position[0] % len(pool)]
+        position[0] += 1
+        return inst
+
+    return choose
+
+
+@register("least_loaded")
+def _least_loaded() -> Router:
+    def choose(cluster: Any, req: Request) -> Instance:
+        pool: list[Instance] = cluster.entry
+        return min(pool, key=lambda i: (i.outstanding, i.estimated_wait(), i.index))
+
+    return choose
+
+
+@register("cache_aware")
+def _cache_aware() -> Router:
+    def choose(cluster: Any, req: Request) -> Instance:
+        pool: list[Instance] = cluster.entry
+        local = cluster.local_match_blocks(req)  # instance index -> matched blocks
+        floor = cluster.pool_match_blocks(req)
+        timing = pool[0].timing
+        cost_by_blocks: dict[int, float] = {}
+        best: tuple[float, int, int] | None = None
+        chosen = pool[0]
+        for inst in pool:
+            blocks = max(local.get(inst.index, 0), floor)
+            cost = cost_by_blocks.get(blocks)
+            if cost is None or inst.timing is not timing:
+                cached = cluster.cached_tokens(req, blocks)
+                cost = inst.timing.prefill_time(req.prefill_len, cached)
+                if inst.timing is timing:
+                    cost_by_blocks[blocks] = cost
+            key = (inst.estimated_wait() + cost, inst.outstanding, inst.index)
+            if best is None or key < best:
+                best, chosen = key, inst
+        return chosen
+
+    return choose
