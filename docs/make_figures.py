@@ -1,7 +1,10 @@
-"""Regenerate docs/tier-traffic.svg: where Llama-3-70B TP8 x PP8 x DP16's bytes travel.
+"""Regenerate the README's figures. Run: python docs/make_figures.py
 
-The same job on the same 1,024 H100s: a rail-optimised SuperPOD (4 SUs), a ToR Clos of the
-same switches, and the SuperPOD with servers placed at random. Run: python docs/make_figures.py
+- docs/tier-traffic.svg: where Llama-3-70B TP8 x PP8 x DP16's bytes travel: the same job on
+  the same 1,024 H100s in a rail-optimised SuperPOD (4 SUs), a ToR Clos of the same
+  switches, and the SuperPOD with servers placed at random.
+- docs/serving-mooncake.svg: the Mooncake conversation example
+  (examples/serve/mooncake-conversation-pd.yaml): TTFT and TBT per SLO tier, queue depth.
 """
 
 from __future__ import annotations
@@ -11,6 +14,26 @@ from pathlib import Path
 from aifabric.fabric.plan import plan_fabric
 from aifabric.report.svg import tier_traffic_svg
 from aifabric.spec.scenario import TRAIN_KEYS, merge_options, training_job
+
+
+def serving_figure() -> None:
+    from aifabric.report.svg import serving_svg
+    from aifabric.serving.cluster import ServingSimulation
+    from aifabric.serving.config import load_serve_scenario
+    from aifabric.serving.metrics import queue_series, request_table
+
+    root = Path(__file__).resolve().parents[1]
+    scenario = load_serve_scenario(root / "examples/serve/mooncake-conversation-pd.yaml")
+    sim = ServingSimulation(scenario)
+    sim.run()
+    table = request_table(sim)
+    names = [t.name for t in scenario.slo.tiers]
+    ttft = [(n, table["ttft"][table["tier"] == i].tolist()) for i, n in enumerate(names)]
+    tbt = [(n, table["tbt"][table["tier"] == i].tolist()) for i, n in enumerate(names)]
+    grid, depth = queue_series(sim, 10.0, sim.sim.now)
+    svg = serving_svg(ttft, tbt, (grid.tolist(), depth.tolist()),
+                      title="Mooncake conversation trace, Llama-3-70B TP8, 4 prefill : 2 decode")  # fmt: skip
+    Path(__file__).with_name("serving-mooncake.svg").write_text(svg, encoding="utf-8")
 
 
 def main() -> None:
@@ -29,6 +52,7 @@ def main() -> None:
         series.append((label, result["bytes_by_tier"]))
     svg = tier_traffic_svg(series, title="Llama-3-70B TP8xPP8xDP16: bytes per iteration by tier")
     Path(__file__).with_name("tier-traffic.svg").write_text(svg, encoding="utf-8")
+    serving_figure()
 
 
 if __name__ == "__main__":

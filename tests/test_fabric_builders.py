@@ -425,7 +425,7 @@ def check_invariants(topo: Topology, spec: FabricSpec) -> None:
     assert int(np.bincount(endpoint_leaf(topo)).max()) <= down
     # rail grouping: a leaf holds one NIC index (rail) only; ToR: whole servers, in order
     leaf = endpoint_leaf(topo)
-    if topo.meta["design"] == "rail":
+    if topo.meta["design"] == "rail" and not spec.single_switch():  # one switch: no rails
         for sw in np.unique(leaf):
             assert len(np.unique(topo.endpoint_rail[leaf == sw])) == 1
     else:

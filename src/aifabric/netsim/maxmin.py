@@ -22,7 +22,9 @@ def max_min_rates(paths: Sequence[Sequence[int]], capacity: Mapping[int, float])
     for f, path in enumerate(paths):
         for link in path:
             if link in capacity:
-                users.setdefault(link, []).append(f)
+                fs = users.setdefault(link, [])
+                if not fs or fs[-1] != f:  # a link listed twice on a path counts once
+                    fs.append(f)
     if all(len(fs) == 1 for fs in users.values()):  # no link shared: each flow alone
         return [min((capacity[ln] for ln in path if ln in capacity), default=math.inf)
                 for path in paths]  # fmt: skip
@@ -37,11 +39,11 @@ def max_min_rates(paths: Sequence[Sequence[int]], capacity: Mapping[int, float])
         )
         for f in sets.pop(link):
             rates[f] = share
-            for other in paths[f]:
-                fs = sets.get(other)
-                if fs is not None:
-                    fs.discard(f)
+            for other in dict.fromkeys(paths[f]):
+                on = sets.get(other)
+                if on is not None:
+                    on.discard(f)
                     left[other] -= share
-                    if not fs:
+                    if not on:
                         del sets[other]
     return rates

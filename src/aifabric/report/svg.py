@@ -64,3 +64,79 @@ def tier_traffic_svg(series: list[tuple[str, dict[str, float]]], *, title: str,
         out.append(f'<text x="{lx + 16}" y="{height - 18}">{tier}</text>')
     out.append("</svg>")
     return "\n".join(out) + "\n"
+
+
+TIER_LINE_COLOURS = ("#e6a700", "#7f7f7f", "#b5651d", "#4c78a8", "#59a14f", "#e15759")
+
+
+def _cdf_panel(out: list[str], x0: float, y0: float, w: float, h: float, title: str,
+               series: list[tuple[str, list[float]]], unit: float, unit_name: str) -> None:  # fmt: skip
+    """A CDF per series on a log x axis (values in s, shown in ``unit_name``)."""
+    import math
+
+    values = [v for _, vs in series for v in vs if v > 0]
+    out.append(f'<text x="{x0 + w / 2:.1f}" y="{y0 - 8:.1f}" text-anchor="middle">{escape(title)}</text>')  # fmt: skip
+    out.append(f'<rect x="{x0}" y="{y0}" width="{w}" height="{h}" fill="none" stroke="#999"/>')
+    if not values:
+        return
+    lo = math.floor(math.log10(min(values) / unit))
+    hi = math.ceil(math.log10(max(values) / unit))
+    hi = max(hi, lo + 1)
+
+    def px(v: float) -> float:
+        return x0 + w * (math.log10(max(v / unit, 10.0**lo)) - lo) / (hi - lo)
+
+    for decade in range(lo, hi + 1):
+        xx = x0 + w * (decade - lo) / (hi - lo)
+        out.append(f'<line x1="{xx:.1f}" x2="{xx:.1f}" y1="{y0}" y2="{y0 + h}" stroke="#eee"/>')
+        out.append(f'<text x="{xx:.1f}" y="{y0 + h + 14:.1f}" text-anchor="middle">{10.0**decade:g}</text>')  # fmt: skip
+    out.append(f'<text x="{x0 + w / 2:.1f}" y="{y0 + h + 30:.1f}" text-anchor="middle">{unit_name} (log)</text>')  # fmt: skip
+    for q in (0.5, 0.99):
+        yy = y0 + h * (1 - q)
+        out.append(f'<line x1="{x0}" x2="{x0 + w}" y1="{yy:.1f}" y2="{yy:.1f}" stroke="#ddd" stroke-dasharray="3,3"/>')  # fmt: skip
+        out.append(f'<text x="{x0 - 4}" y="{yy + 4:.1f}" text-anchor="end">p{int(q * 100)}</text>')
+    for i, (label, vs) in enumerate(series):
+        data = sorted(v for v in vs if v > 0)
+        if not data:
+            continue
+        n = len(data)
+        step = max(1, n // 400)
+        idx = [*range(0, n, step), n - 1]
+        pts = " ".join(f"{px(data[j]):.1f},{y0 + h * (1 - (j + 1) / n):.1f}" for j in idx)
+        colour = TIER_LINE_COLOURS[i % len(TIER_LINE_COLOURS)]
+        out.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{pts}">'
+                   f"<title>{escape(label)}</title></polyline>")  # fmt: skip
+
+
+def serving_svg(ttft: list[tuple[str, list[float]]], tbt: list[tuple[str, list[float]]],
+                queue: tuple[list[float], list[int]], *, title: str) -> str:  # fmt: skip
+    """Three panels: TTFT and TBT distributions (CDF) per SLO tier, queue depth over time."""
+    width, height = 980, 400
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+           f'font-family="sans-serif" font-size="12">',
+           '<rect width="100%" height="100%" fill="white"/>',
+           f'<text x="{width / 2}" y="22" text-anchor="middle" font-size="15">{escape(title)}</text>']  # fmt: skip
+    _cdf_panel(out, 50, 60, 260, 260, "TTFT per tier (CDF)", ttft, 1e-3, "ms")
+    _cdf_panel(out, 370, 60, 260, 260, "TBT per request per tier (CDF)", tbt, 1e-3, "ms")
+    # queue depth over time
+    x0, y0, w, h = 690, 60, 270, 260
+    times, depth = queue
+    out.append(f'<text x="{x0 + w / 2}" y="{y0 - 8}" text-anchor="middle">requests waiting for prefill</text>')  # fmt: skip
+    out.append(f'<rect x="{x0}" y="{y0}" width="{w}" height="{h}" fill="none" stroke="#999"/>')
+    if times:
+        tmax = max(times[-1], 1e-9)
+        dmax = max(max(depth), 1)
+        pts = " ".join(f"{x0 + w * t / tmax:.1f},{y0 + h * (1 - d / dmax):.1f}"
+                       for t, d in zip(times, depth, strict=True))  # fmt: skip
+        out.append(f'<polyline fill="none" stroke="#4c78a8" stroke-width="1" points="{pts}"/>')
+        out.append(f'<text x="{x0 - 4}" y="{y0 + 4}" text-anchor="end">{dmax}</text>')
+        out.append(f'<text x="{x0 - 4}" y="{y0 + h}" text-anchor="end">0</text>')
+        out.append(f'<text x="{x0 + w}" y="{y0 + h + 14}" text-anchor="end">{tmax:,.0f} s</text>')
+        out.append(f'<text x="{x0 + w / 2}" y="{y0 + h + 30}" text-anchor="middle">simulated time</text>')  # fmt: skip
+    for i, (label, _) in enumerate(ttft):
+        lx = 50 + i * 110
+        colour = TIER_LINE_COLOURS[i % len(TIER_LINE_COLOURS)]
+        out.append(f'<rect x="{lx}" y="{height - 26}" width="14" height="4" fill="{colour}"/>')
+        out.append(f'<text x="{lx + 18}" y="{height - 20}">{escape(label)}</text>')
+    out.append("</svg>")
+    return "\n".join(out) + "\n"

@@ -111,6 +111,7 @@ class ServingSimulation:
                     self.network.add_link(f"mem{s}.ssd", store.ssd.read_bandwidth),
                 ))  # fmt: skip
             self.ring = ConsistentHashRing([f"mem{s}" for s in range(dram.servers)])
+        self._server_of: dict[int, tuple[int, int, int]] = {}
         self.core = (
             self.network.add_link("core", total_nic / sc.network.oversubscription)
             if sc.network.oversubscription > 1
@@ -237,7 +238,7 @@ class ServingSimulation:
         fetch = self._plan_cache(req, inst)
         if self.scenario.slo.admission_control:
             estimate = (
-                inst.estimated_wait()
+                inst.estimated_wait(req.priority)
                 + fetch[0]
                 + inst.timing.prefill_time(req.prefill_len, req.cached)
             )
@@ -288,9 +289,14 @@ class ServingSimulation:
         return fetch_time, dram_fetch, ssd_fetch
 
     def _server_links(self, req: Request) -> tuple[int, int, int]:
+        """Links of the memory server owning this prefix (consistent hash of its first block)."""
         assert self.ring is not None and req.blocks
-        name = self.ring.server_for(req.blocks)
-        return self.servers[int(name[3:])]
+        key = req.blocks[0]
+        links = self._server_of.get(key)
+        if links is None:
+            name = self.ring.server_for(req.blocks)
+            links = self._server_of[key] = self.servers[int(name[3:])]
+        return links
 
     def _path(self, *links: int) -> tuple[int, ...]:
         return (*links, self.core) if self.core >= 0 else links

@@ -126,7 +126,12 @@ class Instance:
         self.batch = DecodeBatch()
         self.kv_used = 0
         self.promised = 0  # decode role: sequences reserved but not yet arrived
-        self.backlog = 0.0  # estimated prefill seconds queued
+        self.backlog: dict[int, float] = {}  # estimated prefill seconds queued, by priority
+        self.queued: dict[int, int] = {}  # requests queued, by priority
+        self._last_admit = math.nan
+        self._admit_gap = math.nan  # EWMA of the time between admissions from the queue
+        self._last_arrival: dict[int, float] = {}
+        self._arrival_gap: dict[int, float] = {}  # EWMA of enqueue gaps, by priority
         self.run: _Run | None = None
         self._planning = False
         self.busy_time = 0.0
@@ -142,13 +147,38 @@ class Instance:
     def outstanding(self) -> int:
         return len(self.waiting) + len(self.chunking) + self.batch.n + self.promised
 
-    def estimated_wait(self) -> float:
-        """Seconds before a request enqueued now would start prefill (rough, for routing)."""
+    def estimated_wait(self, priority: int | None = None) -> float:
+        """Seconds before a request of ``priority`` enqueued now would start prefill: the
+        queued prefill work it cannot overtake, plus the rest of a running prefill (an
+        estimate for routing and admission control)."""
         busy = 0.0
         run = self.run
         if run is not None and (run.items or not run.interruptible):
             busy = max(0.0, run.start + float(run.cum[run.k - 1]) - self.sim.now)
-        return self.backlog + busy
+        if priority is None:
+            work = sum(self.backlog.values())
+            ahead = sum(self.queued.values())
+        else:
+            work = sum(v for p, v in self.backlog.items() if p <= priority)
+            ahead = sum(v for p, v in self.queued.items() if p <= priority)
+        # When KV memory, not prefill compute, holds the queue back, requests leave it at
+        # the recent admission rate mu, while higher-priority arrivals (rate lam) keep
+        # overtaking: the queue ahead drains at mu - lam.
+        drain = 0.0
+        if ahead and not math.isnan(self._admit_gap) and self._admit_gap > 0:
+            mu = 1.0 / self._admit_gap
+            lam = sum(1.0 / g for p, g in self._arrival_gap.items()
+                      if g > 0 and (priority is not None and p < priority))  # fmt: skip
+            drain = ahead / (mu - lam) if mu > lam else math.inf
+        return max(work + busy, drain)
+
+    def committed_growth(self) -> int:
+        """KV tokens the running iterations will still add to the batch (decode steps)."""
+        run = self.run
+        if run is None or not run.decode or not self.grow:
+            return 0
+        done = int(np.searchsorted(run.cum[: run.k], self.sim.now - run.start, side="right"))
+        return self.batch.n * max(0, run.k - done)
 
     # ----- inputs -------------------------------------------------------------------------
     def enqueue(self, req: Request) -> None:
@@ -156,14 +186,22 @@ class Instance:
         req.enqueued = self.sim.now
         req.instance = self.index
         req.est_prefill = self.timing.prefill_time(req.prefill_len, req.cached)
-        self.backlog += req.est_prefill
+        self.backlog[req.priority] = self.backlog.get(req.priority, 0.0) + req.est_prefill
+        self.queued[req.priority] = self.queued.get(req.priority, 0) + 1
+        if req.preemptions == 0:
+            last = self._last_arrival.get(req.priority)
+            if last is not None:
+                gap = self.sim.now - last
+                old = self._arrival_gap.get(req.priority)
+                self._arrival_gap[req.priority] = gap if old is None else 0.9 * old + 0.1 * gap
+            self._last_arrival[req.priority] = self.sim.now
         heapq.heappush(self.waiting, (req.priority, req.id, req))
         self.cluster.queue_changed(+1)
         self.poke()
 
     def reserve(self, tokens: int) -> bool:
         """Decode role: hold KV room for an incoming transfer if it fits (and a batch slot)."""
-        if self.kv_used + tokens > self.kv_capacity:
+        if self.kv_used + self.committed_growth() + tokens > self.kv_capacity:
             return False
         if self.batch.n + self.promised >= self.max_batch_size:
             return False
@@ -227,7 +265,15 @@ class Instance:
         _, _, req = heapq.heappop(self.waiting)
         self.cluster.queue_changed(-1)
         req.waited += self.sim.now - req.enqueued
-        self.backlog = max(0.0, self.backlog - req.est_prefill)
+        left = self.backlog.get(req.priority, 0.0) - req.est_prefill
+        self.backlog[req.priority] = max(0.0, left)
+        self.queued[req.priority] -= 1
+        now = self.sim.now
+        if not math.isnan(self._last_admit):
+            gap = now - self._last_admit
+            old = self._admit_gap
+            self._admit_gap = gap if math.isnan(old) else 0.9 * old + 0.1 * gap
+        self._last_admit = now
         self.kv_used += need
         req.held = need
         if math.isnan(req.first_token):
@@ -254,6 +300,9 @@ class Instance:
         return items
 
     def _plan_chunked(self) -> None:
+        # The decodes of this iteration need a token of KV each: make room first.
+        while self.batch.n and self.kv_capacity - self.kv_used < self.batch.n:
+            self._preempt()
         b = self.batch.n
         budget = self.max_batch_tokens - b
         items: list[tuple[Request, int, int]] = []
@@ -265,7 +314,7 @@ class Instance:
             budget -= take
         while budget > 0 and self.waiting and b + len(self.chunking) < self.max_batch_size:
             req = self.waiting[0][2]
-            if self.kv_used + req.prefill_len > self.kv_capacity:
+            if self.kv_used + b + req.prefill_len > self.kv_capacity:
                 break
             self._pop_waiting(req.prefill_len)
             req.prefilled = req.cached

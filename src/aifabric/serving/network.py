@@ -4,7 +4,9 @@ Links are the instances' NIC ports (egress and ingress, tp x per-GPU NIC), the m
 servers' NICs and SSD read bandwidth, and optionally an oversubscribed core that every
 cross-node flow crosses. Each start or finish of a flow re-solves the fair rates
 (netsim.maxmin) and reschedules the finish of every flow in flight; a flow is done
-``latency`` seconds after its last byte leaves.
+``latency`` seconds after its last byte leaves. A flow that shares no link with another
+needs one event (its arrival); a shared one gets a second at its last byte, when its share
+goes to the others.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ class Flow:
     on_done: Callable[[], None] | None
     remaining: float = 0.0
     rate: float = 0.0
+    shared: bool = False
     event: Event | None = field(default=None, repr=False)
 
 
@@ -82,24 +85,46 @@ class FlowNetwork:
         self._last = self.sim.now
 
     def _reallocate(self) -> None:
-        rates = max_min_rates([f.path for f in self.flows], self.capacity)
+        # Flows whose last byte has left hold no bandwidth; they only wait out the latency.
+        active = [f for f in self.flows if f.remaining > 1e-9 * f.size]
+        paths = [f.path for f in active]
+        rates = max_min_rates(paths, self.capacity)
+        count: dict[int, int] = {}
+        for path in paths:
+            for link in path:
+                if link in self.capacity:
+                    count[link] = count.get(link, 0) + 1
         now = self.sim.now
-        for flow, rate in zip(self.flows, rates, strict=True):
-            if flow.event is not None and rate == flow.rate:
+        for flow, rate in zip(active, rates, strict=True):
+            shared = any(count.get(link, 0) > 1 for link in flow.path)
+            if flow.event is not None and rate == flow.rate and shared == flow.shared:
                 continue
-            flow.rate = rate
+            flow.rate, flow.shared = rate, shared
             if flow.event is not None:
                 flow.event.cancel()
-            left = max(flow.remaining, 0.0)
-            eta = 0.0 if math.isinf(rate) else left / rate
-            flow.event = self.sim.schedule_at(now + eta, self._finish, flow, priority=-1)
+            eta = 0.0 if math.isinf(rate) else max(flow.remaining, 0.0) / rate
+            if shared:  # free the share at the last byte, arrive a latency later
+                flow.event = self.sim.schedule_at(now + eta, self._release, flow, priority=-1)
+            else:
+                flow.event = self.sim.schedule_at(
+                    now + eta + self.latency, self._finish, flow, priority=-1
+                )
+
+    def _release(self, flow: Flow) -> None:
+        self._advance()
+        flow.remaining = 0.0
+        flow.rate = 0.0
+        self._reallocate()
+        flow.event = self.sim.schedule(self.latency, self._finish, flow, priority=-1)
 
     def _finish(self, flow: Flow) -> None:
+        # No re-solve: the flow shared no link with an active flow (or released its share
+        # already), so nobody's rate changes.
         self._advance()
         self.flows.remove(flow)
         flow.remaining = 0.0
-        self._reallocate()
-        self.sim.schedule(self.latency, self._arrive, flow)
+        flow.rate = 0.0
+        self._arrive(flow)
 
     def _arrive(self, flow: Flow) -> None:
         self.bytes_done[flow.kind] += flow.size

@@ -81,7 +81,7 @@ def _cache_aware() -> Router:
                 cost = inst.timing.prefill_time(req.prefill_len, cached)
                 if inst.timing is timing:
                     cost_by_blocks[blocks] = cost
-            key = (inst.estimated_wait() + cost, inst.outstanding, inst.index)
+            key = (inst.estimated_wait(req.priority) + cost, inst.outstanding, inst.index)
             if best is None or key < best:
                 best, chosen = key, inst
         return chosen

@@ -127,11 +127,15 @@ def build_workload(scenario: ServeScenario, rng: np.random.Generator) -> Workloa
 
 def _trace_workload(scenario: ServeScenario, rng: np.random.Generator,
                     shares: np.ndarray) -> Workload:  # fmt: skip
+    from aifabric.errors import ConfigError
     from aifabric.serving.trace import read_trace
 
     wl = scenario.workload
     assert wl.trace is not None
-    trace = read_trace(wl.trace, wl.trace_format)
+    try:
+        trace = read_trace(wl.trace, wl.trace_format)
+    except ConfigError as exc:
+        raise ConfigError(f"scenario key workload.trace: {exc}") from None
     n = trace.num_requests if wl.max_requests is None else min(wl.max_requests, trace.num_requests)
     times = trace.arrival[:n].astype(np.float64).copy()
     prompts = trace.input_tokens[:n].copy()

@@ -191,15 +191,23 @@ class KVStore:
                 # exists: children are never faster than their parent). One pass in LRU
                 # order finds them; a tail is usually older than its prefix, so it is met
                 # (and counted as gone) before the prefix is.
-                excess = len(lru) - int(tier.capacity_blocks)
+                excess = len(lru) - math.floor(tier.capacity_blocks)
                 gone: set[_Node] = set()
                 victims: list[_Node] = []
                 for n in lru:
-                    if not n.children or all(c.tier > t or c in gone for c in n.children.values()):
-                        victims.append(n)
-                        gone.add(n)
-                        if len(victims) >= excess:
-                            break
+                    children = n.children
+                    if children:
+                        blocked = False
+                        for c in children.values():
+                            if c.tier <= t and c not in gone:
+                                blocked = True
+                                break
+                        if blocked:
+                            continue
+                    victims.append(n)
+                    gone.add(n)
+                    if len(victims) >= excess:
+                        break
                 if t + 1 < len(self.tiers):
                     below = self._lru[t + 1]
                     # Enter the next tier as its least recent, keeping their order.
