@@ -16,6 +16,7 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/aifabric seeds
 	$(BIN)/aifabric traffic train -f examples/train/llama3-70b-tp8-pp8-dp16.yaml
+	$(BIN)/aifabric simulate serve -f examples/serve/mooncake-conversation-pd.yaml
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
@@ -29,6 +30,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_traffic.py
 	$(BIN)/python benchmarks/bench_fabric.py
+	$(BIN)/python benchmarks/bench_serving.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache .mypy_cache

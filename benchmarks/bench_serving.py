@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TARGET_S = 5.0
 
 
-def mooncake(runs: int = 3) -> float:
+def mooncake(runs: int = 5) -> float:
     best = float("inf")
     for _ in range(runs):
         start = time.perf_counter()

@@ -98,3 +98,38 @@ def test_consistent_hashing_balances_and_moves_little():
     moved = sum(a != grown.server_for(k) for a, k in zip(owners, keys, strict=True))
     assert moved / len(keys) == pytest.approx(1 / 9, abs=0.04)  # only the new server's share
     assert ring.server_for([3, 99]) == ring.server_for([3, 100])  # keyed by the first block
+
+
+def _chained(paths: list[list[int]]) -> list[list[int]]:
+    """Prefix-chained ids: a block's id names it and everything before it."""
+    ids: dict[tuple[int, ...], int] = {}
+    out = []
+    for path in paths:
+        chain = []
+        for j in range(len(path)):
+            chain.append(ids.setdefault(tuple(path[: j + 1]), len(ids)))
+        out.append(chain)
+    return out
+
+
+@given(
+    st.lists(st.lists(st.integers(0, 5), min_size=1, max_size=8), min_size=1, max_size=80),
+    st.integers(1, 12),
+    st.sampled_from([math.inf, 5.0]),
+)
+def test_flat_hbm_cache_answers_like_a_one_tier_trie(paths, capacity, ttl):
+    """With prefix-chained ids the flat LRU is the one-tier trie: same matches, same size,
+    same evictions, under any sequence of lookups and inserts (and with a TTL)."""
+    from aifabric.serving.kvstore.flat import FlatPrefixCache
+
+    trie = KVStore([Tier("hbm", capacity)], ttl=ttl, expire_interval=0.0)
+    flat = FlatPrefixCache(Tier("hbm", capacity), ttl=ttl)
+    for t, blocks in enumerate(_chained(paths)):
+        now = float(t)
+        assert flat.peek(blocks, now) == trie.peek(blocks, now)
+        if t % 2:
+            assert flat.match(blocks, now).blocks == trie.match(blocks, now).blocks
+        assert flat.insert(blocks, now) == trie.insert(blocks, now)
+        assert len(flat) == len(trie)
+        flat.check_invariants()
+        trie.check_invariants()

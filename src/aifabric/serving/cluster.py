@@ -28,6 +28,7 @@ from aifabric.serving.compute import RooflineTiming
 from aifabric.serving.config import ServeScenario
 from aifabric.serving.instance import Instance
 from aifabric.serving.kvstore import ConsistentHashRing, KVStore, Tier
+from aifabric.serving.kvstore.flat import FlatPrefixCache
 from aifabric.serving.network import FlowNetwork
 from aifabric.serving.request import Request
 from aifabric.serving.routing import make_router
@@ -150,7 +151,7 @@ class ServingSimulation:
         if sc.kv_store.enabled and role != "decode" and sc.kv_store.hbm_cache_fraction > 0:
             cache_blocks = kv_tokens * sc.kv_store.hbm_cache_fraction / self.block_tokens
             kv_tokens *= 1 - sc.kv_store.hbm_cache_fraction
-            cache = KVStore([Tier("hbm", cache_blocks)], ttl=sc.kv_store.ttl)
+            cache = FlatPrefixCache(Tier("hbm", cache_blocks), ttl=sc.kv_store.ttl)
         index = len(self.instances)
         inst = Instance(
             self, index, role, timing, policy=sc.batching.policy,

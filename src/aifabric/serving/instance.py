@@ -35,7 +35,7 @@ from aifabric.serving.compute import RooflineTiming
 from aifabric.serving.request import Request
 
 if TYPE_CHECKING:
-    from aifabric.serving.kvstore import KVStore
+    from aifabric.serving.kvstore.flat import FlatPrefixCache
 
 ROLES = ("colocated", "prefill", "decode")
 
@@ -107,7 +107,7 @@ class Instance:
 
     def __init__(self, cluster: Any, index: int, role: str, timing: RooflineTiming, *,
                  policy: str, max_batch_size: int, max_batch_tokens: int,
-                 kv_capacity: float, cache: KVStore | None = None) -> None:  # fmt: skip
+                 kv_capacity: float, cache: FlatPrefixCache | None = None) -> None:  # fmt: skip
         self.cluster = cluster
         self.sim = cluster.sim
         self.index = index

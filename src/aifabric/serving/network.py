@@ -87,6 +87,12 @@ class FlowNetwork:
     def _reallocate(self) -> None:
         # Flows whose last byte has left hold no bandwidth; they only wait out the latency.
         active = [f for f in self.flows if f.remaining > 1e-9 * f.size]
+        if len(active) == 1:  # alone: the narrowest link on its path, nothing shared
+            flow = active[0]
+            cap = self.capacity
+            rate = min((cap[ln] for ln in flow.path if ln in cap), default=math.inf)
+            self._schedule(flow, rate, False)
+            return
         paths = [f.path for f in active]
         rates = max_min_rates(paths, self.capacity)
         count: dict[int, int] = {}
@@ -94,21 +100,25 @@ class FlowNetwork:
             for link in path:
                 if link in self.capacity:
                     count[link] = count.get(link, 0) + 1
-        now = self.sim.now
         for flow, rate in zip(active, rates, strict=True):
             shared = any(count.get(link, 0) > 1 for link in flow.path)
-            if flow.event is not None and rate == flow.rate and shared == flow.shared:
-                continue
-            flow.rate, flow.shared = rate, shared
-            if flow.event is not None:
-                flow.event.cancel()
-            eta = 0.0 if math.isinf(rate) else max(flow.remaining, 0.0) / rate
-            if shared:  # free the share at the last byte, arrive a latency later
-                flow.event = self.sim.schedule_at(now + eta, self._release, flow, priority=-1)
-            else:
-                flow.event = self.sim.schedule_at(
-                    now + eta + self.latency, self._finish, flow, priority=-1
-                )
+            self._schedule(flow, rate, shared)
+
+    def _schedule(self, flow: Flow, rate: float, shared: bool) -> None:
+        """(Re)schedule a flow's next event after its rate or sharing changed."""
+        if flow.event is not None and rate == flow.rate and shared == flow.shared:
+            return
+        now = self.sim.now
+        flow.rate, flow.shared = rate, shared
+        if flow.event is not None:
+            flow.event.cancel()
+        eta = 0.0 if math.isinf(rate) else max(flow.remaining, 0.0) / rate
+        if shared:  # free the share at the last byte, arrive a latency later
+            flow.event = self.sim.schedule_at(now + eta, self._release, flow, priority=-1)
+        else:
+            flow.event = self.sim.schedule_at(
+                now + eta + self.latency, self._finish, flow, priority=-1
+            )
 
     def _release(self, flow: Flow) -> None:
         self._advance()

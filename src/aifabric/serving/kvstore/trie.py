@@ -184,42 +184,37 @@ class KVStore:
             self.on_remove(node.block)
 
     def _enforce_capacity(self) -> None:
+        last = len(self.tiers) - 1
         for t, tier in enumerate(self.tiers):
             lru = self._lru[t]
+            if len(lru) <= tier.capacity_blocks:
+                continue
+            below = self._lru[t + 1] if t < last else None
+            demoted: list[_Node] = []
             while len(lru) > tier.capacity_blocks:
-                # Least recently used nodes with no child left in this tier (one always
-                # exists: children are never faster than their parent). One pass in LRU
-                # order finds them; a tail is usually older than its prefix, so it is met
-                # (and counted as gone) before the prefix is.
-                excess = len(lru) - math.floor(tier.capacity_blocks)
-                gone: set[_Node] = set()
-                victims: list[_Node] = []
-                for n in lru:
-                    children = n.children
-                    if children:
-                        blocked = False
-                        for c in children.values():
-                            if c.tier <= t and c not in gone:
-                                blocked = True
-                                break
-                        if blocked:
-                            continue
-                    victims.append(n)
-                    gone.add(n)
-                    if len(victims) >= excess:
+                # The least recently used node with no child in this tier (one exists:
+                # children are never faster than their parent). Walks touch deepest first,
+                # so this is almost always the very first node.
+                for victim in lru:
+                    children = victim.children
+                    if not children:
                         break
-                if t + 1 < len(self.tiers):
-                    below = self._lru[t + 1]
-                    # Enter the next tier as its least recent, keeping their order.
-                    for victim in reversed(victims):
-                        del lru[victim]
-                        victim.tier = t + 1
-                        below[victim] = None
-                        below.move_to_end(victim, last=False)
+                    for c in children.values():
+                        if c.tier <= t:
+                            break
+                    else:
+                        break
+                if below is None:
+                    self._remove(victim)
+                    self.evicted_blocks += 1
                 else:
-                    for victim in victims:
-                        self._remove(victim)
-                    self.evicted_blocks += len(victims)
+                    del lru[victim]
+                    victim.tier = t + 1
+                    demoted.append(victim)
+            if below is not None:  # enter the next tier as its least recent, in LRU order
+                for victim in reversed(demoted):
+                    below[victim] = None
+                    below.move_to_end(victim, last=False)
 
     def check_invariants(self) -> None:
         """Every tier within capacity; every node reachable from the root; counts agree."""
