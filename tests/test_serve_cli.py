@@ -231,7 +231,7 @@ def test_timeseries_and_requests_csv(capsys, scenario, tmp_path):
     reqs = tmp_path / "requests.csv"
     d = _serve(capsys, scenario, "--timeseries", str(ts), "--requests", str(reqs))
     header, rows = _rows(ts)
-    assert header == ["t_s", "queue_depth"]
+    assert header == ["t_s", "queue_depth", "mean_wait_s"]
     interval = 0.5
     times = [float(r[0]) for r in rows]
     assert times[0] == 0.0
@@ -243,6 +243,10 @@ def test_timeseries_and_requests_csv(capsys, scenario, tmp_path):
     depths = [int(r[1]) for r in rows]
     assert all(x >= 0 for x in depths)
     assert max(depths) <= d["queue_depth"]["max"]
+    # mean queue wait of the requests arriving in each interval: non-negative, bounded
+    waits = [float(r[2]) for r in rows if r[2]]
+    assert waits and all(w >= 0 for w in waits)
+    assert max(waits) <= d["queue_wait_s"]["p99"] * 10 + 1.0
 
     header, rows = _rows(reqs)
     assert {"id", "tier", "arrival", "ttft", "tbt", "e2e", "prompt", "output"} <= set(header)

@@ -64,7 +64,10 @@ def simulate_serve(
         list[str] | None, Opt("--set", help="Override a scenario key: dotted.key=value.")
     ] = None,
     timeseries: Annotated[
-        Path | None, Opt(help="Write queue depth over time (CSV: t_s,queue_depth).")
+        Path | None,
+        Opt(
+            help="Write queue depth and mean queue wait over time (CSV, metrics.sample_interval_s)."
+        ),
     ] = None,
     requests_csv: Annotated[
         Path | None, Opt("--requests", help="Write one CSV row per completed request.")
@@ -97,11 +100,15 @@ def simulate_serve(
 
 
 def _timeseries_csv(simulation: Any) -> str:
-    from aifabric.serving.metrics import queue_series
+    from aifabric.serving.metrics import queue_series, wait_series
 
     interval = simulation.scenario.metrics.sample_interval_s
     grid, depth = queue_series(simulation, interval, simulation.sim.now)
-    rows = ["t_s,queue_depth"] + [f"{t:.6g},{d}" for t, d in zip(grid, depth, strict=True)]
+    waits = wait_series(simulation, grid)
+    rows = ["t_s,queue_depth,mean_wait_s"] + [
+        f"{t:.6g},{d},{'' if w != w else f'{w:.6g}'}"
+        for t, d, w in zip(grid, depth, waits, strict=True)
+    ]
     return "\n".join(rows) + "\n"
 
 
@@ -146,7 +153,8 @@ def _print_result(r: dict[str, Any]) -> None:
         ("goodput (SLO met)", f"{r['goodput_requests_per_s']:.3f} req/s "
                               f"({r['slo_attainment']:.1%} of requests)"),
         ("queue depth mean / max", f"{r['queue_depth']['mean']:.2f} / {r['queue_depth']['max']}"),
-        ("utilisation", ", ".join(f"{k} {v:.0%}" for k, v in r["utilisation"].items())),
+        ("utilisation (busy time)", ", ".join(f"{k} {v:.0%}" for k, v in r["utilisation"].items())),
+        ("mean decode batch", ", ".join(f"{k} {v:.1f}" for k, v in r["mean_decode_batch"].items())),
         ("KV-cache hit ratio (HBM / DRAM / SSD)",
          f"{r['kv_cache']['hit_ratio']:.1%} ("
          + " / ".join(f"{v:.1%}" for v in r["kv_cache"]["hit_ratio_by_tier"].values()) + ")"),

@@ -135,6 +135,7 @@ class Instance:
         self.run: _Run | None = None
         self._planning = False
         self.busy_time = 0.0
+        self.sequence_seconds = 0.0  # integral of the decode batch size over time
         self.tokens_processed = 0
         self.prefill_tokens = 0
         self.preemptions = 0
@@ -405,6 +406,7 @@ class Instance:
         b = batch.n
         k = steps.shape[0]
         last = start + float(cum[-1])
+        self.sequence_seconds += b * float(cum[-1])
         gap0 = (start + float(cum[0])) - batch.last[:b]
         np.maximum(batch.maxgap[:b], gap0, out=batch.maxgap[:b])
         if k > 1:

@@ -75,6 +75,18 @@ def queue_series(cluster: Any, interval: float, end: float) -> tuple[np.ndarray,
     return grid, depth[np.clip(idx, 0, None)]
 
 
+def wait_series(cluster: Any, grid: np.ndarray) -> np.ndarray:
+    """Mean prefill-queue wait (s) of the requests completed that arrived in each interval
+    [grid[i], grid[i+1]) (NaN where none did)."""
+    table = request_table(cluster)
+    interval = float(grid[1] - grid[0]) if grid.size > 1 else 1.0
+    slot = np.clip((table["arrival"] // interval).astype(np.int64), 0, grid.size - 1)
+    total = np.bincount(slot, weights=table["waited"], minlength=grid.size)
+    count = np.bincount(slot, minlength=grid.size)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / count, np.nan)
+
+
 def summarise(cluster: Any) -> dict[str, Any]:
     sc = cluster.scenario
     sim_time = float(cluster.sim.now)
@@ -114,8 +126,12 @@ def summarise(cluster: Any) -> dict[str, Any]:
     prompt = max(cluster.prompt_tokens, 1)
     hit_tokens = sum(cluster.hits.values())
     roles: dict[str, list[float]] = {}
+    batch: dict[str, list[float]] = {}
     for inst in cluster.instances:
         roles.setdefault(inst.role, []).append(inst.busy_time / sim_time if sim_time > 0 else 0.0)
+        if inst.role != "prefill":
+            mean = inst.sequence_seconds / sim_time if sim_time > 0 else 0.0
+            batch.setdefault(inst.role, []).append(mean)
     return {
         "scenario": {
             "model": cluster.model.name,
@@ -153,6 +169,7 @@ def summarise(cluster: Any) -> dict[str, Any]:
             "p99": float(np.percentile(depth, 99)) if depth.size else 0.0,
         },
         "utilisation": {role: sum(v) / len(v) for role, v in roles.items()},
+        "mean_decode_batch": {role: sum(v) / len(v) for role, v in batch.items()},
         "preemptions": sum(i.preemptions for i in cluster.instances),
         "kv_cache": {
             "hit_ratio": hit_tokens / prompt,
