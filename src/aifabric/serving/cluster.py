@@ -333,9 +333,6 @@ class ServingSimulation:
         self.queue_depth += delta
         self.queue_trace.append((self.sim.now, self.queue_depth))
 
-    def prefill_started(self, req: Request) -> None:
-        pass
-
     def prefilled(self, req: Request, inst: Instance) -> None:
         now = self.sim.now
         if req.blocks and req.preemptions == 0:

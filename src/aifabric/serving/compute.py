@@ -14,6 +14,7 @@ this class behind the same methods (``iteration_time``, ``decode_step_times``,
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -21,6 +22,26 @@ from aifabric.errors import ConfigError
 from aifabric.spec.gpu import GpuSpec
 from aifabric.spec.model import ModelSpec, dtype_bytes
 from aifabric.traffic.collectives import Link, collective
+
+
+class IterationTiming(Protocol):
+    """What the serving simulator asks of a timing model (the calibration seam): a table
+    of measured iteration times can stand in for the roofline by providing these."""
+
+    @property
+    def tp(self) -> int: ...
+    @property
+    def gpu(self) -> GpuSpec: ...
+    @property
+    def weight_bytes(self) -> float: ...
+    @property
+    def kv_bytes_per_token(self) -> float: ...
+    def tp_allreduce_bytes(self, tokens: float) -> float: ...
+    def prefill_flops(self, prompt_tokens: float, cached_tokens: float = 0.0) -> float: ...
+    def prefill_time(self, prompt_tokens: float, cached_tokens: float = 0.0) -> float: ...
+    def iteration_time(self, *, prefill_flops: float = 0.0, prefill_tokens: float = 0.0,
+                       decode_batch: int = 0, decode_context: float = 0.0) -> float: ...  # fmt: skip
+    def decode_step_times(self, batch: int, context_tokens: float, steps: int) -> np.ndarray: ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

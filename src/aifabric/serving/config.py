@@ -112,6 +112,10 @@ class Compute(_Section):
 
 
 class Batching(_Section):
+    """Colocated instances follow the policy. With PD it applies to the prefill pool (static
+    and continuous both prefill whole prompts in batches of max_batch_tokens; chunked splits
+    them); decode instances always batch continuously."""
+
     policy: Literal["static", "continuous", "chunked"] = "continuous"
     max_batch_size: Annotated[int, Field(ge=1)] = 256  # sequences per iteration
     max_batch_tokens: Annotated[int, Field(ge=1)] = 8192  # tokens per iteration (chunk budget)

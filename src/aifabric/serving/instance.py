@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from aifabric.serving.compute import RooflineTiming
+from aifabric.serving.compute import IterationTiming
 from aifabric.serving.request import Request
 
 if TYPE_CHECKING:
@@ -105,7 +105,7 @@ class _Run:
 class Instance:
     """One serving instance inside a ServingSimulation (``cluster``)."""
 
-    def __init__(self, cluster: Any, index: int, role: str, timing: RooflineTiming, *,
+    def __init__(self, cluster: Any, index: int, role: str, timing: IterationTiming, *,
                  policy: str, max_batch_size: int, max_batch_tokens: int,
                  kv_capacity: float, cache: FlatPrefixCache | None = None) -> None:  # fmt: skip
         self.cluster = cluster
@@ -277,8 +277,6 @@ class Instance:
         self._last_admit = now
         self.kv_used += need
         req.held = need
-        if math.isnan(req.first_token):
-            self.cluster.prefill_started(req)
         return req
 
     def _admit_whole_prompts(self) -> list[tuple[Request, int, int]]:
