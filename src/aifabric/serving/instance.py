@@ -41,40 +41,45 @@ ROLES = ("colocated", "prefill", "decode")
 
 
 class DecodeBatch:
-    """Running sequences as parallel NumPy arrays (grown on demand)."""
+    """Running sequences as parallel NumPy arrays (grown on demand).
+
+    ``held`` is the KV each sequence has reserved: its context when KV grows a token a step,
+    or the prompt + output reserved up front (static batching). ``context_total`` is kept
+    as a running sum so a stretch needs no reduction over the batch.
+    """
 
     def __init__(self, capacity: int = 64) -> None:
         self.reqs: list[Request] = []
+        self.n = 0
+        self.context_total = 0
         self.remaining = np.zeros(capacity, np.int64)
         self.context = np.zeros(capacity, np.int64)
         self.held = np.zeros(capacity, np.int64)
         self.last = np.zeros(capacity)
         self.maxgap = np.zeros(capacity)
 
-    @property
-    def n(self) -> int:
-        return len(self.reqs)
-
     def add(self, req: Request) -> None:
-        i = len(self.reqs)
+        i = self.n
         if i == self.remaining.shape[0]:
             for name in ("remaining", "context", "held", "last", "maxgap"):
                 arr = getattr(self, name)
                 setattr(self, name, np.concatenate([arr, np.zeros_like(arr)]))
         self.reqs.append(req)
+        self.n = i + 1
         self.remaining[i] = req.output - req.generated
         self.context[i] = req.prefill_len
+        self.context_total += req.prefill_len
         self.held[i] = req.held
         self.last[i] = req.last_token
         self.maxgap[i] = req.max_gap
 
-    def take_out(self, i: int) -> Request:
+    def take_out(self, i: int, grow: bool) -> Request:
         """Remove sequence i, writing its progress back to its Request."""
         req = self.reqs[i]
         req.generated = req.output - int(self.remaining[i])
         req.last_token = float(self.last[i])
         req.max_gap = float(self.maxgap[i])
-        req.held = int(self.held[i])
+        req.held = int(self.context[i] if grow else self.held[i])
         keep = np.ones(self.n, bool)
         keep[i] = False
         self.compact(keep)
@@ -83,9 +88,11 @@ class DecodeBatch:
     def compact(self, keep: np.ndarray) -> None:
         n = self.n
         m = int(keep.sum())
+        self.context_total -= int(self.context[:n][~keep].sum())
         for arr in (self.remaining, self.context, self.held, self.last, self.maxgap):
             arr[:m] = arr[:n][keep]
         self.reqs = [r for r, k in zip(self.reqs, keep.tolist(), strict=True) if k]
+        self.n = m
 
 
 @dataclass(slots=True, eq=False)
@@ -344,8 +351,7 @@ class Instance:
         k = int(batch.remaining[:b].min())
         if self.grow:
             k = min(k, (self.kv_capacity - self.kv_used) // b)
-        context = float(batch.context[:b].sum())
-        steps = self.timing.decode_step_times(b, context, k)
+        steps = self.timing.decode_step_times(b, float(batch.context_total), k)
         self._launch(steps, [], decode=True, interruptible=self.policy != "static")
 
     def _start(self, items: list[tuple[Request, int, int]], *, decode: bool) -> None:
@@ -355,7 +361,7 @@ class Instance:
             flops += self.timing.prefill_flops(hi, lo)
             tokens += hi - lo
         b = self.batch.n if decode else 0
-        context = float(self.batch.context[:b].sum()) if b else 0.0
+        context = float(self.batch.context_total) if b else 0.0
         t = self.timing.iteration_time(
             prefill_flops=flops, prefill_tokens=tokens, decode_batch=b, decode_context=context
         )
@@ -400,34 +406,39 @@ class Instance:
         self._plan()
 
     def _advance(self, start: float, steps: np.ndarray, cum: np.ndarray) -> None:
+        """Every running sequence gains len(steps) tokens at the step ends start + cum."""
         batch = self.batch
         b = batch.n
         k = steps.shape[0]
-        last = start + float(cum[-1])
-        self.sequence_seconds += b * float(cum[-1])
-        gap0 = (start + float(cum[0])) - batch.last[:b]
-        np.maximum(batch.maxgap[:b], gap0, out=batch.maxgap[:b])
-        if k > 1:
-            np.maximum(batch.maxgap[:b], float(steps[1:].max()), out=batch.maxgap[:b])
+        span = float(cum[-1])
+        last = start + span
+        self.sequence_seconds += b * span
+        maxgap = batch.maxgap[:b]
+        np.maximum(maxgap, (start + float(cum[0])) - batch.last[:b], out=maxgap)
+        if k > 1:  # a stretch's steps never shrink (the context grows), so the last is longest
+            np.maximum(maxgap, float(steps[-1]), out=maxgap)
         batch.last[:b] = last
-        batch.remaining[:b] -= k
+        remaining = batch.remaining[:b]
+        remaining -= k
         batch.context[:b] += k
+        batch.context_total += b * k
         if self.grow:
-            batch.held[:b] += k
             self.kv_used += b * k
         self.tokens_processed += b * k
-        done = batch.remaining[:b] == 0
-        if done.any():
-            finished = [batch.reqs[i] for i in np.flatnonzero(done).tolist()]
-            self.kv_used -= int(batch.held[:b][done].sum())
-            maxgaps = batch.maxgap[:b][done].tolist()
-            batch.compact(~done)
-            for req, gap in zip(finished, maxgaps, strict=True):
-                req.generated = req.output
-                req.last_token = last
-                req.max_gap = gap
-                req.held = 0
-                self.cluster.finished(req, self)
+        if int(remaining.min()) > 0:
+            return
+        done = remaining == 0
+        finished = [batch.reqs[i] for i in np.flatnonzero(done).tolist()]
+        held = batch.context if self.grow else batch.held
+        self.kv_used -= int(held[:b][done].sum())
+        maxgaps = maxgap[done].tolist()
+        batch.compact(~done)
+        for req, gap in zip(finished, maxgaps, strict=True):
+            req.generated = req.output
+            req.last_token = last
+            req.max_gap = gap
+            req.held = 0
+            self.cluster.finished(req, self)
 
     def _prefilled(self, req: Request) -> None:
         now = self.sim.now
@@ -452,7 +463,7 @@ class Instance:
         """Drop the lowest-priority, latest request from the batch; it is recomputed later."""
         batch = self.batch
         victim = max(range(batch.n), key=lambda i: (batch.reqs[i].priority, batch.reqs[i].id))
-        req = batch.take_out(victim)
+        req = batch.take_out(victim, self.grow)
         self.kv_used -= req.held
         req.held = 0
         req.preemptions += 1

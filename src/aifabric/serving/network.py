@@ -46,6 +46,7 @@ class FlowNetwork:
         self.bytes_done = dict.fromkeys(KINDS, 0.0)
         self.bytes_started = dict.fromkeys(KINDS, 0.0)
         self.link_bytes: dict[int, float] = {}
+        self._users: dict[int, int] = {}  # flows in flight (tails included) per finite link
 
     def add_link(self, name: str, capacity: float) -> int:
         link = len(self.names)
@@ -70,7 +71,16 @@ class FlowNetwork:
             return flow
         self._advance()
         self.flows.append(flow)
-        self._reallocate()
+        users = self._users
+        links = [ln for ln in dict.fromkeys(path) if ln in self.capacity]
+        alone = not any(users.get(ln) for ln in links)
+        for ln in links:
+            users[ln] = users.get(ln, 0) + 1
+        if alone:  # it shares no link with any flow in flight: nobody else's rate changes
+            rate = min((self.capacity[ln] for ln in links), default=math.inf)
+            self._schedule(flow, rate, False)
+        else:
+            self._reallocate()
         return flow
 
     @property
@@ -132,6 +142,9 @@ class FlowNetwork:
         # already), so nobody's rate changes.
         self._advance()
         self.flows.remove(flow)
+        for ln in dict.fromkeys(flow.path):
+            if ln in self.capacity:
+                self._users[ln] -= 1
         flow.remaining = 0.0
         flow.rate = 0.0
         self._arrive(flow)

@@ -11,15 +11,13 @@ a cached block's prefix always stays reachable. A walk touches its nodes deepest
 so a prefix is always more recent than its tail and the LRU end of a tier is a leaf.
 Nodes idle for longer than ``ttl`` (24 h by default) expire: a lookup never matches one,
 and a sweep every ``ttl / 100`` (``expire_interval``) prunes them, leaves upward.
-Optional ``on_add`` / ``on_remove`` callbacks see blocks enter and leave the store (a
-router's index of which instance caches what uses them).
 """
 
 from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 
@@ -65,8 +63,6 @@ class KVStore:
         self.ttl = ttl
         self.expire_interval = ttl / 100 if expire_interval is None else expire_interval
         self._next_sweep = -math.inf
-        self.on_add: Callable[[int], None] | None = None
-        self.on_remove: Callable[[int], None] | None = None
         self.root = _Node(block=-1, parent=None, tier=-1)
         self._lru: list[OrderedDict[_Node, None]] = [OrderedDict() for _ in tiers]
         self.evicted_blocks = 0
@@ -110,19 +106,13 @@ class KVStore:
     def insert(self, blocks: Sequence[int], now: float, tier: int = 0) -> int:
         """Cache a prefix in ``tier``, promoting slower prefix blocks to it; new blocks."""
         self._maybe_sweep(now)
-        node, added, path, new = self.root, 0, [], []
+        node, path = self.root, []
         lru = self._lru[tier]
-        for block in blocks:
-            child = node.children.get(block)
+        i, n = 0, len(blocks)
+        while i < n:  # the part already cached
+            child = node.children.get(blocks[i])
             if child is None:
-                child = _Node(block, node, tier, now)
-                node.children[block] = child
-                added += 1
-                new.append(child)
-                if self.on_add is not None:
-                    self.on_add(block)
-                node = child
-                continue
+                break
             if child.tier != tier:
                 if child.tier > tier:  # promote into this tier
                     del self._lru[child.tier][child]
@@ -131,9 +121,18 @@ class KVStore:
                     child.last_access = now
                     self._lru[child.tier].move_to_end(child)
                     node = child
+                    i += 1
                     continue
             path.append(child)
             node = child
+            i += 1
+        new = []
+        for block in blocks[i:]:  # the new tail: one fresh chain
+            child = _Node(block, node, tier, now)
+            node.children[block] = child
+            new.append(child)
+            node = child
+        added = len(new)
         # Touch deepest first, so a prefix ends up more recent than its tail. New nodes are
         # always the deepest part of the path.
         for child in reversed(new):
@@ -180,8 +179,6 @@ class KVStore:
         assert node.parent is not None and not node.children
         del node.parent.children[node.block]
         del self._lru[node.tier][node]
-        if self.on_remove is not None:
-            self.on_remove(node.block)
 
     def _enforce_capacity(self) -> None:
         last = len(self.tiers) - 1
