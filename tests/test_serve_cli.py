@@ -309,3 +309,23 @@ def test_poisson_colocated_example_runs(capsys):
     assert d["scenario"]["seed"] == 7
     # 500 arrivals at 20/s take about 25 s.
     assert 15 < d["simulated_seconds"] < 60
+
+
+def test_progress_bar_runs_and_reports_through_the_callback(capsys, scenario):
+    """--progress draws a Rich bar on stderr and still prints the tables; the simulation
+    reports progress up to the number of requests."""
+    from aifabric.cli import main
+    from aifabric.serving.cluster import ServingSimulation
+    from aifabric.serving.config import load_serve_scenario
+
+    assert main(["simulate", "serve", "-f", str(scenario), "--progress"]) == 0
+    out, _ = capsys.readouterr()
+    assert "SLO tiers" in out
+    seen: list[tuple[int, int]] = []
+    sim = ServingSimulation(
+        load_serve_scenario(scenario), progress=lambda d, t: seen.append((d, t))
+    )
+    sim.run()
+    assert seen and all(t == sim.workload.total for _, t in seen)
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+    assert seen[-1][0] <= sim.workload.total

@@ -16,7 +16,7 @@ Opt = typer.Option
 
 
 @contextmanager
-def _progress_bar(enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
+def _progress_bar(enabled: bool, total: int) -> Iterator[Callable[[int, int], None] | None]:
     """A Rich progress bar on stderr (a terminal only, so pipes and JSON stay clean)."""
     if not enabled:
         yield None
@@ -25,10 +25,10 @@ def _progress_bar(enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     with Progress(
-        TextColumn("simulating"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,} requests"),
+        TextColumn("simulating"), BarColumn(), TextColumn("{task.completed:,.0f}/{task.total:,.0f} requests"),
         TimeElapsedColumn(), console=Console(stderr=True), transient=True,
     ) as bar:  # fmt: skip
-        task = bar.add_task("serve", total=None)
+        task = bar.add_task("serve", total=total)
 
         def update(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
@@ -84,7 +84,7 @@ def simulate_serve(
     scenario = load_serve_scenario(file, sets or [], seed)
     simulation = ServingSimulation(scenario)
     show = sys.stderr.isatty() if progress is None else progress
-    with _progress_bar(show and not as_json) as update:
+    with _progress_bar(show and not as_json, simulation.workload.total) as update:
         simulation.progress = update
         result = simulation.run()
     if timeseries is not None:
