@@ -139,8 +139,7 @@ class ServingSimulation:
     # ----- construction -------------------------------------------------------------------
     def _instance(self, role: str, timing: RooflineTiming, key: str) -> Instance:
         sc = self.scenario
-        usable = timing.tp * timing.gpu.hbm_bytes * sc.cluster.gpu_memory_utilization
-        kv_tokens = (usable - timing.weight_bytes) / timing.kv_bytes_per_token
+        kv_tokens = timing.kv_tokens(sc.cluster.gpu_memory_utilization)
         if kv_tokens < 1:
             raise ConfigError(
                 f"scenario key {key}: {self.model.name} leaves no HBM for KV cache on "
@@ -302,31 +301,33 @@ class ServingSimulation:
     def _path(self, *links: int) -> tuple[int, ...]:
         return (*links, self.core) if self.core >= 0 else links
 
-    def _fetch_estimate(self, req: Request, inst: Instance, dram: int, ssd: int) -> float:
+    def _fetch_legs(self, req: Request, inst: Instance, dram: int,
+                    ssd: int) -> list[tuple[tuple[int, ...], float]]:  # fmt: skip
+        """(path, bytes) of a prefix fetch: DRAM blocks over the memory server's NIC, SSD
+        blocks through its SSD read link first."""
         tx, _, disk = self._server_links(req)
-        t = 0.0
+        legs = []
         if dram:
-            t = self.network.nominal_time(self._path(tx, inst.ingress), dram * self.block_bytes)
+            legs.append((self._path(tx, inst.ingress), dram * self.block_bytes))
         if ssd:
-            path = self._path(disk, tx, inst.ingress)
-            t = max(t, self.network.nominal_time(path, ssd * self.block_bytes))
-        return t
+            legs.append((self._path(disk, tx, inst.ingress), ssd * self.block_bytes))
+        return legs
+
+    def _fetch_estimate(self, req: Request, inst: Instance, dram: int, ssd: int) -> float:
+        legs = self._fetch_legs(req, inst, dram, ssd)
+        return max((self.network.nominal_time(path, size) for path, size in legs), default=0.0)
 
     def _fetch(self, req: Request, inst: Instance, dram: int, ssd: int) -> None:
-        tx, _, disk = self._server_links(req)
-        waiting = [int(dram > 0) + int(ssd > 0)]
+        legs = self._fetch_legs(req, inst, dram, ssd)
+        waiting = [len(legs)]
 
         def done() -> None:
             waiting[0] -= 1
             if waiting[0] == 0:
                 inst.enqueue(req)
 
-        if dram:
-            self.network.start(self._path(tx, inst.ingress), dram * self.block_bytes,
-                               "prefix_fetch", done)  # fmt: skip
-        if ssd:
-            self.network.start(self._path(disk, tx, inst.ingress), ssd * self.block_bytes,
-                               "prefix_fetch", done)  # fmt: skip
+        for path, size in legs:
+            self.network.start(path, size, "prefix_fetch", done)
 
     # ----- callbacks from instances -------------------------------------------------------
     def queue_changed(self, delta: int) -> None:

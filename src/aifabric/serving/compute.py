@@ -37,6 +37,7 @@ class IterationTiming(Protocol):
     @property
     def kv_bytes_per_token(self) -> float: ...
     def tp_allreduce_bytes(self, tokens: float) -> float: ...
+    def kv_tokens(self, memory_utilization: float) -> float: ...
     def prefill_flops(self, prompt_tokens: float, cached_tokens: float = 0.0) -> float: ...
     def prefill_time(self, prompt_tokens: float, cached_tokens: float = 0.0) -> float: ...
     def iteration_time(self, *, prefill_flops: float = 0.0, prefill_tokens: float = 0.0,
@@ -103,8 +104,12 @@ class RooflineTiming:
     @property
     def kv_capacity_tokens(self) -> float:
         """Tokens of KV the instance's HBM holds after the weights (whole instance)."""
-        free = self.tp * self.gpu.hbm_bytes - self.weight_bytes
-        return max(0.0, free / self.kv_bytes_per_token)
+        return max(0.0, self.kv_tokens(1.0))
+
+    def kv_tokens(self, memory_utilization: float) -> float:
+        """KV tokens that fit in ``memory_utilization`` x HBM after the weights (may be < 0)."""
+        usable = self.tp * self.gpu.hbm_bytes * memory_utilization
+        return (usable - self.weight_bytes) / self.kv_bytes_per_token
 
     def tp_allreduce_bytes(self, tokens: float) -> float:
         """Bytes all TP ranks put on the scale-up links for ``tokens`` tokens' all-reduces."""

@@ -69,18 +69,16 @@ def _cache_aware() -> Router:
         pool: list[Instance] = cluster.entry
         local = cluster.local_match_blocks(req)  # instance index -> matched blocks
         floor = cluster.pool_match_blocks(req)
-        timing = pool[0].timing
-        cost_by_blocks: dict[int, float] = {}
+        prefill_cost: dict[tuple[int, int], float] = {}  # (timing, blocks) -> seconds
         best: tuple[float, int, int] | None = None
         chosen = pool[0]
         for inst in pool:
             blocks = max(local.get(inst.index, 0), floor)
-            cost = cost_by_blocks.get(blocks)
-            if cost is None or inst.timing is not timing:
+            memo = (id(inst.timing), blocks)
+            cost = prefill_cost.get(memo)
+            if cost is None:
                 cached = cluster.cached_tokens(req, blocks)
-                cost = inst.timing.prefill_time(req.prefill_len, cached)
-                if inst.timing is timing:
-                    cost_by_blocks[blocks] = cost
+                cost = prefill_cost[memo] = inst.timing.prefill_time(req.prefill_len, cached)
             key = (inst.estimated_wait(req.priority) + cost, inst.outstanding, inst.index)
             if best is None or key < best:
                 best, chosen = key, inst
