@@ -44,6 +44,14 @@ def plan(
     cp: Annotated[int | None, Opt()] = None,
     ep: Annotated[int | None, Opt()] = None,
     zero: Annotated[int | None, Opt()] = None,
+    sequence_parallel: Annotated[
+        bool | None,
+        Opt(
+            "--sequence-parallel/--no-sequence-parallel",
+            "--sp/--no-sp",
+            help="Megatron-LM sequence parallelism.",
+        ),
+    ] = None,
     seq_len: Annotated[int | None, Opt()] = None,
     global_batch: Annotated[int | None, Opt()] = None,
     micro_batch: Annotated[int | None, Opt()] = None,
@@ -74,7 +82,8 @@ def plan(
              "switch": switch, "switch_radix": switch_radix, "design": design, "tiers": tiers,
              "oversubscription": oversubscription, "spine_oversubscription": spine_oversubscription,
              "planes": planes, "su_nodes": su_nodes, "placement": placement, "model": model,
-             "tp": tp, "pp": pp, "dp": dp, "cp": cp, "ep": ep, "zero": zero, "seq_len": seq_len,
+             "tp": tp, "pp": pp, "dp": dp, "cp": cp, "ep": ep, "zero": zero,
+             "sequence_parallel": sequence_parallel, "seq_len": seq_len,
              "global_batch": global_batch, "micro_batch": micro_batch}  # fmt: skip
     scenario = load_scenario(file) if file else {}
     fabric_opts, job_opts = split_plan_options(scenario, flags)

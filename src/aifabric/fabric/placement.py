@@ -8,7 +8,13 @@ carry them:
 - hierarchical collectives: the rail-aligned rings between domains (local rank i of each
   domain talks to local rank i of the next), which a rail-optimised fabric keeps on one
   leaf inside a scalable unit;
-- flat rings and trees, and pipeline sends: consecutive members in different domains;
+- flat rings and trees: consecutive members in different domains, member i sending to
+  member i + 1 (mod n), a closed cycle, so every domain sends what it receives;
+- pipeline sends: consecutive stages in different domains, in the direction the data
+  moves: forward activations from stage s to s + 1, backward activation gradients from
+  s + 1 to s (1F1B, Narayanan et al. 2021, "Efficient Large-Scale Language Model Training
+  on GPU Clusters Using Megatron-LM", sec. 2.2), so a job with as many forward as
+  backward sends leaves every server's out-bytes equal to its in-bytes;
 - all-to-all and direct exchanges: every pair of members in different domains.
 
 Each pair is classified by the highest tier its path climbs: leaf (same leaf), spine (same
@@ -93,8 +99,14 @@ def _all_pairs(members: np.ndarray, domain: np.ndarray) -> tuple[np.ndarray, np.
     return a[cross], b[cross]
 
 
-def _chain_pairs(members: np.ndarray, domain: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _chain_pairs(
+    members: np.ndarray, domain: np.ndarray, *, backward: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """(sender, receiver) of each cross-domain hop of every chain: stage s to s + 1, or
+    s + 1 to s for backward sends (activation gradients flow back up the pipeline)."""
     a, b = members[:, :-1].ravel(), members[:, 1:].ravel()
+    if backward:
+        a, b = b, a
     cross = domain[a] != domain[b]
     return a[cross], b[cross]
 
@@ -102,9 +114,10 @@ def _chain_pairs(members: np.ndarray, domain: np.ndarray) -> tuple[np.ndarray, n
 def row_pairs(
     row: TrafficRow, members: np.ndarray, domain: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The rank pairs that carry a scale-out row's bytes (each carrying an equal share)."""
+    """The (sender, receiver) rank pairs that carry a scale-out row's bytes, each pair an
+    equal share; pipeline sends of the backward phase run from the later stage back."""
     if row.collective == "send_recv":
-        return _chain_pairs(members, domain)
+        return _chain_pairs(members, domain, backward=row.phase == "backward")
     if row.collective == "all_to_all" and members.shape[1] <= DIRECT_PAIR_LIMIT:
         return _all_pairs(members, domain)
     if row.algorithm == "hierarchical":
