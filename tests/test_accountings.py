@@ -21,7 +21,7 @@ H100 = get_gpu("h100-sxm")
 def _train(accounting: str, **plan: int) -> float:
     job = TrainingJob(
         model=get_model("llama3-8b"),
-        plan=ParallelPlan(**plan),
+        plan=ParallelPlan(grad_dtype="bf16", **plan),  # the seed's 2-byte gradients
         gpu=H100,
         seq_len=4096,
         global_batch=64,

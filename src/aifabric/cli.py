@@ -143,7 +143,18 @@ def traffic_train(
     seq_len: Annotated[int | None, typer.Option(help="Tokens per sequence.")] = None,
     global_batch: Annotated[int | None, typer.Option(help="Sequences per iteration.")] = None,
     micro_batch: Annotated[int | None, typer.Option(help="Sequences per micro-batch.")] = None,
-    grad_dtype: Annotated[str | None, typer.Option(help="Gradient dtype (bf16, fp32).")] = None,
+    grad_dtype: Annotated[
+        str | None, typer.Option(help="Gradient reduction dtype (default fp32, as Megatron-LM).")
+    ] = None,
+    recompute: Annotated[
+        str | None, typer.Option(help="Activation recomputation: none, selective, full.")
+    ] = None,
+    virtual_stages: Annotated[
+        int | None, typer.Option(help="Model chunks per pipeline rank (interleaved 1F1B).")
+    ] = None,
+    pipeline_layers: Annotated[
+        str | None, typer.Option(help="Layers per pipeline stage, e.g. 4,4,4,3.")
+    ] = None,
     dataset_tokens: Annotated[str | None, typer.Option(help="Tokens per epoch, e.g. 156B.")] = None,
     samples: Annotated[str | None, typer.Option(help="Samples per epoch, e.g. 364.6M.")] = None,
     accounting: Annotated[str | None, typer.Option(help="algorithmic (default) or seed.")] = None,
@@ -163,7 +174,9 @@ def traffic_train(
              "ep": ep, "zero": zero, "fsdp": fsdp, "sequence_parallel": sequence_parallel,
              "seq_len": seq_len, "global_batch": global_batch, "micro_batch": micro_batch,
              "grad_dtype": grad_dtype, "dataset_tokens": dataset_tokens, "samples": samples,
-             "accounting": accounting, "algorithm": algorithm, "mfu": mfu}  # fmt: skip
+             "accounting": accounting, "algorithm": algorithm, "mfu": mfu,
+             "recompute": recompute, "virtual_stages": virtual_stages,
+             "pipeline_layers": pipeline_layers}  # fmt: skip
     scenario = load_scenario(file) if file else {}
     job = training_job(merge_options(TRAIN_KEYS, scenario, flags))
     result = training_traffic(job).to_dict()

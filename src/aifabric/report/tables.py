@@ -16,10 +16,10 @@ from aifabric.units import (
 )
 
 
-def _console() -> Console:
+def _console(min_width: int = 120) -> Console:
     import shutil
 
-    width = max(120, shutil.get_terminal_size((120, 40)).columns)
+    width = max(min_width, shutil.get_terminal_size((120, 40)).columns)
     return Console(highlight=False, soft_wrap=False, width=width)
 
 
@@ -90,24 +90,44 @@ def parts_table(title: str, parts: list[dict[str, Any]]) -> None:
 def training_report(result: dict[str, Any]) -> None:
     it, ep = result["per_iteration"], result["per_epoch"]
     plan = result["plan"]
-    console = _console()
+    console = _console(148)
     console.print(
         f"[bold]{result['model']}[/] on {plan['world_size']:,} x {result['gpu']}  "
         f"tp={plan['tp']} pp={plan['pp']} dp={plan['dp']} cp={plan['cp']} ep={plan['ep']} "
         f"zero={plan['zero']}  scale-up domain {result['scaleup_domain_size']}  "
         f"accounting: {result['accounting']}"
     )
+    extras = [f"recompute {result['recompute']}"]
+    if result.get("grad_reduce_dtype"):
+        extras.insert(0, f"grad reduce {result['grad_reduce_dtype']}")
+    if plan.get("virtual_stages", 1) > 1:
+        extras.append(f"virtual stages {plan['virtual_stages']}")
+    console.print("  ".join(extras))
+    for note in result.get("notes", []):
+        console.print(f"note: {note}")
     table = Table(title="Traffic per iteration")
     for col in ("dim", "phase", "collective", "algorithm", "scope", "group", "calls",
-                "buffer", "total", "per GPU"):  # fmt: skip
-        table.add_column(col, justify="right" if col in ("calls", "group") else "left")
+                "buffer", "total", "per GPU", "note"):  # fmt: skip
+        table.add_column(
+            col,
+            justify="right" if col in ("calls", "group") else "left",
+            no_wrap=True,
+        )
     for r in it["rows"]:
         table.add_row(
             r["dimension"], r["phase"], r["collective"], r["algorithm"], r["scope"],
             str(r["group_size"]), f"{r['calls']:,.4g}", format_bytes(r["buffer_bytes"]),
-            format_bytes(r["total_bytes"]), format_bytes(r["bytes_per_gpu"]),
+            format_bytes(r["total_bytes"]), format_bytes(r["bytes_per_gpu"]), r.get("note", ""),
         )  # fmt: skip
     console.print(table)
+    stages = result.get("per_stage")
+    if stages:
+        layers = stages["layers"]
+        console.print(
+            f"per stage: layers {min(layers)}-{max(layers)}; busiest rank (stage "
+            f"{stages['busiest_stage']}) sends {format_bytes(stages['busiest_bytes_per_gpu'])} "
+            f"vs mean {format_bytes(stages['mean_bytes_per_gpu'])}/GPU"
+        )
     console.print(
         f"per iteration: {format_bytes(it['total_bytes'])} on the wire "
         f"({format_bytes(it['bytes_per_gpu'])}/GPU; scale-out {format_bytes(it['scale_out_bytes'])}"

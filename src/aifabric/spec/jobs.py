@@ -10,6 +10,7 @@ from aifabric.spec.model import ModelSpec, dtype_bytes
 from aifabric.spec.parallel import ParallelPlan
 
 ACCOUNTINGS = ("algorithmic", "seed")
+RECOMPUTE_CHOICES = ("none", "selective", "full")
 
 
 def check_accounting(accounting: str) -> None:
@@ -27,7 +28,11 @@ class TrainingJob:
     drop_last: iterations per epoch = floor(samples / global_batch) (else ceil).
     token_bytes: bytes per stored token id (None: 2 if the vocabulary fits 16 bits, else 4).
     checkpoint_bytes_per_param: 14 for BF16 weights + FP32 master copy + Adam m and v.
-    mfu: model FLOPs utilisation used to estimate the compute time of an iteration.
+    mfu: model FLOPs utilisation used to estimate the compute time of an iteration (model
+    FLOPs exclude recomputation, so recompute lowers MFU rather than adding FLOPs here).
+    recompute: activation recomputation as Megatron-Core names it (--recompute-granularity):
+    "selective" recomputes core attention only, which has no collective; "full" reruns each
+    layer's forward inside the backward, repeating its forward TP / CP / EP collectives.
     """
 
     model: ModelSpec
@@ -47,9 +52,14 @@ class TrainingJob:
     checkpoint_stall: float = 60.0  # s
     mfu: float = 0.4
     compute_dtype: str = "bf16"
+    recompute: str = "none"
 
     def __post_init__(self) -> None:
         check_accounting(self.accounting)
+        if self.recompute not in RECOMPUTE_CHOICES:
+            raise ConfigError(
+                f"recompute(={self.recompute!r}) must be one of {', '.join(RECOMPUTE_CHOICES)}"
+            )
         if self.seq_len < 1:
             raise ConfigError(f"seq_len(={self.seq_len}) must be >= 1")
         if self.dataset_tokens <= 0:

@@ -28,6 +28,15 @@ class ParallelPlan:
     (reduce-scatter gradients + all-gather parameters, Megatron's distributed optimizer);
     2 = gradients sharded too (same traffic as 1); 3 = parameters sharded (FSDP): parameters
     are all-gathered before forward and again before backward, gradients reduce-scattered.
+
+    grad_dtype: the dtype gradients are reduced in. Megatron-LM reduces in fp32 for bf16
+    training unless ``--grad-reduce-in-bf16`` is given (megatron/training/arguments.py sets
+    accumulate_allreduce_grads_in_fp32 for bf16), so fp32 is the default here.
+    virtual_stages: model chunks per pipeline rank (Megatron's
+    virtual_pipeline_model_parallel_size; interleaved 1F1B when > 1).
+    pipeline_layers: transformer layers of each pipeline stage, first to last (Megatron's
+    --decoder-first/last-pipeline-num-layers or --pipeline-model-parallel-layout); None
+    splits as evenly as possible, the first ``num_layers mod pp`` stages taking one more.
     """
 
     tp: int = 1
@@ -38,12 +47,14 @@ class ParallelPlan:
     zero: int = 0
     sequence_parallel: bool = False
     micro_batch_size: int = 1
-    grad_dtype: str = "bf16"
+    virtual_stages: int = 1
+    pipeline_layers: tuple[int, ...] | None = None
+    grad_dtype: str = "fp32"
     param_dtype: str = "bf16"
     activation_dtype: str = "bf16"
 
     def __post_init__(self) -> None:
-        for name in ("tp", "pp", "dp", "cp", "ep", "micro_batch_size"):
+        for name in ("tp", "pp", "dp", "cp", "ep", "micro_batch_size", "virtual_stages"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"{name}(={value!r}) must be an integer >= 1")
@@ -51,6 +62,19 @@ class ParallelPlan:
             raise ConfigError(f"zero(={self.zero!r}) must be 0, 1, 2 or 3 (3 = FSDP)")
         if self.sequence_parallel and self.tp == 1:
             raise ConfigError("sequence_parallel needs tp > 1")
+        if self.virtual_stages > 1 and self.pp == 1:
+            raise ConfigError(
+                f"virtual_stages(={self.virtual_stages}) > 1 needs pp > 1 (interleaved 1F1B)"
+            )
+        if self.pipeline_layers is not None:
+            layers = self.pipeline_layers
+            if len(layers) != self.pp or any(
+                isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in layers
+            ):
+                raise ConfigError(
+                    f"pipeline_layers(={list(layers)}) must list pp(={self.pp}) integers >= 1, "
+                    "one per stage"
+                )
         if (self.dp * self.cp) % self.ep:
             raise ConfigError(
                 f"ep(={self.ep}) must divide dp*cp(={self.dp * self.cp}): experts are spread "
@@ -153,10 +177,22 @@ class ParallelPlan:
             raise ConfigError(
                 f"tp(={self.tp}) and num_kv_heads(={kv}) of {model.name} must divide one another"
             )
-        if self.pp > model.num_layers:
+        if self.pp * self.virtual_stages > model.num_layers:
             raise ConfigError(
-                f"pp(={self.pp}) exceeds num_layers(={model.num_layers}) of {model.name}"
+                f"pp(={self.pp}) x virtual_stages(={self.virtual_stages}) exceeds "
+                f"num_layers(={model.num_layers}) of {model.name}"
             )
+        if self.pipeline_layers is not None:
+            if sum(self.pipeline_layers) != model.num_layers:
+                raise ConfigError(
+                    f"pipeline_layers sum to {sum(self.pipeline_layers)}, not "
+                    f"num_layers(={model.num_layers}) of {model.name}"
+                )
+            if min(self.pipeline_layers) < self.virtual_stages:
+                raise ConfigError(
+                    f"every stage of pipeline_layers needs >= virtual_stages"
+                    f"(={self.virtual_stages}) layers"
+                )
         if self.ep > 1 and not model.is_moe:
             raise ConfigError(
                 f"ep(={self.ep}) > 1 needs a mixture-of-experts model; {model.name} is dense"
@@ -190,6 +226,13 @@ class ParallelPlan:
         """Mean transformer layers per pipeline stage."""
         return model.num_layers / self.pp
 
+    def stage_layers(self, model: ModelSpec) -> tuple[int, ...]:
+        """Transformer layers of each pipeline stage (``pipeline_layers`` or an even split)."""
+        if self.pipeline_layers is not None:
+            return self.pipeline_layers
+        base, extra = divmod(model.num_layers, self.pp)
+        return tuple(base + (1 if s < extra else 0) for s in range(self.pp))
+
     def params_per_gpu(self, model: ModelSpec) -> tuple[float, float]:
         """(non-expert, expert) parameters held by one GPU before ZeRO/FSDP sharding.
 
@@ -209,6 +252,8 @@ class ParallelPlan:
             "zero": self.zero,
             "sequence_parallel": self.sequence_parallel,
             "micro_batch_size": self.micro_batch_size,
+            "virtual_stages": self.virtual_stages,
+            "pipeline_layers": None if self.pipeline_layers is None else list(self.pipeline_layers),
             "grad_dtype": self.grad_dtype,
             "param_dtype": self.param_dtype,
             "world_size": self.world_size,

@@ -62,6 +62,19 @@ def _int(key: str) -> Callable[[Any], int]:
     return convert
 
 
+def _int_list(key: str) -> Callable[[Any], tuple[int, ...]]:
+    """A list of integers, from YAML or a comma-separated flag ("4,4,3")."""
+
+    def convert(value: Any) -> tuple[int, ...]:
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, list | tuple) or not items:
+            raise ConfigError(f"{key}: expected a list of integers, got {value!r}")
+        one = _int(key)
+        return tuple(one(v.strip() if isinstance(v, str) else v) for v in items)
+
+    return convert
+
+
 def _float(key: str) -> Callable[[Any], float]:
     def convert(value: Any) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float | str):
@@ -124,6 +137,7 @@ _PLAN_KEYS = {
     "tp": _int("tp"), "pp": _int("pp"), "dp": _int("dp"), "cp": _int("cp"), "ep": _int("ep"),
     "zero": _int("zero"), "sequence_parallel": _bool("sequence_parallel"),
     "micro_batch": _int("micro_batch"), "grad_dtype": _str("grad_dtype"),
+    "virtual_stages": _int("virtual_stages"), "pipeline_layers": _int_list("pipeline_layers"),
     "param_dtype": _str("param_dtype"), "activation_dtype": _str("activation_dtype"),
 }  # fmt: skip
 TRAIN_KEYS: dict[str, Callable[[Any], Any]] = {
@@ -138,6 +152,7 @@ TRAIN_KEYS: dict[str, Callable[[Any], Any]] = {
     "checkpoint_bytes_per_param": _float("checkpoint_bytes_per_param"),
     "checkpoint_stall": _quantity(parse_duration, "checkpoint_stall"),
     "mfu": _float("mfu"), "compute_dtype": _str("compute_dtype"),
+    "recompute": _str("recompute"),
 }  # fmt: skip
 INFER_KEYS: dict[str, Callable[[Any], Any]] = {
     "model": _model, "gpu": _gpu, "tp": _int("tp"), "ep": _int("ep"), "users": _int("users"),
@@ -181,7 +196,8 @@ def training_job(options: dict[str, Any]) -> TrainingJob:
     plan = ParallelPlan(
         tp=opts.pop("tp", 1), pp=opts.pop("pp", 1), dp=opts.pop("dp", 1), cp=opts.pop("cp", 1),
         ep=opts.pop("ep", 1), zero=zero, sequence_parallel=opts.pop("sequence_parallel", False),
-        micro_batch_size=opts.pop("micro_batch", 1), grad_dtype=opts.pop("grad_dtype", "bf16"),
+        micro_batch_size=opts.pop("micro_batch", 1), grad_dtype=opts.pop("grad_dtype", "fp32"),
+        virtual_stages=opts.pop("virtual_stages", 1), pipeline_layers=opts.pop("pipeline_layers", None),
         param_dtype=opts.pop("param_dtype", "bf16"),
         activation_dtype=opts.pop("activation_dtype", "bf16"),
     )  # fmt: skip

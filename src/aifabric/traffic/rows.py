@@ -23,7 +23,10 @@ class TrafficRow:
     calls: collective calls per group; buffer_bytes: size of one call (NCCL convention);
     num_groups: groups doing the same; total_bytes: bytes sent over all GPUs of the job;
     bytes_per_gpu: total_bytes / job GPUs; scope: scale-up, scale-out (or mixed for the
-    seed accounting, which does not split a group).
+    seed accounting, which does not split a group); note: what the row is when dimension,
+    phase and collective do not say it (e.g. the SP weight-gradient re-gather).
+    For send_recv rows a "group" is one stage boundary (a pair of adjacent ranks) and calls
+    are messages per boundary: one per micro-batch and direction (times virtual stages).
     """
 
     dimension: str
@@ -37,6 +40,7 @@ class TrafficRow:
     total_bytes: float
     bytes_per_gpu: float
     scope: str
+    note: str = ""
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -233,7 +237,8 @@ def p2p_rows(
     """Rows for point-to-point sends along chains (pipeline stages) of ``chain_length`` ranks.
 
     Each of the chain_length - 1 hops carries ``calls_per_hop`` messages of ``size`` bytes;
-    a hop between members in the same domain stays on scale-up.
+    a hop between members in the same domain stays on scale-up. Rows count one group per
+    hop (stage boundary) of that scope over all chains, with ``calls_per_hop`` calls each.
     """
     hops = chain_length - 1
     if hops <= 0 or calls_per_hop <= 0:
@@ -252,8 +257,8 @@ def p2p_rows(
                 "send_recv",
                 "direct",
                 2,
-                num_chains,
-                calls_per_hop * count,
+                round(count * num_chains),
+                calls_per_hop,
                 size,
                 total,
                 total / world_size,

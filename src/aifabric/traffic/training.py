@@ -6,24 +6,44 @@ group spans scale-up domains):
 
 - TP (Megatron, Shoeybi et al. 2019): 2 all-reduces of the micro-batch's hidden states per
   layer forward and 2 backward; with sequence parallelism (Korthikanti et al. 2022) each
-  becomes an all-gather + reduce-scatter pair of the same bytes.
+  becomes an all-gather + reduce-scatter pair of the same bytes, and the backward also
+  all-gathers the sequence-sharded input of each column-parallel linear (QKV, FC1) again to
+  compute its weight gradient (Megatron-Core tensor_parallel/layers.py,
+  LinearWithGradAccumulationAndAsyncCommunication.backward): forward 2 AG + 2 RS, backward
+  4 AG + 2 RS per layer and micro-batch. Full recomputation (recompute: full) reruns the
+  forward inside the backward, repeating its TP, CP and EP collectives; selective
+  recomputation (core attention only) adds none.
+- Embedding and LM head (Megatron-Core VocabParallelEmbedding, ColumnParallelLinear output
+  layer, tensor_parallel/cross_entropy.py): on the first stage the vocab-parallel lookup is
+  all-reduced over tp (reduce-scattered under SP, all-gathered back in the backward); on the
+  last stage the head's input is all-reduced in the backward (under SP: all-gathered
+  forward, reduce-scattered + re-gathered backward) and the vocab-parallel cross-entropy
+  all-reduces three fp32 values per token (max logit, target logit, sum of exponentials).
+  Tied embeddings with pp > 1 all-reduce the word-embedding gradient between the first and
+  last stage once per iteration (distributed/finalize_model_grads.py,
+  _allreduce_word_embedding_grads).
 - CP (ring attention): per layer, K/V of every chunk circulate (an all-gather) forward; K/V
   again plus dK/dV (reduce-scatter) backward.
 - PP (1F1B, Narayanan et al. 2021): per micro-batch one activation send forward and one
-  gradient send backward at each stage boundary; 1/tp of it per rank under SP.
+  gradient send backward at each stage boundary; 1/tp of it per rank under SP. Interleaved
+  1F1B with v virtual stages sends v messages per boundary and direction, plus v - 1 over
+  the wrap from the last rank back to the first: pp v - 1 hops per micro-batch instead of
+  pp - 1. Uneven layer splits are reported per stage (``per_stage``).
 - EP (Megatron-Core MoE): dispatch + combine all-to-all per MoE layer forward, two more
   backward; each token goes to experts_per_token experts (uniform routing assumed).
 - DP: gradient all-reduce (ZeRO-0); reduce-scatter of gradients + all-gather of updated
   parameters (ZeRO-1/2, distributed optimizer); FSDP/ZeRO-3 also all-gathers parameters
   before forward and backward of every micro-batch (ZeRO paper: 1.5x plain DP).
-  Non-expert gradients are reduced over dp x cp ranks, expert gradients over dp x cp / ep.
+  Non-expert gradients are reduced over dp x cp ranks, expert gradients over dp x cp / ep,
+  in the plan's grad_dtype (fp32 by default, as Megatron-LM does for bf16 training).
 
 Seed accounting reproduces seed 002's formulas (traffic.seeds) exactly.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from aifabric.errors import ConfigError
 from aifabric.spec.jobs import TrainingJob
@@ -40,8 +60,9 @@ class TrainingTraffic:
 
     job: TrainingJob
     rows: tuple[TrafficRow, ...]
-    tokens_per_iteration: float
+    tokens_per_iteration: float  # real: global_batch x seq_len
     compute_time: float  # s per iteration at the job's MFU
+    stage_weights: tuple[Any, ...] = field(default=())  # per row: share of each stage, mean 1
 
     @property
     def total_bytes(self) -> float:
@@ -50,6 +71,41 @@ class TrainingTraffic:
     @property
     def iterations(self) -> int:
         return self.job.iterations_per_epoch
+
+    def notes(self) -> list[str]:
+        job = self.job
+        if job.accounting != "seed":
+            return []
+        seed_tokens = job.dataset_tokens / job.iterations_per_epoch
+        return [
+            f"seed accounting: bytes per iteration are the seed's per-epoch formulas / "
+            f"{job.iterations_per_epoch:,} iterations (its T/N = {seed_tokens:,.0f} tokens per "
+            f"iteration); compute time uses the real {self.tokens_per_iteration:,.0f} tokens "
+            "(global_batch x seq_len)"
+        ]
+
+    def per_stage(self) -> dict[str, object] | None:
+        """Bytes each rank of each pipeline stage sends per iteration (None without pp)."""
+        import numpy as np
+
+        plan = self.job.plan
+        if plan.pp == 1 or not self.stage_weights:
+            return None
+        total = np.zeros(plan.pp)
+        scale_out = np.zeros(plan.pp)
+        for row, weights in zip(self.rows, self.stage_weights, strict=True):
+            total += row.bytes_per_gpu * weights
+            if row.scope == SCALE_OUT:
+                scale_out += row.bytes_per_gpu * weights
+        busiest = int(np.argmax(total))
+        return {
+            "layers": list(plan.stage_layers(self.job.model)),
+            "bytes_per_gpu": total.tolist(),
+            "scale_out_bytes_per_gpu": scale_out.tolist(),
+            "busiest_stage": busiest,
+            "busiest_bytes_per_gpu": float(total[busiest]),
+            "mean_bytes_per_gpu": float(total.mean()),
+        }
 
     def to_dict(self) -> dict[str, object]:
         job, world = self.job, self.job.plan.world_size
@@ -64,7 +120,11 @@ class TrainingTraffic:
             "gpu": job.gpu.name,
             "plan": job.plan.summary(),
             "accounting": job.accounting,
+            "grad_reduce_dtype": job.plan.grad_dtype if job.accounting != "seed" else None,
+            "recompute": job.recompute,
             "scaleup_domain_size": job.domain_size,
+            "notes": self.notes(),
+            "per_stage": self.per_stage(),
             "per_iteration": {
                 "tokens": self.tokens_per_iteration,
                 "total_bytes": total,
@@ -91,15 +151,14 @@ class TrainingTraffic:
 
 def training_traffic(job: TrainingJob) -> TrainingTraffic:
     """Traffic of one iteration of ``job`` in its accounting, plus compute-time estimate."""
-    if job.accounting == "seed":
-        rows = seed_rows(job)
-        tokens = job.dataset_tokens / job.iterations_per_epoch
-    else:
-        rows = algorithmic_rows(job)
-        tokens = float(job.global_batch * job.seq_len)
+    tokens = float(job.global_batch * job.seq_len)
     flops = job.model.training_flops_per_token(job.seq_len) * tokens
     compute = flops / (job.plan.world_size * job.gpu.peak_flops(job.compute_dtype) * job.mfu)
-    return TrainingTraffic(job, tuple(rows), tokens, compute)
+    if job.accounting == "seed":
+        return TrainingTraffic(job, tuple(seed_rows(job)), tokens, compute)
+    staged = staged_rows(job)
+    rows = tuple(r for r, _ in staged)
+    return TrainingTraffic(job, rows, tokens, compute, tuple(w for _, w in staged))
 
 
 def _group_rows(
@@ -112,11 +171,12 @@ def _group_rows(
     size: float,
     group: str | None = None,
     label: str | None = None,
+    note: str = "",
 ) -> list[TrafficRow]:
     plan = job.plan
     group = group or dimension
     n = plan.group_size(group)
-    return collective_rows(
+    rows = collective_rows(
         dimension=label or dimension,
         phase=phase,
         operation=operation,
@@ -128,12 +188,31 @@ def _group_rows(
         world_size=plan.world_size,
         algorithm=job.algorithm,
     )
+    return [replace(r, note=note) for r in rows] if note else rows
 
 
 def algorithmic_rows(job: TrainingJob) -> list[TrafficRow]:
     """Rows of one iteration with real collective algorithms."""
-    rows = _tp_rows(job) + _cp_rows(job) + _pp_rows(job) + _ep_rows(job)
-    return rows + _dp_rows(job)
+    return [row for row, _ in staged_rows(job)]
+
+
+def staged_rows(job: TrainingJob) -> list[tuple[TrafficRow, Any]]:
+    """Rows of one iteration, each with its share per pipeline stage (array, mean 1).
+
+    A rank of stage s sends row.bytes_per_gpu x share[s]: TP and CP scale with the stage's
+    layers, EP with its MoE layers, DP with its parameters, embedding rows sit on the first
+    or last stage, and pipeline sends follow the direction of each boundary.
+    """
+    w = _StageWeights(job)
+    staged = [(r, w.layers) for r in _tp_rows(job) + _cp_rows(job)]
+    staged += _pp_rows(job, w)
+    staged += [(r, w.moe_layers) for r in _ep_rows(job)]
+    staged += _embedding_rows(job, w)
+    staged += [
+        (r, w.expert_params if r.dimension == "dp-expert" else w.dense_params)
+        for r in _dp_rows(job)
+    ]
+    return staged
 
 
 def _tokens_per_microbatch(job: TrainingJob) -> float:
@@ -141,18 +220,40 @@ def _tokens_per_microbatch(job: TrainingJob) -> float:
     return job.plan.micro_batch_size * job.seq_len / job.plan.cp
 
 
+INTERLEAVED_WRAP = "interleaved wrap: last rank -> first"
+SP_REGATHER = "SP wgrad re-gather"
+FULL_RECOMPUTE = "full recompute"
+
+
 def _tp_rows(job: TrainingJob) -> list[TrafficRow]:
+    """Two TP blocks (attention, MLP) per layer and micro-batch; see the module docstring."""
     plan, model = job.plan, job.model
     if plan.tp == 1:
         return []
     size = _tokens_per_microbatch(job) * model.hidden_bytes_per_token(plan.activation_dtype)
     mb = plan.num_microbatches(job.global_batch)
     calls = 2 * plan.layers_per_stage(model) * mb
+    full = job.recompute == "full"
+    if plan.sequence_parallel:
+        plan_ops = [
+            ("forward", "all_gather", ""),
+            ("forward", "reduce_scatter", ""),
+            ("backward", "reduce_scatter", ""),
+            ("backward", "all_gather", ""),
+            ("backward", "all_gather", SP_REGATHER),
+        ]
+        if full:
+            plan_ops += [
+                ("backward", "all_gather", FULL_RECOMPUTE),
+                ("backward", "reduce_scatter", FULL_RECOMPUTE),
+            ]
+    else:
+        plan_ops = [("forward", "all_reduce", ""), ("backward", "all_reduce", "")]
+        if full:
+            plan_ops.append(("backward", "all_reduce", FULL_RECOMPUTE))
     rows: list[TrafficRow] = []
-    for phase in ("forward", "backward"):
-        ops = ("all_gather", "reduce_scatter") if plan.sequence_parallel else ("all_reduce",)
-        for op in ops:
-            rows += _group_rows(job, "tp", phase=phase, operation=op, calls=calls, size=size)
+    for phase, op, note in plan_ops:
+        rows += _group_rows(job, "tp", phase=phase, operation=op, calls=calls, size=size, note=note)
     return rows
 
 
@@ -168,10 +269,22 @@ def _cp_rows(job: TrainingJob) -> list[TrafficRow]:
     rows = _group_rows(job, "cp", phase="forward", operation="all_gather", calls=calls, size=size)
     for op in ("all_gather", "reduce_scatter"):
         rows += _group_rows(job, "cp", phase="backward", operation=op, calls=calls, size=size)
+    if job.recompute == "full":
+        rows += _group_rows(
+            job, "cp", phase="backward", operation="all_gather", calls=calls, size=size,
+            note=FULL_RECOMPUTE,
+        )  # fmt: skip
     return rows
 
 
-def _pp_rows(job: TrainingJob) -> list[TrafficRow]:
+def _pp_rows(job: TrainingJob, weights: _StageWeights) -> list[tuple[TrafficRow, Any]]:
+    """Activation sends forward, gradient sends backward, at every stage boundary.
+
+    Interleaved 1F1B (v virtual stages): each boundary carries v messages per micro-batch
+    and direction, and the wrap (last rank -> first, carrying chunk j to chunk j + 1) v - 1.
+    """
+    import numpy as np
+
     plan, model = job.plan, job.model
     if plan.pp == 1:
         return []
@@ -179,19 +292,24 @@ def _pp_rows(job: TrainingJob) -> list[TrafficRow]:
     if plan.sequence_parallel:
         size /= plan.tp
     mb = plan.num_microbatches(job.global_batch)
-    rows: list[TrafficRow] = []
+    v = plan.virtual_stages
+    layout = _layout(job, "pp")
+    wrap = DomainLayout(layout.domains[:, [-1, 0]])
+    staged: list[tuple[TrafficRow, Any]] = []
     for phase in ("forward", "backward"):
-        rows += p2p_rows(
-            dimension="pp",
-            phase=phase,
-            chain_length=plan.pp,
-            num_chains=plan.world_size // plan.pp,
-            calls_per_hop=mb,
-            size=size,
-            layout=_layout(job, "pp"),
+        common = dict(
+            dimension="pp", phase=phase, num_chains=plan.world_size // plan.pp, size=size,
             world_size=plan.world_size,
-        )
-    return rows
+        )  # fmt: skip
+        rows = p2p_rows(chain_length=plan.pp, calls_per_hop=mb * v, layout=layout, **common)
+        senders = np.ones(plan.pp)
+        senders[-1 if phase == "forward" else 0] = 0.0
+        staged += [(r, senders * plan.pp / senders.sum()) for r in rows]
+        if v > 1:
+            rows = p2p_rows(chain_length=2, calls_per_hop=mb * (v - 1), layout=wrap, **common)
+            edge = weights.last if phase == "forward" else weights.first
+            staged += [(replace(r, note=INTERLEAVED_WRAP), edge) for r in rows]
+    return staged
 
 
 def _ep_rows(job: TrainingJob) -> list[TrafficRow]:
@@ -247,6 +365,97 @@ def _dp_rows(job: TrainingJob) -> list[TrafficRow]:
     return rows
 
 
+class _StageWeights:
+    """Share of a row's bytes that a rank of each pipeline stage sends (arrays, mean 1)."""
+
+    def __init__(self, job: TrainingJob) -> None:
+        import numpy as np
+
+        plan, model = job.plan, job.model
+        pp = plan.pp
+        layers = np.asarray(plan.stage_layers(model), dtype=float)
+        end = np.cumsum(layers)
+        start = end - layers
+        moe = np.clip(end - np.maximum(start, model.num_dense_layers), 0, None)
+        self.first = np.eye(pp)[0] * pp
+        self.last = np.eye(pp)[-1] * pp
+        self.layers = layers / layers.mean()
+        self.moe_layers = moe / moe.mean() if moe.sum() > 0 else self.layers
+        attention = model.attention_params_per_layer()
+        dense_mlp = model.mlp_params_per_layer(moe=False)
+        moe_mlp = model.mlp_params_per_layer(moe=True) - model.num_experts * model.ffn_params(
+            model.moe_intermediate_size
+        )
+        dense = layers * attention + (layers - moe) * dense_mlp + moe * moe_mlp
+        dense[0] += model.vocab_size * model.hidden_size
+        dense[-1] += model.embedding_params() - model.vocab_size * model.hidden_size
+        if model.tied_embeddings and pp > 1:
+            dense[-1] += model.vocab_size * model.hidden_size  # the head's copy of the table
+        self.dense_params = dense / dense.mean()
+        self.expert_params = self.moe_layers
+
+
+def _embedding_rows(job: TrainingJob, weights: _StageWeights) -> list[tuple[TrafficRow, Any]]:
+    """Vocab-parallel embedding (first stage), LM head and cross-entropy (last stage), and
+    the tied-embedding gradient all-reduce between them; see the module docstring."""
+    plan, model = job.plan, job.model
+    mb = plan.num_microbatches(job.global_batch)
+    tokens = _tokens_per_microbatch(job)
+    hidden = tokens * model.hidden_bytes_per_token(plan.activation_dtype)
+    staged: list[tuple[TrafficRow, Any]] = []
+    if plan.tp > 1:
+        if plan.sequence_parallel:
+            first = [("forward", "reduce_scatter", hidden), ("backward", "all_gather", hidden)]
+            last = [
+                ("forward", "all_gather", hidden),
+                ("backward", "reduce_scatter", hidden),
+                ("backward", "all_gather", hidden),
+            ]
+        else:
+            first = [("forward", "all_reduce", hidden)]
+            last = [("backward", "all_reduce", hidden)]
+        for ops, where, note in ((first, weights.first, EMBEDDING), (last, weights.last, HEAD)):
+            for phase, op, size in ops:
+                rows = _group_rows(
+                    job, "tp", phase=phase, operation=op, calls=mb, size=size, note=note
+                )
+                staged += [(_one_stage(r, plan.pp), where) for r in rows]
+        rows = _group_rows(
+            job, "tp", phase="forward", operation="all_reduce", calls=3 * mb,
+            size=tokens * dtype_bytes("fp32"), note=CROSS_ENTROPY,
+        )  # fmt: skip
+        staged += [(_one_stage(r, plan.pp), weights.last) for r in rows]
+    if model.tied_embeddings and plan.pp > 1:
+        ranks = plan.group_ranks("pp")[:, [0, -1]]
+        rows = collective_rows(
+            dimension="pp", phase="backward", operation="all_reduce", group_size=2,
+            num_groups=plan.world_size // plan.pp, calls=1,
+            size=model.vocab_size * model.hidden_size / plan.tp * dtype_bytes(plan.grad_dtype),
+            layout=DomainLayout.of_ranks(ranks, job.domain_size),
+            world_size=plan.world_size, algorithm=job.algorithm,
+        )  # fmt: skip
+        both = (weights.first + weights.last) / 2
+        staged += [(replace(r, note=TIED_EMBEDDING), both) for r in rows]
+    return staged
+
+
+def _one_stage(row: TrafficRow, pp: int) -> TrafficRow:
+    """A row built over every stage's groups, kept for one stage's: 1/pp of the groups."""
+    total = row.total_bytes / pp
+    return replace(
+        row,
+        num_groups=row.num_groups // pp,
+        total_bytes=total,
+        bytes_per_gpu=row.bytes_per_gpu / pp,
+    )
+
+
+EMBEDDING = "embedding (first stage)"
+HEAD = "LM head (last stage)"
+CROSS_ENTROPY = "cross-entropy, 3 x fp32/token"
+TIED_EMBEDDING = "tied embedding grads"
+
+
 def _layout(job: TrainingJob, group: str) -> DomainLayout:
     """Where the members of every group of a dimension sit, by scale-up domain."""
     return DomainLayout.of_ranks(job.plan.group_ranks(group), job.domain_size)
@@ -271,7 +480,8 @@ def seed_rows(job: TrainingJob) -> list[TrafficRow]:
         raise ConfigError("the seed's FSDP formula is for pure data parallelism (tp = pp = 1)")
     n_iter = job.iterations_per_epoch
     p, world = float(model.num_params), plan.world_size
-    b, a = dtype_bytes(plan.grad_dtype), dtype_bytes(plan.activation_dtype)
+    # The seed's b is bytes per parameter, for gradients too (its BF16 example).
+    b, a = dtype_bytes(plan.param_dtype), dtype_bytes(plan.activation_dtype)
     tokens = job.dataset_tokens / n_iter  # T / N per iteration
     h, layers = model.hidden_size, model.num_layers
 
