@@ -278,3 +278,21 @@ def test_cli_flags(capsys):
         "--pipeline-layers", "1,2,3",
     )  # fmt: skip
     assert "pipeline_layers" in err
+
+
+def test_moe_layers_have_one_tp_block_plus_shared_experts():
+    """Megatron-Core MoE layers: attention is a TP block; routed experts are moved by the
+    token dispatcher, not by the MLP's TP collectives; a shared expert is one more block.
+    Mixtral (32 MoE layers, no shared expert), tp 2, 4 micro-batches: 32 x 1 x 4 = 128 calls
+    per collective; DeepSeek-V3 (3 dense + 58 MoE layers with 1 shared expert): 3 x 2 +
+    58 x 2 = 122 blocks."""
+    from aifabric.traffic.training import tp_blocks
+
+    mixtral = get_model("mixtral-8x7b")
+    job = TrainingJob(
+        model=mixtral, plan=ParallelPlan(tp=2, dp=1), gpu=H100, seq_len=4096, global_batch=4
+    )
+    tp = [r for r in training_traffic(job).rows if r.dimension == "tp" and not r.note]
+    assert {r.calls for r in tp} == {128}
+    assert tp_blocks(get_model("deepseek-v3")) == 122
+    assert tp_blocks(LLAMA8B) == 64

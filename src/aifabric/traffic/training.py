@@ -47,7 +47,7 @@ from typing import Any
 
 from aifabric.errors import ConfigError
 from aifabric.spec.jobs import TrainingJob
-from aifabric.spec.model import dtype_bytes
+from aifabric.spec.model import ModelSpec, dtype_bytes
 from aifabric.traffic.collectives import SCALE_OUT, SCALE_UP
 from aifabric.traffic.rows import DomainLayout, TrafficRow, collective_rows, p2p_rows, sum_rows
 from aifabric.traffic.seeds import seed_fsdp_epoch, seed_training_epoch
@@ -204,7 +204,8 @@ def staged_rows(job: TrainingJob) -> list[tuple[TrafficRow, Any]]:
     or last stage, and pipeline sends follow the direction of each boundary.
     """
     w = _StageWeights(job)
-    staged = [(r, w.layers) for r in _tp_rows(job) + _cp_rows(job)]
+    staged = [(r, w.tp_blocks) for r in _tp_rows(job)]
+    staged += [(r, w.layers) for r in _cp_rows(job)]
     staged += _pp_rows(job, w)
     staged += [(r, w.moe_layers) for r in _ep_rows(job)]
     staged += _embedding_rows(job, w)
@@ -222,6 +223,22 @@ def _tokens_per_microbatch(job: TrainingJob) -> float:
 
 INTERLEAVED_WRAP = "interleaved wrap: last rank -> first"
 SP_REGATHER = "SP wgrad re-gather"
+
+
+def tp_blocks(
+    model: ModelSpec, dense_layers: float | None = None, moe_layers: float | None = None
+) -> float:
+    """Tensor-parallel blocks (a column- then a row-parallel linear) in the given layers.
+
+    Attention is one block per layer and a dense MLP another. A MoE layer's routed experts
+    are not a TP block: Megatron-Core's token dispatcher moves their tokens (EP rows, and the
+    expert-TP gather inside it); only shared experts (SharedExpertMLP) are one more block.
+    """
+    dense = model.num_dense_layers if dense_layers is None else dense_layers
+    moe = model.num_moe_layers if moe_layers is None else moe_layers
+    return 2.0 * dense + (1.0 + (1.0 if model.num_shared_experts else 0.0)) * moe
+
+
 FULL_RECOMPUTE = "full recompute"
 
 
@@ -232,7 +249,7 @@ def _tp_rows(job: TrainingJob) -> list[TrafficRow]:
         return []
     size = _tokens_per_microbatch(job) * model.hidden_bytes_per_token(plan.activation_dtype)
     mb = plan.num_microbatches(job.global_batch)
-    calls = 2 * plan.layers_per_stage(model) * mb
+    calls = tp_blocks(model) / plan.pp * mb
     full = job.recompute == "full"
     if plan.sequence_parallel:
         plan_ops = [
@@ -380,6 +397,8 @@ class _StageWeights:
         self.first = np.eye(pp)[0] * pp
         self.last = np.eye(pp)[-1] * pp
         self.layers = layers / layers.mean()
+        blocks = np.array([tp_blocks(model, n - m, m) for n, m in zip(layers, moe, strict=True)])
+        self.tp_blocks = blocks / blocks.mean()
         self.moe_layers = moe / moe.mean() if moe.sum() > 0 else self.layers
         attention = model.attention_params_per_layer()
         dense_mlp = model.mlp_params_per_layer(moe=False)
