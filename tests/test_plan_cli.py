@@ -4,8 +4,8 @@ Truth:
 - DGX SuperPOD H100, 4 SU (RA-11333-001 Table 4): 128 DGX = 1,024 GPUs, 32 leaf + 16
   spine QM9700, 1,024 node-leaf + 1,024 leaf-spine links, all optical (4,096 optics);
   non-blocking, so the bisection is 1,024 x 400 Gb/s / 2 = 25.6 TB/s (bytes/s);
-- GraphML (graphml.graphdrawing.org): one <node> per NIC port and switch, one <edge> per
-  cable, so 1,024 + 48 nodes and 2,048 edges;
+- GraphML (graphml.graphdrawing.org): one <node> per GPU, NIC port and switch, one <edge>
+  per cable and per GPU-NIC host link, so 1,024 + 1,024 + 48 nodes and 2,048 + 1,024 edges;
 - the node matrix carries exactly the job's scale-out bytes (leaf + spine + core);
 - seed 004: a training fabric (8 x 400G per server, non-blocking, optics) costs more than
   an inference fabric (2 x 100G per server, ToR copper, 4:1);
@@ -80,20 +80,21 @@ def test_plan_graphml(capsys, tmp_path):
     assert graph is not None
     nodes = graph.findall(f"{GML}node")
     edges = graph.findall(f"{GML}edge")
-    assert len(nodes) == 1024 + 48
-    assert len(edges) == 2048
+    assert len(nodes) == 1024 + 1024 + 48
+    assert len(edges) == 2048 + 1024
     tier_of = {}
     for n in nodes:
         values = {d.get("key"): d.text for d in n.findall(f"{GML}data")}
         tier_of[n.get("id")] = int(values["tier"])
-    counts = {t: list(tier_of.values()).count(t) for t in (0, 1, 2)}
-    assert counts == {0: 1024, 1: 32, 2: 16}
+    counts = {t: list(tier_of.values()).count(t) for t in (-1, 0, 1, 2)}
+    assert counts == {-1: 1024, 0: 1024, 1: 32, 2: 16}
     for e in edges:
         src, dst = tier_of[e.get("source")], tier_of[e.get("target")]
         assert dst == src + 1  # every cable climbs one tier
         values = {d.get("key"): d.text for d in e.findall(f"{GML}data")}
-        assert float(values["cap"]) == pytest.approx(50e9)
         assert int(values["ltier"]) == dst
+        if dst > 0:  # host links (GPU to NIC, tier 0) carry no modelled capacity
+            assert float(values["cap"]) == pytest.approx(50e9)
     assert not (tmp_path / "fabric.graphml.tmp").exists()
 
 
