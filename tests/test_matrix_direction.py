@@ -184,3 +184,44 @@ def test_cli_matrix_conserved_and_sequence_parallel_flag(capsys, tmp_path):
         return sum(r["bytes"] for r in result["traffic_by_tier"] if r["dimension"] == "pp")
 
     assert pp_bytes(data) == pytest.approx(pp_bytes(plain) / 8, rel=1e-12)
+
+
+def test_interleaved_wrap_joins_last_server_to_first():
+    """llama3-70b tp8 x pp4, 2 virtual stages, SP, 8 micro-batches, on 4 servers (stage s =
+    server s). Message: 4,096 x 8,192 x 2 bytes / 8 = 8 MiB per TP rank. Each boundary
+    carries v = 2 messages per micro-batch and direction: 8 chains x 16 x 8 MiB = 1 GiB
+    s -> s + 1 and 1 GiB back. The wrap (chunk 0 of the last rank to chunk 1 of the
+    first) carries v - 1 = 1 per micro-batch: 8 x 8 x 8 MiB = 512 MiB from server 3 to
+    server 0 forward and 512 MiB from 0 to 3 backward (Narayanan et al. 2021 sec. 2.2.2,
+    interleaved schedule)."""
+    j = job(model="llama3-70b", tp=8, pp=4, dp=1, sequence_parallel=True, virtual_stages=2)
+    _, topo, triples = plan_fabric({"gpus": 32}, j, matrix=True)
+    dense = matrix(*triples, topo.num_nodes)
+    gib = 2**30
+    expected = np.zeros((4, 4))
+    for s in range(3):
+        expected[s, s + 1] = expected[s + 1, s] = gib
+    expected[3, 0] = expected[0, 3] = gib / 2
+    assert np.allclose(dense, expected, rtol=1e-12, atol=0)
+
+
+def test_tied_embedding_all_reduce_joins_first_and_last_stage():
+    """GPT-3 175B ties its input and output embeddings (Brown et al. 2020): with pp = 4 the
+    word-embedding gradient is all-reduced between the first and the last stage only
+    (Megatron-LM _allreduce_word_embedding_grads), so servers 0 and 3 exchange it directly
+    (half each way, a 2-member ring) and servers 1 and 2 see only pipeline sends."""
+    j = job(model="gpt3-175b", tp=8, pp=4, dp=1)
+    rows = training_traffic(j).rows
+    _, topo, triples = plan_fabric({"gpus": 32}, j, matrix=True)
+    dense = matrix(*triples, topo.num_nodes)
+    tied = [r for r in rows if r.dimension == "pp" and r.collective == "all_reduce"]
+    assert tied and all(r.scope != SCALE_UP for r in tied)
+    tied_bytes = sum(r.total_bytes for r in tied)
+    assert dense[0, 3] == pytest.approx(tied_bytes / 2, rel=1e-12)
+    assert dense[3, 0] == pytest.approx(tied_bytes / 2, rel=1e-12)
+    forward, backward = pp_scale_out(rows, "forward"), pp_scale_out(rows, "backward")
+    backward -= tied_bytes
+    for s in range(3):
+        assert dense[s, s + 1] == pytest.approx(forward / 3, rel=1e-12)
+        assert dense[s + 1, s] == pytest.approx(backward / 3, rel=1e-12)
+    assert dense[0, 2] == dense[1, 3] == 0

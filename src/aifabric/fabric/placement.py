@@ -14,7 +14,9 @@ carry them:
   moves: forward activations from stage s to s + 1, backward activation gradients from
   s + 1 to s (1F1B, Narayanan et al. 2021, "Efficient Large-Scale Language Model Training
   on GPU Clusters Using Megatron-LM", sec. 2.2), so a job with as many forward as
-  backward sends leaves every server's out-bytes equal to its in-bytes;
+  backward sends leaves every server's out-bytes equal to its in-bytes; the interleaved
+  1F1B wrap joins the chain's ends (last rank to first forward, first to last backward),
+  as does the tied-embedding gradient all-reduce (first and last stage);
 - all-to-all and direct exchanges: every pair of members in different domains.
 
 Each pair is classified by the highest tier its path climbs: leaf (same leaf), spine (same
@@ -33,6 +35,7 @@ from aifabric.errors import ConfigError
 from aifabric.fabric.topology import Topology
 from aifabric.traffic.collectives import SCALE_UP
 from aifabric.traffic.rows import TrafficRow
+from aifabric.traffic.training import INTERLEAVED_WRAP, TIED_EMBEDDING
 
 TIERS = ("scale-up", "leaf", "spine", "core")
 GROUP_OF = {"tp": "tp", "cp": "cp", "pp": "pp", "ep": "ep", "dp": "dp_cp", "dp-expert": "edp"}
@@ -116,6 +119,8 @@ def row_pairs(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The (sender, receiver) rank pairs that carry a scale-out row's bytes, each pair an
     equal share; pipeline sends of the backward phase run from the later stage back."""
+    if row.note in (INTERLEAVED_WRAP, TIED_EMBEDDING):
+        members = members[:, [-1, 0]]  # the pipeline's last and first stage
     if row.collective == "send_recv":
         return _chain_pairs(members, domain, backward=row.phase == "backward")
     if row.collective == "all_to_all" and members.shape[1] <= DIRECT_PAIR_LIMIT:
