@@ -314,16 +314,21 @@ def _pp_rows(job: TrainingJob, weights: _StageWeights) -> list[tuple[TrafficRow,
     wrap = DomainLayout(layout.domains[:, [-1, 0]])
     staged: list[tuple[TrafficRow, Any]] = []
     for phase in ("forward", "backward"):
-        common = dict(
-            dimension="pp", phase=phase, num_chains=plan.world_size // plan.pp, size=size,
-            world_size=plan.world_size,
-        )  # fmt: skip
-        rows = p2p_rows(chain_length=plan.pp, calls_per_hop=mb * v, layout=layout, **common)
+
+        def sends(
+            chain: int, calls: float, where: DomainLayout, phase: str = phase
+        ) -> list[TrafficRow]:
+            return p2p_rows(
+                dimension="pp", phase=phase, chain_length=chain, num_chains=plan.world_size // plan.pp,
+                calls_per_hop=calls, size=size, layout=where, world_size=plan.world_size,
+            )  # fmt: skip
+
+        rows = sends(plan.pp, mb * v, layout)
         senders = np.ones(plan.pp)
         senders[-1 if phase == "forward" else 0] = 0.0
         staged += [(r, senders * plan.pp / senders.sum()) for r in rows]
         if v > 1:
-            rows = p2p_rows(chain_length=2, calls_per_hop=mb * (v - 1), layout=wrap, **common)
+            rows = sends(2, mb * (v - 1), wrap)
             edge = weights.last if phase == "forward" else weights.first
             staged += [(replace(r, note=INTERLEAVED_WRAP), edge) for r in rows]
     return staged
