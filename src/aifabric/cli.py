@@ -137,6 +137,9 @@ def traffic_train(
     dp: Annotated[int | None, typer.Option(help="Data parallel degree.")] = None,
     cp: Annotated[int | None, typer.Option(help="Context parallel degree.")] = None,
     ep: Annotated[int | None, typer.Option(help="Expert parallel degree (within dp*cp).")] = None,
+    expert_tp: Annotated[
+        int | None, typer.Option(help="Expert tensor parallel degree (default: tp, as Megatron).")
+    ] = None,
     zero: Annotated[int | None, typer.Option(help="ZeRO stage 0-3 (3 = FSDP).")] = None,
     fsdp: Annotated[bool | None, typer.Option("--fsdp/--no-fsdp", help="Same as --zero 3.")] = None,
     sequence_parallel: Annotated[bool | None, typer.Option("--sp/--no-sp")] = None,
@@ -176,7 +179,7 @@ def traffic_train(
              "grad_dtype": grad_dtype, "dataset_tokens": dataset_tokens, "samples": samples,
              "accounting": accounting, "algorithm": algorithm, "mfu": mfu,
              "recompute": recompute, "virtual_stages": virtual_stages,
-             "pipeline_layers": pipeline_layers}  # fmt: skip
+             "pipeline_layers": pipeline_layers, "expert_tp": expert_tp}  # fmt: skip
     scenario = load_scenario(file) if file else {}
     job = training_job(merge_options(TRAIN_KEYS, scenario, flags))
     result = training_traffic(job).to_dict()

@@ -56,6 +56,12 @@ class ModelSpec:
     MoE fields: a layer index >= first_dense_layers is an MoE layer with num_experts routed
     experts (experts_per_token active) plus num_shared_experts always-active experts, each
     an FFN of moe_intermediate_size.
+
+    MoE routing and dispatch, where the model publishes them (else uniform top-k over all
+    experts, dispatched in the plan's activation dtype): max_nodes_per_token, node-limited
+    routing (DeepSeek-V3's M: a token's experts lie on at most M nodes of the EP group,
+    dispatched once per node; 0 = no limit); moe_dispatch_dtype / moe_combine_dtype, the
+    formats of the token exchange towards the experts and back ("" = activation dtype).
     """
 
     name: str
@@ -78,6 +84,9 @@ class ModelSpec:
     num_shared_experts: int = 0
     moe_intermediate_size: int = 0
     first_dense_layers: int = 0
+    max_nodes_per_token: int = 0
+    moe_dispatch_dtype: str = ""
+    moe_combine_dtype: str = ""
     q_lora_rank: int = 0
     kv_lora_rank: int = 0
     qk_nope_head_dim: int = 0
@@ -123,6 +132,19 @@ class ModelSpec:
             raise ConfigError(f"model {self.name}: moe_intermediate_size must be > 0 for MoE")
         if not 0 <= self.first_dense_layers <= self.num_layers:
             raise ConfigError(f"model {self.name}: first_dense_layers must be in 0..num_layers")
+        m = self.max_nodes_per_token
+        if not isinstance(m, int) or isinstance(m, bool) or m < 0 or (m and not self.is_moe):
+            raise ConfigError(
+                f"model {self.name}: max_nodes_per_token(={m!r}) must be an integer >= 0, "
+                "and 0 for a dense model"
+            )
+        for name in ("moe_dispatch_dtype", "moe_combine_dtype"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or (value and value.lower() not in DTYPE_BYTES):
+                raise ConfigError(
+                    f"model {self.name}: {name}(={value!r}) must be one of "
+                    f"{', '.join(DTYPE_BYTES)} (or empty for the activation dtype)"
+                )
 
     # ----- structure -------------------------------------------------------------------
     @property
@@ -307,6 +329,7 @@ class ModelSpec:
             "vocab_size": self.vocab_size,
             "num_experts": self.num_experts,
             "experts_per_token": self.experts_per_token,
+            "max_nodes_per_token": self.max_nodes_per_token,
             "kv_bytes_per_token_bf16": self.kv_bytes_per_token("bf16"),
             "forward_flops_per_token": self.forward_flops_per_token(),
             "source": self.source,

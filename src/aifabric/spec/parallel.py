@@ -37,6 +37,13 @@ class ParallelPlan:
     pipeline_layers: transformer layers of each pipeline stage, first to last (Megatron's
     --decoder-first/last-pipeline-num-layers or --pipeline-model-parallel-layout); None
     splits as evenly as possible, the first ``num_layers mod pp`` stages taking one more.
+    expert_tp: tensor parallelism inside each routed expert (Megatron-Core's
+    expert_tensor_parallel_size); None = tp, Megatron-Core's default
+    (model_parallel_config.py: "Default is None, which will be set to the value of
+    tensor_model_parallel_size"). Experts use their own rank grid over each stage's
+    tp x cp x dp ranks, fastest first: expert_tp -> ep -> expert-dp (parallel_state.py,
+    expert RankGenerator, order tp-ep-dp-pp), so expert weights split by ep x expert_tp and
+    their gradients reduce over tp dp cp / (ep expert_tp) ranks.
     """
 
     tp: int = 1
@@ -52,6 +59,7 @@ class ParallelPlan:
     grad_dtype: str = "fp32"
     param_dtype: str = "bf16"
     activation_dtype: str = "bf16"
+    expert_tp: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("tp", "pp", "dp", "cp", "ep", "micro_batch_size", "virtual_stages"):
@@ -75,7 +83,18 @@ class ParallelPlan:
                     f"pipeline_layers(={list(layers)}) must list pp(={self.pp}) integers >= 1, "
                     "one per stage"
                 )
-        if (self.dp * self.cp) % self.ep:
+        if self.expert_tp is not None and (
+            not isinstance(self.expert_tp, int) or isinstance(self.expert_tp, bool)
+            or self.expert_tp < 1
+        ):  # fmt: skip
+            raise ConfigError(f"expert_tp(={self.expert_tp!r}) must be an integer >= 1")
+        local = self.tp * self.dp * self.cp
+        if self.expert_tp not in (None, self.tp) and local % (self.ep * self.expert_tp):
+            raise ConfigError(
+                f"ep(={self.ep}) x expert_tp(={self.expert_tp}) must divide "
+                f"tp*dp*cp(={local}): the expert grid reuses each stage's ranks"
+            )
+        if self.expert_tp in (None, self.tp) and (self.dp * self.cp) % self.ep:
             raise ConfigError(
                 f"ep(={self.ep}) must divide dp*cp(={self.dp * self.cp}): experts are spread "
                 "over the data-parallel ranks"
@@ -89,6 +108,11 @@ class ParallelPlan:
         return self.tp * self.cp * self.dp * self.pp
 
     @property
+    def expert_tp_size(self) -> int:
+        """Expert tensor-parallel degree in effect: expert_tp, or tp when not given."""
+        return self.tp if self.expert_tp is None else self.expert_tp
+
+    @property
     def fsdp(self) -> bool:
         return self.zero == 3
 
@@ -97,10 +121,11 @@ class ParallelPlan:
         strides = {
             "tp": 1,
             "cp": self.tp,
-            "ep": self.tp,
+            "ep": self.expert_tp_size,
+            "etp": 1,
             "dp": self.tp * self.cp,
             "dp_cp": self.tp,
-            "edp": self.tp * self.ep,
+            "edp": self.expert_tp_size * self.ep,
             "pp": self.tp * self.cp * self.dp,
         }
         try:
@@ -116,7 +141,8 @@ class ParallelPlan:
             "pp": self.pp,
             "ep": self.ep,
             "dp_cp": self.dp * self.cp,
-            "edp": self.dp * self.cp // self.ep,
+            "etp": self.expert_tp_size,
+            "edp": self.tp * self.dp * self.cp // (self.ep * self.expert_tp_size),
         }
         try:
             return sizes[dimension]
@@ -140,8 +166,11 @@ class ParallelPlan:
 
         Megatron order, fastest first: rank = tp_i + tp (cp_i + cp (dp_i + dp pp_i)). Each
         row lists one group's members in ring order. dp_cp is the joint dp x cp group (cp
-        fastest); ep splits each dp_cp group into consecutive blocks of ep; edp joins the
-        ranks holding the same experts (stride ep inside dp_cp).
+        fastest). The expert groups come from Megatron-Core's expert grid over each stage's
+        tp x cp x dp ranks in rank order, fastest first etp -> ep -> edp: etp (expert
+        tensor parallel) is consecutive ranks, ep has stride expert_tp, edp (the ranks
+        holding the same expert shard) stride expert_tp x ep. With expert_tp = tp this is
+        ep carved from dp_cp in consecutive blocks, as before expert_tp existed.
         """
         import numpy as np
 
@@ -149,14 +178,17 @@ class ParallelPlan:
         axes = {"pp": 0, "dp": 1, "cp": 2, "tp": 3}
         if dimension in axes:
             return np.moveaxis(grid, axes[dimension], -1).reshape(-1, self.group_size(dimension))
-        dp_cp = grid.transpose(0, 3, 1, 2).reshape(self.pp, self.tp, self.dp * self.cp)
-        blocks = dp_cp.reshape(self.pp, self.tp, -1, self.ep)
         if dimension == "dp_cp":
+            dp_cp = grid.transpose(0, 3, 1, 2)
             return dp_cp.reshape(-1, self.dp * self.cp)
+        etp = self.expert_tp_size
+        expert = grid.reshape(self.pp, -1, self.ep, etp)  # (pp, edp, ep, etp)
+        if dimension == "etp":
+            return expert.reshape(-1, etp)
         if dimension == "ep":
-            return blocks.reshape(-1, self.ep)
+            return expert.transpose(0, 1, 3, 2).reshape(-1, self.ep)
         if dimension == "edp":
-            return np.moveaxis(blocks, 3, 2).reshape(-1, blocks.shape[2])
+            return expert.transpose(0, 2, 3, 1).reshape(-1, expert.shape[1])
         raise ConfigError(f"unknown parallel dimension {dimension!r}")
 
     def validate_for(
@@ -201,6 +233,11 @@ class ParallelPlan:
             raise ConfigError(
                 f"ep(={self.ep}) must divide num_experts(={model.num_experts}) of {model.name}"
             )
+        if model.is_moe and model.moe_intermediate_size % self.expert_tp_size:
+            raise ConfigError(
+                f"expert_tp(={self.expert_tp_size}) must divide moe_intermediate_size"
+                f"(={model.moe_intermediate_size}) of {model.name}"
+            )
         if seq_len is not None and seq_len % self.cp:
             raise ConfigError(f"cp(={self.cp}) must divide seq_len(={seq_len})")
         if num_gpus is not None and num_gpus != self.world_size:
@@ -236,11 +273,11 @@ class ParallelPlan:
     def params_per_gpu(self, model: ModelSpec) -> tuple[float, float]:
         """(non-expert, expert) parameters held by one GPU before ZeRO/FSDP sharding.
 
-        Non-expert weights are split by tp and pp; routed experts by ep, tp and pp.
+        Non-expert weights are split by tp and pp; routed experts by ep, expert_tp and pp.
         """
         expert = model.expert_params()
         dense = model.num_params - expert
-        return dense / (self.tp * self.pp), expert / (self.ep * self.tp * self.pp)
+        return dense / (self.tp * self.pp), expert / (self.ep * self.expert_tp_size * self.pp)
 
     def summary(self) -> dict[str, object]:
         return {
@@ -249,6 +286,7 @@ class ParallelPlan:
             "dp": self.dp,
             "cp": self.cp,
             "ep": self.ep,
+            "expert_tp": self.expert_tp_size,
             "zero": self.zero,
             "sequence_parallel": self.sequence_parallel,
             "micro_batch_size": self.micro_batch_size,

@@ -139,6 +139,7 @@ _PLAN_KEYS = {
     "micro_batch": _int("micro_batch"), "grad_dtype": _str("grad_dtype"),
     "virtual_stages": _int("virtual_stages"), "pipeline_layers": _int_list("pipeline_layers"),
     "param_dtype": _str("param_dtype"), "activation_dtype": _str("activation_dtype"),
+    "expert_tp": _int("expert_tp"),
 }  # fmt: skip
 TRAIN_KEYS: dict[str, Callable[[Any], Any]] = {
     **_PLAN_KEYS,
@@ -200,6 +201,7 @@ def training_job(options: dict[str, Any]) -> TrainingJob:
         virtual_stages=opts.pop("virtual_stages", 1), pipeline_layers=opts.pop("pipeline_layers", None),
         param_dtype=opts.pop("param_dtype", "bf16"),
         activation_dtype=opts.pop("activation_dtype", "bf16"),
+        expert_tp=opts.pop("expert_tp", None),
     )  # fmt: skip
     gpus = opts.pop("gpus", None)
     if gpus is not None and gpus != plan.world_size:
