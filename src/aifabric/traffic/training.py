@@ -29,12 +29,17 @@ group spans scale-up domains):
   1F1B with v virtual stages sends v messages per boundary and direction, plus v - 1 over
   the wrap from the last rank back to the first: pp v - 1 hops per micro-batch instead of
   pp - 1. Uneven layer splits are reported per stage (``per_stage``).
-- EP (Megatron-Core MoE): dispatch + combine all-to-all per MoE layer forward, two more
-  backward; each token goes to experts_per_token experts (uniform routing assumed).
+- EP (Megatron-Core MoE): dispatch + combine per MoE layer forward, two more backward, in
+  the model's dispatch / combine dtypes. Uniform top-k (models that publish no routing
+  limit): an all-to-all of one copy per token-expert pair. Node-limited routing
+  (DeepSeek-V3, max_nodes_per_token): one scale-out copy per destination node, forwarded
+  over NVLink inside it (traffic.moe_dispatch). Expert TP adds an all-gather / reduce-
+  scatter of the dispatched tokens over the expert_tp ranks.
 - DP: gradient all-reduce (ZeRO-0); reduce-scatter of gradients + all-gather of updated
   parameters (ZeRO-1/2, distributed optimizer); FSDP/ZeRO-3 also all-gathers parameters
   before forward and backward of every micro-batch (ZeRO paper: 1.5x plain DP).
-  Non-expert gradients are reduced over dp x cp ranks, expert gradients over dp x cp / ep,
+  Non-expert gradients are reduced over dp x cp ranks, expert gradients over
+  tp x dp x cp / (ep x expert_tp) (Megatron-Core's expert-data-parallel group),
   in the plan's grad_dtype (fp32 by default, as Megatron-LM does for bf16 training).
 
 Seed accounting reproduces seed 002's formulas (traffic.seeds) exactly.
