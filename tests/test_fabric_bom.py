@@ -1,9 +1,10 @@
 """Bill of materials, cost and power of built fabrics.
 
 Truth:
-- part counting: an optical link is one fibre plus a transceiver at each end (2 optics +
-  1 cable), a copper link is one DAC (1 cable, no optics); one NIC per NIC port of a
-  server, shared by all planes (nodes x nics_per_node NICs);
+- part counting: an optical link is one fibre plus a transceiver end at each side (2 link
+  ends + 1 cable), a copper link is one DAC (1 cable, no optics); the ends are bought as
+  modules carrying one or more links (tests/test_bom_modules.py pins those counts); one
+  NIC per NIC port of a server, shared by all planes (nodes x nics_per_node NICs);
 - the DGX SuperPOD H100 4-SU compute fabric (RA-11333-001 Table 4): 32 leaf + 16 spine
   QM9700, 1,024 ConnectX-7 400G NICs, 1,024 node-leaf + 1,024 leaf-spine optical links,
   so 2,048 cables and 4,096 400G transceivers, priced and powered by hand from the
@@ -83,7 +84,8 @@ def test_optics_and_cables_per_link(case):
         copper = int((topo.link_reach[mask] == 0).sum())
         optical = int(mask.sum()) - copper
         assert bom["cables"].get(name, 0) == links[name]
-        assert bom["transceivers"].get(name, 0) == 2 * optical
+        assert bom["transceiver_ports"].get(name, 0) == 2 * optical  # every end served
+        assert bom["transceivers"].get(name, 0) <= 2 * optical  # a module carries >= 1
         copper_lines = [ln for ln in lines_of(bom, "cable")
                         if ln["tier"] == name and ln["item"] == "copper cable"]  # fmt: skip
         assert sum(ln["count"] for ln in copper_lines) == copper
@@ -137,27 +139,36 @@ def test_cost_and_power_arithmetic(case):
 
 
 def test_superpod_4su_bill_by_hand():
-    """RA-11333-001 4 SU: 48 QM9700, 1,024 x 400G NICs, 2,048 multimode links (node-leaf
-    and leaf-spine) = 2,048 MPO cables + 4,096 400G SR4 optics; priced from parts.yaml."""
+    """RA-11333-001 4 SU (Table 4): 48 QM9700, 127 DGX H100 (one removed for UFM) = 1,016
+    x 400G NICs, 1,020 node/UFM-leaf + 1,024 leaf-spine multimode links = 2,044 MPO
+    cables. Modules: each DGX H100 brings its 8 NICs out on 4 twin-port 800G OSFPs
+    (127 x 4 = 508); each UFM port one 400G single-port module (4); each QM9700 cage is a
+    twin-port 800G OSFP (64 ports / 32 cages), so a leaf needs ceil(31 or 32 / 2) = 16 down
+    + 16 up modules and a spine 64 / 2 = 32: 32 x 32 + 16 x 32 = 1,536. 800G: 508 +
+    1,536 = 2,044; 400G: 4. Priced from parts.yaml; switch power there is without optics."""
     parts = shipped_parts()
     sw, nic = parts["switches"]["quantum-2-qm9700"], parts["nics"]["400"]
-    xcvr, cable = parts["transceivers"]["multimode"]["400"], parts["cables"]["multimode"]
+    mm = parts["transceivers"]["multimode"]
+    twin, single, cable = mm["800"], mm["400"], parts["cables"]["multimode"]
     result, _, _ = plan_fabric({"preset": "dgx-superpod-h100", "scalable_units": 4})
     for p, key in (("likely", "total_usd"), ("low", "low_usd"), ("high", "high_usd")):
-        expected = (48 * sw["price"][p] + 1024 * nic["price"][p] + 4096 * xcvr["price"][p]
-                    + 2048 * cable["price"][p])  # fmt: skip
+        expected = (48 * sw["price"][p] + 1016 * nic["price"][p] + 2044 * twin["price"][p]
+                    + 4 * single["price"][p] + 2044 * cable["price"][p])  # fmt: skip
         assert result["cost"][key] == pytest.approx(expected)
-    assert result["cost"]["total_usd"] == pytest.approx(7_024_640)  # with the 2025-06 prices
-    assert result["cost"]["per_gpu_usd"] == pytest.approx(result["cost"]["total_usd"] / 1024)
-    power = 48 * sw["power_w"] + 1024 * nic["power_w"] + 4096 * xcvr["power_w"]
+    assert result["cost"]["total_usd"] == pytest.approx(6_594_920)  # with the 2025-06 prices
+    assert result["cost"]["per_gpu_usd"] == pytest.approx(result["cost"]["total_usd"] / 1016)
+    power = (
+        48 * sw["power_w"] + 1016 * nic["power_w"] + 2044 * twin["power_w"] + 4 * single["power_w"]
+    )
     assert result["power"]["total_w"] == pytest.approx(power)
-    assert result["nics"] == 1024
-    assert result["cables"] == {"endpoint-leaf": 1024, "leaf-spine": 1024}
-    assert result["transceivers"] == {"endpoint-leaf": 2048, "leaf-spine": 2048}
+    assert result["nics"] == 1016
+    assert result["cables"] == {"endpoint-leaf": 1020, "leaf-spine": 1024}
+    assert result["transceivers"] == {"endpoint-leaf": 508 + 4 + 512, "leaf-spine": 512 + 512}
+    assert result["transceiver_ports"] == {"endpoint-leaf": 2 * 1020, "leaf-spine": 2 * 1024}
     gpu_price = parts["gpus"]["h100-sxm"]["price"]["likely"]
-    assert result["cost"]["gpu_cost_usd"] == pytest.approx(1024 * gpu_price)
+    assert result["cost"]["gpu_cost_usd"] == pytest.approx(1016 * gpu_price)
     assert result["cost"]["network_share_of_gpu_cost"] == pytest.approx(
-        result["cost"]["total_usd"] / (1024 * gpu_price)
+        result["cost"]["total_usd"] / (1016 * gpu_price)
     )
 
 
@@ -168,8 +179,13 @@ def test_hpn_nics_are_not_doubled_by_planes():
     bom = bill_of_materials(topo, nic_speed=spec.nic_speed, switch_model=spec.switch_model)
     assert bom["nics"] == 1920 * 8
     assert bom["cables"]["endpoint-leaf"] == 2 * 15360
-    items = {ln["item"] for ln in lines_of(bom, "transceiver") if ln["tier"] == "endpoint-leaf"}
-    assert items == {"200G multimode"}
+    optics = [ln for ln in lines_of(bom, "transceiver") if ln["tier"] == "endpoint-leaf"]
+    by_end = {ln["end"]: ln for ln in optics}
+    assert set(by_end) == {"server", "leaf"}
+    # one 200G module per NIC port; the 51.2T ToR runs 200G as 4 per 800G cage (256 / 64)
+    assert by_end["server"]["count"] == 2 * 15360 and by_end["server"]["links_per_module"] == 1
+    assert by_end["leaf"]["links_per_module"] == 4
+    assert by_end["leaf"]["count"] == 240 * 128 // 4
 
 
 def test_doubling_switch_prices_doubles_switch_lines(tmp_path):
@@ -278,13 +294,18 @@ def test_training_vs_inference_fabric_bills():
     """Seed 004's comparison for 1,024 H100: training = 8 x 400G per server on a
     rail-optimised non-blocking Clos (1,024 NICs, optics at every link); inference = 2 x
     100G per server on ToR copper with 4:1 at the leaves (256 NICs, optics only above the
-    ToRs). 4 servers x 2 NICs per ToR at 4:1 need ceil(8 / 4) = 2 uplinks per ToR."""
+    ToRs). 4 servers x 2 NICs per ToR at 4:1 need ceil(8 / 4) = 2 uplinks per ToR.
+    Modules: training, one 400G module per NIC (1,024) and twin-port 800G OSFPs on the
+    QM9700s: 32 leaves x (16 down + 16 up) + 16 spines x 64 / 2 = 1,536; inference, the
+    12.8T switch runs 100G as 4 per 400G cage (128 ports / 32 cages): one module per ToR
+    for its 2 uplinks (32) and ceil(64 / 4) = 16 on the one spine that takes all 64."""
     out = compare_training_inference(gpus=1024, gpu="h100-sxm")
     train, infer = out["training"], out["inference"]
     assert train["nics"] == 1024 and infer["nics"] == 256
     assert infer["switches"]["leaf"] == 128 // 4
-    assert infer["transceivers"] == 2 * 32 * 2  # 32 ToRs x 2 uplinks, two ends each
-    assert train["transceivers"] == 2 * (1024 + 1024)
+    assert infer["switches"]["spine"] == 1
+    assert infer["transceivers"] == 32 + 16
+    assert train["transceivers"] == 1024 + 1536
     assert train["cost"]["total_usd"] > infer["cost"]["total_usd"]
     assert out["training_to_inference_cost"] == pytest.approx(
         train["cost"]["total_usd"] / infer["cost"]["total_usd"]

@@ -39,7 +39,10 @@ def test_plan_json_contract(capsys):
     assert data["switches"] == {"leaf": 32, "spine": 16, "core": 0, "total": 48}
     assert data["links"] == {"endpoint-leaf": 1024, "leaf-spine": 1024, "spine-core": 0}
     assert sum(data["cables"].values()) == 2048
-    assert sum(data["transceivers"].values()) == 4096
+    # twin-port 800G OSFP modules, two 400G links each (hand count: tests/test_bom_modules.py)
+    assert sum(data["transceivers"].values()) == 2048
+    assert sum(data["transceiver_ports"].values()) == 2 * sum(data["cables"].values())
+    assert data["warnings"] == []
     assert {"total_usd", "per_gpu_usd"} <= set(data["cost"])
     assert data["cost"]["per_gpu_usd"] == pytest.approx(data["cost"]["total_usd"] / 1024)
     assert data["power"]["total_w"] > 0

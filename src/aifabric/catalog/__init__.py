@@ -95,14 +95,26 @@ def switches() -> dict[str, SwitchSpec]:
     raw = _load_yaml("network.yaml")["switches"]
     out: dict[str, SwitchSpec] = {}
     for name, v in raw.items():
+        capacity = parse_bandwidth(v["capacity"])
+        modes = tuple(sorted(((parse_bandwidth(speed), int(count))
+                              for speed, count in v.get("port_modes", {}).items()),
+                             reverse=True))  # fmt: skip
+        for speed, count in modes:
+            if count * speed > capacity * (1 + 1e-9):
+                raise ConfigError(
+                    f"switch {name}: {count} ports x {speed * 8 / 1e9:g} Gb/s exceed its "
+                    f"capacity {capacity * 8 / 1e12:g} Tb/s"
+                )
         out[name] = SwitchSpec(
             name=name,
             ports=int(v["ports"]),
             port_speed=parse_bandwidth(v["port_speed"]),
-            capacity=parse_bandwidth(v["capacity"]),
+            capacity=capacity,
             latency=parse_duration(v["latency"]) if "latency" in v else None,
             buffer_bytes=parse_bytes(v["buffer"]) if "buffer" in v else None,
             source=str(v.get("source", "")),
+            port_modes=modes,
+            cages=int(v["cages"]) if "cages" in v else None,
         )
     return out
 

@@ -1,13 +1,18 @@
 """Bill of materials, power and cost of a built fabric.
 
-Counts come from the topology's arrays: switches per tier, NICs (one per NIC port of a
-server; planes share a NIC), links per tier and reach class. A copper link is one DAC; an
-optical link is one fibre plus a transceiver at each end. Prices and power per part come
-from the editable catalog ``catalog/data/parts.yaml`` (dated low/likely/high USD).
+Counts come from the topology's arrays: switches per tier (each tier its own model),
+NICs (one per NIC port of a server; planes share a NIC), links per tier and reach class.
+A copper link is one DAC; an optical link is one fibre plus a transceiver end at each
+side, bought as modules that carry one or more links (NVIDIA's twin-port 800G OSFP,
+MMA4Z00-NS, carries two 400G links through two MPO-12 connectors; DGX H100 exposes its
+eight ConnectX-7 through four such OSFP cages). Prices and power per part come from the
+editable catalog ``catalog/data/parts.yaml`` (dated low/likely/high USD); switch power
+there is without optics, since the modules are counted and powered here.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -48,14 +53,81 @@ def _rate_key(table: dict[str, Any], speed: float, what: str) -> str:
     raise ConfigError(f"no {what} in the price catalog for {gbps:g} Gb/s; add one")
 
 
-def bill_of_materials(topo: Topology, *, nic_speed: float, switch_model: str = "generic",
+def _module_key(table: dict[str, Any], rate: float, what: str) -> str:
+    """The catalog entry of a module of exactly ``rate`` bytes/s (no optic runs between
+    rates: a 133 Gb/s link has no module, so it is refused rather than priced as 200G)."""
+    gbps = rate * 8 / 1e9
+    for key in table:
+        if abs(float(key) - gbps) <= 1e-6 * gbps:
+            return str(key)
+    rates = ", ".join(sorted(table, key=float))
+    raise ConfigError(f"no {what} of {gbps:g} Gb/s in the price catalog (it has {rates}); add one")
+
+
+def links_per_module(model: str, speed: float) -> int:
+    """Links one switch-side module carries at ``speed``: the switch's ports at that speed
+    over its cages (QM9700: 64 x 400G on 32 twin-port OSFP cages = 2); 1 when unknown."""
+    from aifabric.catalog import switches
+
+    switch = switches().get(model)
+    ports = switch.ports_at(speed) if switch is not None else None
+    if switch is None or ports is None or not switch.cages:
+        return 1
+    return max(1, ports // switch.cages)
+
+
+def _tier_models(switch_model: str | Mapping[str, str]) -> dict[str, str]:
+    if isinstance(switch_model, str):
+        return dict.fromkeys(TIER_NAMES.values(), switch_model)
+    return dict(switch_model)
+
+
+def _link_ends(topo: Topology, tier: int, mask: np.ndarray, speed: float,
+               models: dict[str, str]) -> list[tuple[str, np.ndarray, int]]:  # fmt: skip
+    """(end, links per device, links per module) for both ends of the masked links.
+
+    Server ends group by server (endpoint_links_per_module links per module, e.g. DGX
+    H100's twin-port OSFPs); ports of no server (management) take a module each; switch
+    ends group by switch (their cages' breakout at the link speed).
+    """
+    e, s = topo.num_endpoints, topo.num_switches
+    src, dst = topo.link_src[mask], topo.link_dst[mask]
+    ends: list[tuple[str, np.ndarray, int]] = []
+    if tier == 1:
+        node = topo.endpoint_node[src]
+        servers = np.bincount(node[node >= 0], minlength=topo.num_nodes)
+        ends.append(("server", servers, int(topo.meta.get("endpoint_links_per_module", 1))))
+        if (node < 0).any():
+            ends.append(("appliance", np.ones(int((node < 0).sum()), np.int64), 1))
+    else:
+        lower = TIER_NAMES[tier - 1]
+        counts = np.bincount(src - e, minlength=s)[topo.switch_tier == tier - 1]
+        ends.append((lower, counts, links_per_module(models[lower], speed)))
+    upper = TIER_NAMES[tier]
+    counts = np.bincount(dst - e, minlength=s)[topo.switch_tier == tier]
+    ends.append((upper, counts, links_per_module(models[upper], speed)))
+    return ends
+
+
+def bill_of_materials(topo: Topology, *, nic_speed: float,
+                      switch_model: str | Mapping[str, str] = "generic",
                       gpu: str | None = None, parts: dict[str, Any] | None = None,
                       include_gpus: bool = False) -> dict[str, Any]:  # fmt: skip
-    """Counts, power (W) and cost (USD low/likely/high) of the fabric's parts."""
+    """Counts, power (W) and cost (USD low/likely/high) of the fabric's parts.
+
+    switch_model: one catalog model for every tier, or a model per tier ({"leaf": ...,
+    "spine": ..., "core": ...}). Transceivers are counted as the modules bought: at each
+    end of an optical link a module carries links_per_module links (a twin-port 800G OSFP
+    carries two 400G links), counted per server or switch as ceil(links / per module) and
+    priced at the module's rate (per module x link rate). Switch power excludes optics,
+    which are counted here.
+    """
     parts = parts or load_parts()
+    models = _tier_models(switch_model)
     lines: list[dict[str, Any]] = []
 
-    def add(category: str, item: str, tier: str, count: int, entry: dict[str, Any]) -> None:
+    def add(category: str, item: str, tier: str, count: int, entry: dict[str, Any],
+            **extra: Any) -> None:  # fmt: skip
         if count <= 0:
             return
         price = entry.get("price", {})
@@ -63,31 +135,37 @@ def bill_of_materials(topo: Topology, *, nic_speed: float, switch_model: str = "
             "category": category, "item": item, "tier": tier, "count": count,
             "power_w": count * float(entry.get("power_w", 0.0)),
             "cost_usd": {p: count * float(price.get(p, 0.0)) for p in PRICE_POINTS},
-            "source": entry.get("source", ""),
+            "source": entry.get("source", ""), **extra,
         })  # fmt: skip
 
-    switch_entry = parts["switches"].get(switch_model) or parts["switches"]["generic"]
     for tier, count in topo.switches_by_tier().items():
-        add("switch", switch_model, tier, count, switch_entry)
+        entry = parts["switches"].get(models[tier]) or parts["switches"]["generic"]
+        add("switch", models[tier], tier, count, entry)
     nics = topo.num_nodes * topo.nics_per_node
     nic_key = _rate_key(parts["nics"], nic_speed, "NIC")
     add("nic", f"{nic_key}G NIC", "endpoint", nics, parts["nics"][nic_key])
 
     for t, tier_name in LINK_TIER_NAMES.items():
-        mask = topo.link_tier == t
-        if not mask.any():
+        in_tier = topo.link_tier == t
+        if not in_tier.any():
             continue
-        speed = float(topo.link_capacity[mask][0])
-        reach_counts = np.bincount(topo.link_reach[mask], minlength=3)
+        speed = float(topo.link_capacity[in_tier][0])
         for code, reach in enumerate(topo.REACHES):
-            count = int(reach_counts[code])
+            mask = in_tier & (topo.link_reach == code)
+            count = int(mask.sum())
             if count == 0:
                 continue
             add("cable", f"{reach} cable", tier_name, count, parts["cables"][reach])
-            if reach != "copper":
-                table = parts["transceivers"][reach]
-                key = _rate_key(table, speed, f"{reach} transceiver")
-                add("transceiver", f"{key}G {reach}", tier_name, 2 * count, table[key])
+            if reach == "copper":
+                continue
+            table = parts["transceivers"][reach]
+            for end, per_device, per_module in _link_ends(topo, t, mask, speed, models):
+                key = _module_key(table, per_module * speed, f"{reach} transceiver module")
+                link = f"{speed * 8 / 1e9:g}G"
+                item = f"{key}G {reach} module ({per_module} x {link}), {end} end"
+                add("transceiver", item, tier_name, int((-(-per_device // per_module)).sum()),
+                    table[key], links_per_module=per_module, end=end,
+                    ports=int(per_device.sum()))  # fmt: skip
     if include_gpus and gpu is not None:
         add("gpu", gpu, "compute", topo.num_gpus, parts.get("gpus", {}).get(gpu, {}))
     return _summarise(topo, lines, parts, gpu)
@@ -107,11 +185,11 @@ def _summarise(topo: Topology, lines: list[dict[str, Any]], parts: dict[str, Any
             ports[name] = {"total": cap, "used": int(used[mask].sum()),
                            "free": cap - int(used[mask].sum())}  # fmt: skip
 
-    def count(category: str) -> dict[str, int]:
+    def count(category: str, key: str = "count") -> dict[str, int]:
         out: dict[str, int] = {}
         for ln in lines:
             if ln["category"] == category:
-                out[ln["tier"]] = out.get(ln["tier"], 0) + ln["count"]
+                out[ln["tier"]] = out.get(ln["tier"], 0) + ln[key]
         return out
 
     cost: dict[str, Any] = {
@@ -131,6 +209,7 @@ def _summarise(topo: Topology, lines: list[dict[str, Any]], parts: dict[str, Any
         "ports": ports,
         "cables": count("cable"),
         "transceivers": count("transceiver"),
+        "transceiver_ports": count("transceiver", "ports"),  # link ends the modules serve
         "power": {"total_w": power, "per_gpu_w": power / topo.num_gpus},
         "cost": cost,
     }

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from aifabric.catalog import get_gpu, get_switch, nics
+from aifabric.catalog import get_gpu, get_switch, nics, switches
 from aifabric.errors import ConfigError
 from aifabric.fabric.bom import bill_of_materials, load_parts
 from aifabric.fabric.builders.clos import build_clos
@@ -17,7 +17,8 @@ from aifabric.fabric.builders.presets import get_preset
 from aifabric.fabric.builders.rail_optimized import build_rail_optimized
 from aifabric.fabric.builders.scaleup import scaleup_summary
 from aifabric.fabric.builders.spine_leaf import build_spine_leaf
-from aifabric.fabric.capacity import capacity_summary
+from aifabric.fabric.capacity import capacity_summary, worst_oversubscription
+from aifabric.fabric.radix import check_fabric, radix_at, tier_models
 from aifabric.fabric.spec import FabricSpec
 from aifabric.fabric.topology import Topology
 from aifabric.units import parse_bandwidth
@@ -51,6 +52,7 @@ def fabric_spec(options: dict[str, Any]) -> tuple[FabricSpec, str, dict[str, Any
             )
         info = {"preset": options["preset"], "source": preset.source,
                 "published": preset.published, "notes": preset.notes}  # fmt: skip
+        check_fabric(preset.spec, switches())
         return preset.spec, options.get("gpu") or preset.gpu, info
     if "gpus" not in options:
         raise ConfigError("gpus is required: give --gpus N or --preset NAME")
@@ -61,17 +63,29 @@ def fabric_spec(options: dict[str, Any]) -> tuple[FabricSpec, str, dict[str, Any
     switch_model = options.get("switch", "quantum-2-qm9700")
     switch = get_switch(switch_model)
     nic = nic_speed_of(options["nic"]) if options.get("nic") else gpu.default_nic_speed
+    planes = options.get("planes", 1)
+    radix = options.get("switch_radix")
+    if radix is None and isinstance(planes, int) and planes >= 1:
+        # The catalog's breakout at the link rate: a 51.2T switch is 64 x 800G, 128 x 400G.
+        gbps = f"{nic * 8 / 1e9:g} Gb/s"
+        what = (
+            f"nic {gbps}"
+            if planes == 1
+            else (f"link speed {nic / planes * 8 / 1e9:g} Gb/s (nic {gbps} / planes(={planes}))")
+        )
+        radix = radix_at(switch, nic / planes, what=what)
     spec = FabricSpec(
         name=options.get("name", design), num_gpus=options["gpus"],
         gpus_per_node=options.get("gpus_per_node", 8),
-        nics_per_node=options.get("nics_per_node", 8), planes=options.get("planes", 1),
-        nic_speed=nic, switch_radix=options.get("switch_radix", switch.ports),
+        nics_per_node=options.get("nics_per_node", 8), planes=planes,
+        nic_speed=nic, switch_radix=radix if radix is not None else switch.ports,
         oversubscription=options.get("oversubscription", 1.0),
         spine_oversubscription=options.get("spine_oversubscription", 1.0),
         tiers=options.get("tiers"), grouping="rail" if design == "rail-optimized" else "tor",
         su_nodes=options.get("su_nodes"), scaleup_domain_size=gpu.scaleup_domain_size,
         switch_model=switch_model,
     )  # fmt: skip
+    check_fabric(spec, switches())
     return spec, gpu.name, {"design": design}
 
 
@@ -89,7 +103,7 @@ def plan_fabric(options: dict[str, Any], job: Any | None = None, *, matrix: bool
     topo = build(spec, info.get("design"))
     gpu = get_gpu(gpu_name)
     parts = load_parts(prices)
-    bom = bill_of_materials(topo, nic_speed=spec.nic_speed, switch_model=spec.switch_model,
+    bom = bill_of_materials(topo, nic_speed=spec.nic_speed, switch_model=tier_models(spec),
                             gpu=gpu_name, parts=parts)  # fmt: skip
     cap = capacity_summary(topo)
     result: dict[str, Any] = {
@@ -102,11 +116,13 @@ def plan_fabric(options: dict[str, Any], job: Any | None = None, *, matrix: bool
         "planes": spec.planes,
         "tiers": topo.meta["tiers"],
         "switch_model": spec.switch_model,
+        "switch_models": tier_models(spec),
         "switch_radix": spec.switch_radix,
         "switches": {**topo.switches_by_tier(), "total": topo.num_switches},
         "links": topo.links_by_tier(),
         "ports": bom["ports"],
-        "transceivers": bom["transceivers"],
+        "transceivers": bom["transceivers"],  # modules bought, per link tier
+        "transceiver_ports": bom["transceiver_ports"],  # link ends those modules serve
         "cables": bom["cables"],
         "cost": bom["cost"],
         "power": bom["power"],
@@ -117,6 +133,7 @@ def plan_fabric(options: dict[str, Any], job: Any | None = None, *, matrix: bool
         "max_endpoints_nonblocking": cap["max_endpoints_nonblocking"],
         "scale_up": scaleup_summary(topo.num_gpus, gpu, spec.scaleup_domain_size),
         "bandwidth_per_gpu": topo.link_capacity_by_tier()["endpoint-leaf"] / topo.num_gpus,
+        "warnings": oversubscription_warnings(spec, worst_oversubscription(topo)),
     }
     if options.get("frontend_nic"):
         result["frontend"] = _frontend(topo, options["frontend_nic"], gpu_name, parts)
@@ -127,13 +144,33 @@ def plan_fabric(options: dict[str, Any], job: Any | None = None, *, matrix: bool
     return result, topo, matrix_out
 
 
+def oversubscription_warnings(spec: FabricSpec, built: dict[str, float]) -> list[str]:
+    """One line per tier whose built down:up ratio (its fullest switch) differs from the
+    one asked for.
+
+    Whole ports make the ratio a fraction of the radix (radix 64 at 2:1 splits 42 down +
+    22 up = 1.91:1) and a partly filled leaf gets only the uplinks its ports need
+    (--su-nodes); a tier whose ports were given (leaf_down_ports) asks for nothing.
+    """
+    asked = {"spine": spec.spine_oversubscription}
+    if spec.leaf_down_ports is None:
+        asked["leaf"] = spec.oversubscription
+    out = []
+    for tier in ("leaf", "spine"):
+        if tier in asked and tier in built and abs(built[tier] - asked[tier]) > 1e-9 * asked[tier]:
+            out.append(f"{tier} oversubscription built {built[tier]:.3g}:1, not the "
+                       f"{asked[tier]:g}:1 asked (whole ports per switch)")  # fmt: skip
+    return out
+
+
 def _frontend(topo: Topology, nic: str, gpu_name: str, parts: dict[str, Any]) -> dict[str, Any]:
     """A ToR front-end network, one NIC per server, and its bill of materials."""
     from aifabric.fabric.builders.frontend import build_frontend
 
     speed = nic_speed_of(nic)
+    radix = radix_at(get_switch("eth-12.8t"), speed, what=f"frontend_nic {nic}")
     front = build_frontend(num_gpus=topo.num_gpus, gpus_per_node=topo.gpus_per_node,
-                           nic_speed=speed, switch_radix=64)  # fmt: skip
+                           nic_speed=speed, switch_radix=radix)  # fmt: skip
     bom = bill_of_materials(front, nic_speed=speed, switch_model="eth-12.8t", gpu=gpu_name,
                             parts=parts)  # fmt: skip
     return {"nic_speed": speed, "switches": {**front.switches_by_tier(), "total": front.num_switches},

@@ -17,7 +17,9 @@ class FabricSpec:
 
     nic_speed is the line rate of one NIC (bytes/s); with planes > 1 each NIC port is split
     into that many links of nic_speed / planes, each to its own plane of switches.
-    oversubscription is leaf down : up bandwidth (1 = non-blocking); spine_oversubscription
+    switch_radix (spine_radix, core_radix) counts ports at the speed they run: a
+    51.2 Tb/s switch is radix 64 at 800G or 128 at 400G (fabric/radix.py checks it against
+    the catalog). oversubscription is leaf down : up bandwidth (1 = non-blocking); spine_oversubscription
     is spine down : up in a 3-tier fabric (between pods and core). grouping "rail" puts NIC
     i of every server of a scalable unit on the same leaf (rail-optimised); "tor" puts all
     NICs of consecutive servers on one leaf (top of rack). tiers: None picks the fewest.
@@ -43,10 +45,15 @@ class FabricSpec:
     su_nodes: int | None = None
     scaleup_domain_size: int = 8
     reach: tuple[str, str, str] = ("multimode", "multimode", "singlemode")
-    switch_model: str = "generic"
+    switch_model: str = "generic"  # leaf model; spine and core default to it
+    spine_switch_model: str | None = None
+    core_switch_model: str | None = None  # default: the spine model
+    # links one server-side transceiver module carries: 2 for DGX H100's twin-port OSFPs
+    endpoint_links_per_module: int = 1
 
     def __post_init__(self) -> None:
-        for name in ("num_gpus", "gpus_per_node", "nics_per_node", "planes", "switch_radix"):
+        for name in ("num_gpus", "gpus_per_node", "nics_per_node", "planes", "switch_radix",
+                     "endpoint_links_per_module"):  # fmt: skip
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"{name}(={value!r}) must be an integer >= 1")

@@ -44,6 +44,8 @@ def plan_report(r: dict[str, Any]) -> None:
         f"({r['bisection_ratio']:.0%} of full), scale-out {format_bandwidth(r['bandwidth_per_gpu'])}/GPU,"
         f" scale-up {format_bandwidth(r['scale_up']['bandwidth_per_gpu'], bits=False)}/GPU per direction"
     )
+    for warning in r.get("warnings", []):
+        console.print(f"[yellow]warning:[/] {warning}")
     if "traffic_by_tier" in r:
         _traffic(r)
 

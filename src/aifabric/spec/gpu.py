@@ -92,3 +92,13 @@ class SwitchSpec:
     latency: float | None = None  # s, port to port
     buffer_bytes: float | None = None
     source: str = ""
+    # (bytes/s, ports) for each port speed the switch runs (its breakouts), fastest first
+    port_modes: tuple[tuple[float, int], ...] = ()
+    cages: int | None = None  # transceiver cages on the front panel
+
+    def ports_at(self, speed: float) -> int | None:
+        """Ports the switch runs at ``speed`` (bytes/s), or None when it has no such mode."""
+        for mode_speed, count in self.port_modes or ((self.port_speed, self.ports),):
+            if abs(mode_speed - speed) <= 1e-9 * speed:
+                return count
+        return None

@@ -10,8 +10,10 @@ their own defaults. Construction, per plane:
 - Two tiers (possible while leaves per plane <= k): S = ceil(L u / k) spines; leaf l's
   uplink j goes to spine (l u + j) mod S, so every leaf reaches every spine.
 - Three tiers: pods of up to ds leaves (spine down ports), each leaf with one link to each
-  of its pod's u spines; spine position i of every pod connects to core group i of
-  C = ceil(pods us / k) cores (Al-Fares et al. 2008 generalised to oversubscription).
+  of its pod's u spines (a partial last pod: the fewest spines that take its leaves'
+  uplinks); every spine uplink on one of C = ceil(spine uplinks / k) cores, round robin
+  (Al-Fares et al. 2008 generalised to oversubscription and partial pods), so a partial
+  pod or a forced third tier buys about 5N/k switches, not whole pods.
 
 Closed forms (non-blocking, radix k, one plane): 2 tiers hold k^2/2 endpoints with 3k/2
 switches; 3 tiers k^3/4 endpoints with 5k^2/4 switches (k-ary fat tree).
@@ -24,6 +26,7 @@ import math
 import numpy as np
 
 from aifabric.errors import CapacityError
+from aifabric.fabric.radix import tier_models
 from aifabric.fabric.spec import REACHES, FabricSpec
 from aifabric.fabric.topology import Topology
 
@@ -126,6 +129,58 @@ def _leaves_per_pod(spec: FabricSpec, spine_down: int) -> int:
     return spine_down
 
 
+def _pod_spines(leaves_in_pod: int, up: int, per_pod: int) -> int:
+    """Spines of one pod: ``up`` (one per leaf uplink) for a full pod; for a partial pod
+    the fewest that divide ``up`` and still take its leaves' uplinks within the down
+    ports of a full pod's spine (so a 1-leaf pod buys one spine, not ``up``)."""
+    if leaves_in_pod >= per_pod:
+        return up
+    for count in range(1, up + 1):
+        if up % count == 0 and leaves_in_pod * (up // count) <= per_pod:
+            return count
+    return up
+
+
+def _three_tier(spec: FabricSpec, leaves: int, up: int) -> tuple[
+        tuple[np.ndarray, np.ndarray, int], np.ndarray, np.ndarray,
+        tuple[np.ndarray, np.ndarray, int], int]:  # fmt: skip
+    """Leaf-spine and spine-core links (local ids), spine radix and pod, and core count.
+
+    Pods of ``per_pod`` leaves; leaf uplink j goes to the pod spine that serves position j
+    (a partial pod's spine serves up / spines positions). A spine's uplinks keep a full
+    pod spine's down:up ratio (per_pod : us). The core layer holds every spine uplink,
+    C = ceil(sum of uplinks / core radix) cores, uplink g (in spine order) on core g mod C:
+    for k-ary fat trees this links every core exactly once to each pod (Al-Fares 2008),
+    and a partial pod adds only the cores its uplinks fill.
+    """
+    ds, us = spec.spine_ports()
+    per_pod = _leaves_per_pod(spec, ds)
+    if spec.leaves_per_pod:
+        us = math.ceil(per_pod / spec.spine_oversubscription)
+        if per_pod + us > spec.spine_k:
+            raise CapacityError(
+                f"a spine needs {per_pod} down + {us} up ports, more than its radix {spec.spine_k}"
+            )
+    pods = math.ceil(leaves / per_pod)
+    in_pod = np.minimum(per_pod, leaves - np.arange(pods) * per_pod)
+    per_pod_spines = np.array([_pod_spines(int(m), up, per_pod) for m in in_pod], np.int64)
+    first_spine = np.concatenate([[0], np.cumsum(per_pod_spines)[:-1]])
+    spines = int(per_pod_spines.sum())
+    spine_pod = np.repeat(np.arange(pods), per_pod_spines)
+    leaf = np.repeat(np.arange(leaves), up)
+    pod = leaf // per_pod
+    position = np.tile(np.arange(up), leaves)
+    spine_of = first_spine[pod] + position // (up // per_pod_spines[pod])
+    spine_down = np.bincount(spine_of, minlength=spines)
+    spine_up = -(-spine_down * us // per_pod)  # ceil: a full pod's spine has per_pod : us
+    sp = np.repeat(np.arange(spines), spine_up)
+    cores = max(1, math.ceil(int(spine_up.sum()) / spec.core_k))
+    core = np.arange(sp.shape[0]) % cores
+    spine_links = (leaf, leaves + spine_of, 2)
+    core_links = (leaves + sp, leaves + spines + core, 3)
+    return spine_links, np.full(spines, spec.spine_k, np.int64), spine_pod, core_links, cores
+
+
 def build_clos(spec: FabricSpec) -> Topology:
     """Build the fabric described by ``spec``.
 
@@ -157,32 +212,12 @@ def build_clos(spec: FabricSpec) -> Topology:
         groups_sw.append(np.zeros(spines, np.int64))
         links.append((lo, hi, 2))
     elif tiers == 3:
-        ds, us = spec.spine_ports()
-        per_pod = _leaves_per_pod(spec, ds)
-        if spec.leaves_per_pod:
-            us = math.ceil(per_pod / spec.spine_oversubscription)
-            if per_pod + us > spec.spine_k:
-                raise CapacityError(
-                    f"a spine needs {per_pod} down + {us} up ports, more than its radix "
-                    f"{spec.spine_k}"
-                )
-        pods = math.ceil(leaves / per_pod)
-        spines = pods * up
-        leaf = np.repeat(np.arange(leaves), up)
-        j = np.tile(np.arange(up), leaves)
-        links.append((leaf, leaves + (leaf // per_pod) * up + j, 2))
-        cores_per_group = max(1, math.ceil(pods * us / spec.core_k))
-        radix_sw += [
-            np.full(spines, spec.spine_k, np.int64),
-            np.full(up * cores_per_group, spec.core_k, np.int64),
-        ]
-        sp = np.repeat(np.arange(spines), us)
-        pod, pos = sp // up, sp % up
-        jj = np.tile(np.arange(us), spines)
-        core = pos * cores_per_group + (pod * us + jj) % cores_per_group
-        links.append((leaves + sp, leaves + spines + core, 3))
-        tiers_sw += [np.full(spines, 2, np.int8), np.full(up * cores_per_group, 3, np.int8)]
-        groups_sw += [np.arange(spines) // up, np.zeros(up * cores_per_group, np.int64)]
+        spine_links, spine_radix, spine_pod, core_links, cores = _three_tier(spec, leaves, up)
+        spines = spine_pod.shape[0]
+        links += [spine_links, core_links]
+        radix_sw += [spine_radix, np.full(cores, spec.core_k, np.int64)]
+        tiers_sw += [np.full(spines, 2, np.int8), np.full(cores, 3, np.int8)]
+        groups_sw += [spine_pod, np.zeros(cores, np.int64)]
     sw_tier_plane = np.concatenate(tiers_sw)
     sw_group_plane = np.concatenate(groups_sw)
     per_plane_sw = sw_tier_plane.shape[0]
@@ -220,7 +255,8 @@ def build_clos(spec: FabricSpec) -> Topology:
               "spine_oversubscription": spec.spine_oversubscription,
               "scalable_unit_nodes": su if spec.grouping == "rail" else None,
               "leaves_per_plane": leaves, "link_speed": spec.link_speed,
-              "switch_model": spec.switch_model},
+              "switch_model": spec.switch_model, "switch_models": tier_models(spec),
+              "endpoint_links_per_module": spec.endpoint_links_per_module},
     )  # fmt: skip
     used = topo.ports_used()
     if topo.num_switches and bool((used > topo.switch_ports).any()):

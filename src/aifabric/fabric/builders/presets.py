@@ -69,6 +69,7 @@ def dgx_superpod_h100(scalable_units: int | None) -> Preset:
         name=f"dgx-superpod-h100-{su}su", num_gpus=su * 32 * 8, gpus_per_node=8,
         nics_per_node=8, nic_speed=parse_bandwidth("400G"), switch_radix=64, grouping="rail",
         su_nodes=32, scaleup_domain_size=8, switch_model="quantum-2-qm9700",
+        endpoint_links_per_module=2,  # DGX H100: 8 ConnectX-7 behind 4 twin-port OSFP cages
     )  # fmt: skip
     published: dict[str, Any] = {"gpus": su * 256}
     if su in SUPERPOD_H100_COUNTS:
@@ -94,7 +95,8 @@ def meta_llama3_24k(pods: int | None) -> Preset:
         su_nodes=2, leaf_down_ports=16, leaf_up_ports=16, spine_radix=256,
         spine_oversubscription=7.0, core_radix=256, leaves_per_pod=192,
         tiers=3 if count > 1 else 2, scaleup_domain_size=8,
-        reach=("copper", "singlemode", "singlemode"), switch_model="tomahawk-5",
+        reach=("copper", "singlemode", "singlemode"), switch_model="minipack2",
+        spine_switch_model="arista-7808r3",  # Llama 3 sec. 3.3.1: Minipack2 ToR, Arista 7800
     )  # fmt: skip
     return Preset(
         spec, "h100-sxm",
