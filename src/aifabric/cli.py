@@ -162,7 +162,18 @@ def traffic_train(
     samples: Annotated[str | None, typer.Option(help="Samples per epoch, e.g. 364.6M.")] = None,
     accounting: Annotated[str | None, typer.Option(help="algorithmic (default) or seed.")] = None,
     algorithm: Annotated[
-        str | None, typer.Option(help="auto, ring, tree, halving_doubling, direct.")
+        str | None,
+        typer.Option(
+            help="auto (what NCCL's tuning model picks), ring, tree, halving_doubling, direct, "
+            "hierarchical, nvls, sharp."
+        ),
+    ] = None,
+    in_network_reduction: Annotated[
+        bool | None,
+        typer.Option(
+            "--in-network-reduction/--no-in-network-reduction",
+            help="Let auto use NVLS / SHARP in-switch all-reduce.",
+        ),
     ] = None,
     mfu: Annotated[
         float | None, typer.Option(help="Model FLOPs utilisation for step time.")
@@ -178,7 +189,8 @@ def traffic_train(
              "seq_len": seq_len, "global_batch": global_batch, "micro_batch": micro_batch,
              "grad_dtype": grad_dtype, "dataset_tokens": dataset_tokens, "samples": samples,
              "accounting": accounting, "algorithm": algorithm, "mfu": mfu,
-             "recompute": recompute, "virtual_stages": virtual_stages,
+             "in_network_reduction": in_network_reduction, "recompute": recompute,
+             "virtual_stages": virtual_stages,
              "pipeline_layers": pipeline_layers, "expert_tp": expert_tp}  # fmt: skip
     scenario = load_scenario(file) if file else {}
     job = training_job(merge_options(TRAIN_KEYS, scenario, flags))
@@ -216,6 +228,17 @@ def traffic_infer(
     ] = None,
     nic_speed: Annotated[str | None, typer.Option(help="NIC line rate, e.g. 400G.")] = None,
     accounting: Annotated[str | None, typer.Option(help="algorithmic (default) or seed.")] = None,
+    algorithm: Annotated[
+        str | None,
+        typer.Option(help="TP all-reduce: auto (NCCL's tuning model), ring, tree, nvls, ..."),
+    ] = None,
+    in_network_reduction: Annotated[
+        bool | None,
+        typer.Option(
+            "--in-network-reduction/--no-in-network-reduction",
+            help="Let auto use NVLS in-switch all-reduce.",
+        ),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Per-request and aggregate inference traffic, and the bandwidth targets imply."""
@@ -226,7 +249,8 @@ def traffic_infer(
              "prompt_tokens": prompt_tokens, "output_tokens": output_tokens,
              "kv_dtype": kv_dtype, "pd": pd, "tokens_per_s": tokens_per_s,
              "parallel_efficiency": parallel_efficiency, "kv_deadline": kv_deadline,
-             "nic_speed": nic_speed, "accounting": accounting}  # fmt: skip
+             "nic_speed": nic_speed, "accounting": accounting, "algorithm": algorithm,
+             "in_network_reduction": in_network_reduction}  # fmt: skip
     scenario = load_scenario(file) if file else {}
     result = inference_traffic(inference_job(merge_options(INFER_KEYS, scenario, flags)))
     if as_json:
@@ -251,7 +275,11 @@ def collective_cmd(
         str, typer.Option(help="Buffer size (NCCL-tests convention), e.g. 1GiB.")
     ] = "1GiB",
     algorithm: Annotated[
-        str, typer.Option(help="ring, tree, halving_doubling, direct, hierarchical.")
+        str,
+        typer.Option(
+            help="ring, tree, halving_doubling, direct, hierarchical, nvls, sharp, or auto "
+            "(what NCCL's tuning model picks for ranks / ranks-per-domain nodes)."
+        ),
     ] = "ring",
     bandwidth: Annotated[
         str, typer.Option(help="Per-rank link rate, e.g. 400G or 450GB/s.")
@@ -264,6 +292,13 @@ def collective_cmd(
         str, typer.Option(help="Hierarchical: scale-up rate.")
     ] = "450GB/s",
     scaleup_latency: Annotated[str, typer.Option(help="Hierarchical: scale-up latency.")] = "1us",
+    in_network_reduction: Annotated[
+        bool,
+        typer.Option(
+            "--in-network-reduction/--no-in-network-reduction",
+            help="Let auto use NVLS / SHARP all-reduce.",
+        ),
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Bytes, steps, alpha-beta time and NCCL algbw/busbw of one collective call."""
@@ -276,14 +311,27 @@ def collective_cmd(
     )
     up_link = Link(parse_bandwidth(scaleup_bandwidth, what="--scaleup-bandwidth"),
                    parse_duration(scaleup_latency, what="--scaleup-latency"))  # fmt: skip
+    rule = "fixed"
+    if algorithm == "auto":
+        from aifabric.traffic import nccl_tuning
+
+        system = nccl_tuning.NcclSystem(
+            scale_up_bandwidth=up_link.bandwidth, scale_out_bandwidth=out_link.bandwidth
+        )
+        nodes = -(-ranks // max(ranks_per_domain, 1))
+        algorithm, rule = nccl_tuning.choose(
+            operation, num_ranks=ranks, num_nodes=nodes, size=nbytes,
+            in_network_reduction=in_network_reduction, system=system,
+        ), nccl_tuning.RULE  # fmt: skip
     cost = collective(
         operation, algorithm, num_ranks=ranks, size=nbytes, ranks_per_domain=ranks_per_domain
     )
-    hier = algorithm == "hierarchical"
-    link, scaleout = (up_link, out_link) if hier else (out_link, None)
+    split = any(p.scope == "scale-up" for p in cost.phases)
+    link, scaleout = (up_link, out_link) if split else (out_link, None)
     t = cost.time(link, scaleout)
     result: dict[str, Any] = {
-        "operation": operation, "algorithm": algorithm, "num_ranks": ranks, "size": nbytes,
+        "operation": operation, "algorithm": algorithm, "algorithm_rule": rule,
+        "num_ranks": ranks, "size": nbytes,
         "steps": cost.steps, "bytes_per_rank": cost.bytes_per_rank, "total_bytes": cost.total_bytes,
         "scale_up_bytes_per_rank": cost.bytes_per_rank_in("scale-up"),
         "scale_out_bytes_per_rank": cost.bytes_per_rank_in("scale-out"),

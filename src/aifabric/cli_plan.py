@@ -29,7 +29,10 @@ def plan(
     nic: Annotated[str | None, Opt(help="NIC: catalog name or line rate (400G).")] = None,
     nics_per_node: Annotated[int | None, Opt(help="Scale-out NICs per server (default 8).")] = None,
     switch: Annotated[str | None, Opt(help="Catalog switch (default quantum-2-qm9700).")] = None,
-    switch_radix: Annotated[int | None, Opt(help="Ports per switch at the link rate.")] = None,
+    switch_radix: Annotated[
+        int | None,
+        Opt(help="Ports per switch at the link rate (default: the catalog's breakout there)."),
+    ] = None,
     design: Annotated[str | None, Opt(help="rail-optimized, clos or spine-leaf.")] = None,
     tiers: Annotated[int | None, Opt(help="Switch tiers (default: fewest).")] = None,
     oversubscription: Annotated[float | None, Opt(help="Leaf down:up (1 = non-blocking).")] = None,

@@ -102,6 +102,7 @@ def training_report(result: dict[str, Any]) -> None:
         extras.insert(0, f"grad reduce {result['grad_reduce_dtype']}")
     if plan.get("virtual_stages", 1) > 1:
         extras.append(f"virtual stages {plan['virtual_stages']}")
+    extras += _algorithm_notes(result)
     console.print("  ".join(extras))
     for note in result.get("notes", []):
         console.print(f"note: {note}")
@@ -149,6 +150,16 @@ def training_report(result: dict[str, Any]) -> None:
     )
 
 
+def _algorithm_notes(result: dict[str, Any]) -> list[str]:
+    """Header words for how the rows' algorithms were chosen (column "algorithm")."""
+    notes = []
+    if result.get("algorithm_rule"):
+        notes.append(f"algorithms: {result['algorithm_rule']}")
+    if result.get("in_network_reduction"):
+        notes.append("in-network reduction (NVLS / SHARP)")
+    return notes
+
+
 def inference_report(r: dict[str, Any]) -> None:
     console = _console()
     bw = r["required_bandwidth"]
@@ -157,6 +168,8 @@ def inference_report(r: dict[str, Any]) -> None:
         f"S_in={r['prompt_tokens']:,} S_out={r['output_tokens']:,}, PD={'on' if r['pd'] else 'off'}"
         f", accounting: {r['accounting']}"
     )
+    if _algorithm_notes(r):
+        console.print("  ".join(_algorithm_notes(r)))
     table = Table(show_header=True)
     table.add_column("quantity")
     table.add_column("value")
@@ -164,7 +177,9 @@ def inference_report(r: dict[str, Any]) -> None:
         ("KV cache per token", format_bytes(r["kv_bytes_per_token"], binary=True)),
         ("KV shipped per request (prefill -> decode)",
          f"{format_bytes(r['kv_bytes_per_request'])} ({format_bytes(r['kv_bytes_per_request'], binary=True)})"),
-        ("TP all-reduce bytes per token (group)", format_bytes(r["allreduce_bytes_per_token"])),
+        ("TP all-reduce bytes per token (group)",
+         format_bytes(r["allreduce_bytes_per_token"])
+         + (f" ({r['tp_algorithm']})" if r.get("tp_algorithm") else "")),
         ("EP all-to-all bytes per token", format_bytes(r["alltoall_bytes_per_token"])),
         ("bytes per request", format_bytes(r["bytes_per_request"])),
         ("total for all users",

@@ -33,6 +33,8 @@ class TrainingJob:
     recompute: activation recomputation as Megatron-Core names it (--recompute-granularity):
     "selective" recomputes core attention only, which has no collective; "full" reruns each
     layer's forward inside the backward, repeating its forward TP / CP / EP collectives.
+    algorithm: collective algorithm, "auto" = what NCCL's tuning model picks (traffic.rows);
+    in_network_reduction: auto may use NVLS (NVLink SHARP) and SHARP switches for all-reduce.
     """
 
     model: ModelSpec
@@ -45,6 +47,7 @@ class TrainingJob:
     drop_last: bool = True
     accounting: str = "algorithmic"
     algorithm: str = "auto"
+    in_network_reduction: bool = False
     scaleup_domain_size: int | None = None
     token_bytes: float | None = None
     dataset_bytes: float | None = None
@@ -107,6 +110,7 @@ class InferenceJob:
     request); tokens_per_s: per-user decode speed target; parallel_efficiency: the share of
     each token's time spent computing (the seed's 90 %), the rest is the communication
     budget; kv_deadline: time allowed to ship one request's KV (seed: ~10 ms).
+    algorithm / in_network_reduction: as for TrainingJob (the TP all-reduce's algorithm).
     """
 
     model: ModelSpec
@@ -125,6 +129,7 @@ class InferenceJob:
     nic_speed: float | None = None  # bytes/s per GPU NIC; None: the GPU's default
     accounting: str = "algorithmic"
     algorithm: str = "auto"
+    in_network_reduction: bool = False
     scaleup_domain_size: int | None = None
 
     def __post_init__(self) -> None:

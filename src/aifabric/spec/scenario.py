@@ -148,6 +148,7 @@ TRAIN_KEYS: dict[str, Callable[[Any], Any]] = {
     "dataset_tokens": _quantity(parse_count, "dataset_tokens"),
     "samples": _quantity(parse_count, "samples"), "drop_last": _bool("drop_last"),
     "accounting": _str("accounting"), "algorithm": _str("algorithm"),
+    "in_network_reduction": _bool("in_network_reduction"),
     "scaleup_domain_size": _int("scaleup_domain_size"),
     "token_bytes": _float("token_bytes"), "dataset_bytes": _quantity(parse_bytes, "dataset_bytes"),
     "checkpoint_bytes_per_param": _float("checkpoint_bytes_per_param"),
@@ -164,6 +165,7 @@ INFER_KEYS: dict[str, Callable[[Any], Any]] = {
     "kv_deadline": _quantity(parse_duration, "kv_deadline"),
     "nic_speed": _quantity(parse_bandwidth, "nic_speed"), "accounting": _str("accounting"),
     "algorithm": _str("algorithm"), "scaleup_domain_size": _int("scaleup_domain_size"),
+    "in_network_reduction": _bool("in_network_reduction"),
 }  # fmt: skip
 
 

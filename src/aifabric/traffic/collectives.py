@@ -25,6 +25,24 @@ Algorithms:
 - ``hierarchical``: inside the scale-up domain first, then across domains on the
   scale-out network, then inside again (Jia et al. 2018; NCCL's NVLS/tree over rails).
   Needs ``ranks_per_domain`` m dividing n.
+- ``tree`` over k > 1 domains of m = n/k ranks (NCCL's tree, src/graph/tuning.cc latency
+  2((n/k - 1) x intra + log2(k) x inter)): a chain inside each domain, a double binary tree
+  across them; each chain edge and each tree edge carries S/2 up and S/2 down per tree, so
+  2(n-k) S on the scale-up and 2(k-1) S on the scale-out in all (the flat ring's 2(n-1) S).
+- ``nvls`` (all-reduce; NVLink SHARP, NCCL's NVLS algorithm): the NVLink switch reduces.
+  Each GPU's buffer is read once by the switch (S sent), its reduced shard multicast once
+  (S/m): (m+1)/m x S per rank on the scale-up instead of 2(m-1)/m x S. Across k > 1
+  domains the shards are reduced by SHARP switches (NCCL: NVLS needs CollNet on more than
+  one node): each domain sends its partial sum up once, S per domain, S/m per rank.
+- ``sharp`` (all-reduce; NCCL's CollNet-Direct on InfiniBand SHARP): reduce-scatter inside
+  each domain by direct sends ((m-1)/m S), each rank's shard reduced in the network (S/m
+  per rank, S per domain), all-gather inside ((m-1)/m S).
+
+In-network algorithms (``IN_NETWORK``) count what the GPUs send; the switches add and copy,
+so the ring's lower bound 2(n-1)/n x S per rank does not bind them.
+
+``ranks_per_domain`` (m, dividing n) or ``num_domains`` (k) places the group for the
+domain-aware algorithms (``DOMAIN_AWARE``); k = n (the default) or k = 1 is flat.
 
 Bus bandwidth: busbw = algbw x factor with algbw = size / time and factor from NCCL-tests
 PERFORMANCE.md: all-reduce 2(n-1)/n; reduce-scatter, all-gather, all-to-all (n-1)/n;
@@ -41,6 +59,8 @@ from aifabric.errors import ConfigError
 
 OPERATIONS = ("all_reduce", "reduce_scatter", "all_gather", "all_to_all", "broadcast", "send_recv")
 SCALE_UP, SCALE_OUT = "scale-up", "scale-out"
+DOMAIN_AWARE = frozenset({"hierarchical", "tree", "nvls", "sharp"})
+IN_NETWORK = frozenset({"nvls", "sharp"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +161,7 @@ def bus_factor(operation: str, num_ranks: int) -> float:
         ) from None
 
 
+# (n ranks, size, k occupied domains, scope of a flat algorithm) -> phases
 AlgorithmFn = Callable[[int, float, int, str], tuple[Phase, ...]]
 ALGORITHMS: dict[tuple[str, str], AlgorithmFn] = {}
 
@@ -167,13 +188,16 @@ def collective(
     num_ranks: int,
     size: float,
     ranks_per_domain: int = 1,
+    num_domains: int | None = None,
     scope: str = SCALE_OUT,
 ) -> CollectiveCost:
     """Cost of one call of ``operation`` with ``algorithm`` over ``num_ranks`` ranks.
 
     Args:
         size: bytes, NCCL-tests convention (see module docstring).
-        ranks_per_domain: group members per scale-up domain (hierarchical only).
+        ranks_per_domain: group members per scale-up domain (domain-aware algorithms).
+        num_domains: scale-up domains the group occupies, instead of ranks_per_domain (the
+            mean m = n / k then need not be whole, except for hierarchical).
         scope: the network a flat algorithm runs on (scale-up or scale-out).
 
     Raises:
@@ -194,15 +218,22 @@ def collective(
         raise ConfigError(f"send_recv is between 2 ranks, not {num_ranks}")
     if num_ranks == 1:
         return CollectiveCost(operation, algorithm, 1, size, ())
-    if algorithm == "hierarchical":
-        if ranks_per_domain < 1 or num_ranks % ranks_per_domain:
-            raise ConfigError(
-                f"ranks_per_domain(={ranks_per_domain}) must divide num_ranks(={num_ranks})"
-            )
-        return CollectiveCost(
-            operation, algorithm, num_ranks, size, fn(num_ranks, size, ranks_per_domain, scope)
-        )
-    return CollectiveCost(operation, algorithm, num_ranks, size, fn(num_ranks, size, 1, scope))
+    k = num_ranks
+    if algorithm in DOMAIN_AWARE:
+        k = _domains(num_ranks, ranks_per_domain, num_domains, algorithm == "hierarchical")
+    return CollectiveCost(operation, algorithm, num_ranks, size, fn(num_ranks, size, k, scope))
+
+
+def _domains(n: int, ranks_per_domain: int, num_domains: int | None, whole: bool) -> int:
+    """Occupied domains k from m or k; ``whole``: m = n / k must be an integer."""
+    if num_domains is None:
+        if ranks_per_domain < 1 or n % ranks_per_domain:
+            raise ConfigError(f"ranks_per_domain(={ranks_per_domain}) must divide num_ranks(={n})")
+        return n // ranks_per_domain
+    if not 1 <= num_domains <= n or (whole and n % num_domains):
+        rule = "divide" if whole else "be in 1..num_ranks"
+        raise ConfigError(f"num_domains(={num_domains}) must {rule} (num_ranks={n})")
+    return num_domains
 
 
 def _even(scope: str, steps: int, per_rank: float) -> Phase:
@@ -215,19 +246,53 @@ def _log2_ceil(n: int) -> int:
 
 # ----- all-reduce -------------------------------------------------------------------------
 @register("all_reduce", "ring")
-def _ar_ring(n: int, s: float, m: int, scope: str) -> tuple[Phase, ...]:
+def _ar_ring(n: int, s: float, k: int, scope: str) -> tuple[Phase, ...]:
     return (_even(scope, 2 * (n - 1), 2.0 * (n - 1) / n * s),)
 
 
 @register("all_reduce", "tree")
-def _ar_tree(n: int, s: float, m: int, scope: str) -> tuple[Phase, ...]:
+def _ar_tree(n: int, s: float, k: int, scope: str) -> tuple[Phase, ...]:
     # Two trees, each edge carries s/2 up (reduce) and s/2 down (broadcast): 2(n-1)s in all.
-    busiest = s if n == 2 else 2.0 * s
-    return (Phase(scope, 2 * _log2_ceil(n), 2.0 * (n - 1) / n * s, busiest),)
+    if k in (1, n):
+        busiest = s if n == 2 else 2.0 * s
+        return (Phase(scope, 2 * _log2_ceil(n), 2.0 * (n - 1) / n * s, busiest),)
+    # Chains of m = n/k inside the domains (2(n-k)s), a tree over the k domains (2(k-1)s)
+    # whose edges NCCL's channels spread over the m ranks of a domain.
+    m = n / k
+    chain_busiest = s if m <= 2 else 2.0 * s
+    tree_busiest = (s if k == 2 else 2.0 * s) / m
+    return (
+        Phase(SCALE_UP, 2 * (math.ceil(m) - 1), 2.0 * (n - k) / n * s, chain_busiest),
+        Phase(SCALE_OUT, 2 * _log2_ceil(k), 2.0 * (k - 1) / n * s, tree_busiest),
+    )
+
+
+@register("all_reduce", "nvls")
+def _ar_nvls(n: int, s: float, k: int, scope: str) -> tuple[Phase, ...]:
+    phases = []
+    if k < n:  # the switch reads every buffer once: s per rank
+        phases.append(_even(SCALE_UP, 1, s))
+    if k > 1:  # SHARP: each domain's partial sum (s over its n/k ranks) up once
+        phases.append(_even(SCALE_OUT, 2, k / n * s))
+    if k < n:  # each rank multicasts its reduced shard s/m once
+        phases.append(_even(SCALE_UP, 1, k / n * s))
+    return tuple(phases)
+
+
+@register("all_reduce", "sharp")
+def _ar_sharp(n: int, s: float, k: int, scope: str) -> tuple[Phase, ...]:
+    phases = []
+    if k < n:  # direct reduce-scatter to the domain's network heads: (m-1)/m s
+        phases.append(_even(SCALE_UP, 1, (n - k) / n * s))
+    if k > 1:
+        phases.append(_even(SCALE_OUT, 2, k / n * s))
+    if k < n:  # all-gather of the reduced shards inside
+        phases.append(_even(SCALE_UP, 1, (n - k) / n * s))
+    return tuple(phases)
 
 
 @register("all_reduce", "halving_doubling")
-def _ar_hd(n: int, s: float, m: int, scope: str) -> tuple[Phase, ...]:
+def _ar_hd(n: int, s: float, k: int, scope: str) -> tuple[Phase, ...]:
     p = 1 << (n.bit_length() - 1)
     extra = n - p
     core_total = 2.0 * (p - 1) * s  # p ranks x 2(p-1)/p x s
@@ -238,13 +303,13 @@ def _ar_hd(n: int, s: float, m: int, scope: str) -> tuple[Phase, ...]:
 
 
 @register("all_reduce", "direct")
-def _ar_direct(n: int, s: float, m: int, scope: str) -> tuple[Phase, ...]:
+def _ar_direct(n: int, s: float, k: int, scope: str) -> tuple[Phase, ...]:
     return (_even(scope, 1, (n - 1) * s),)
 
 
 @register("all_reduce", "hierarchical")
-def _ar_hier(n: int, s: float, m: int, scope: str) -> tuple[Phase, ...]:
-    k = n // m
+def _ar_hier(n: int, s: float, k: int, scope: str) -> tuple[Phase, ...]:
+    m = n // k
     phases = []
     if m > 1:
         phases.append(_even(SCALE_UP, m - 1, (m - 1) / m * s))  # reduce-scatter inside
@@ -260,8 +325,8 @@ def _chunked(n: int, s: float, steps: int, scope: str) -> tuple[Phase, ...]:
     return (_even(scope, steps, (n - 1) / n * s),)
 
 
-def _hier_chunked(n: int, s: float, m: int) -> tuple[Phase, ...]:
-    k = n // m
+def _hier_chunked(n: int, s: float, k: int) -> tuple[Phase, ...]:
+    m = n // k
     phases = []
     if m > 1:
         phases.append(_even(SCALE_UP, m - 1, (m - 1) / m * s))
@@ -271,21 +336,22 @@ def _hier_chunked(n: int, s: float, m: int) -> tuple[Phase, ...]:
 
 
 for _op in ("reduce_scatter", "all_gather"):
-    register(_op, "ring")(lambda n, s, m, scope: _chunked(n, s, n - 1, scope))
-    register(_op, "halving_doubling")(lambda n, s, m, scope: _chunked(n, s, _log2_ceil(n), scope))
-    register(_op, "direct")(lambda n, s, m, scope: _chunked(n, s, 1, scope))
-    register(_op, "hierarchical")(lambda n, s, m, scope: _hier_chunked(n, s, m))
+    register(_op, "ring")(lambda n, s, k, scope: _chunked(n, s, n - 1, scope))
+    register(_op, "halving_doubling")(lambda n, s, k, scope: _chunked(n, s, _log2_ceil(n), scope))
+    register(_op, "direct")(lambda n, s, k, scope: _chunked(n, s, 1, scope))
+    register(_op, "hierarchical")(lambda n, s, k, scope: _hier_chunked(n, s, k))
 
 
 # ----- all-to-all ---------------------------------------------------------------------------
 @register("all_to_all", "direct")
-def _a2a_direct(n: int, s: float, m: int, scope: str) -> tuple[Phase, ...]:
+def _a2a_direct(n: int, s: float, k: int, scope: str) -> tuple[Phase, ...]:
     return (_even(scope, n - 1, (n - 1) / n * s),)
 
 
 @register("all_to_all", "hierarchical")
-def _a2a_hier(n: int, s: float, m: int, scope: str) -> tuple[Phase, ...]:
+def _a2a_hier(n: int, s: float, k: int, scope: str) -> tuple[Phase, ...]:
     # Chunks for the m-1 peers in the domain stay on scale-up; the n-m others cross out.
+    m = n // k
     phases = []
     if m > 1:
         phases.append(_even(SCALE_UP, m - 1, (m - 1) / n * s))
@@ -296,23 +362,23 @@ def _a2a_hier(n: int, s: float, m: int, scope: str) -> tuple[Phase, ...]:
 
 # ----- broadcast and point-to-point --------------------------------------------------------
 @register("broadcast", "ring")
-def _bc_ring(n: int, s: float, m: int, scope: str) -> tuple[Phase, ...]:
+def _bc_ring(n: int, s: float, k: int, scope: str) -> tuple[Phase, ...]:
     # Pipelined chain: every rank but the last forwards the whole buffer once.
     return (Phase(scope, n - 1, (n - 1) / n * s, s),)
 
 
 @register("broadcast", "tree")
-def _bc_tree(n: int, s: float, m: int, scope: str) -> tuple[Phase, ...]:
+def _bc_tree(n: int, s: float, k: int, scope: str) -> tuple[Phase, ...]:
     return (Phase(scope, _log2_ceil(n), (n - 1) / n * s, (2.0 if n > 2 else 1.0) * s),)
 
 
 @register("broadcast", "direct")
-def _bc_direct(n: int, s: float, m: int, scope: str) -> tuple[Phase, ...]:
+def _bc_direct(n: int, s: float, k: int, scope: str) -> tuple[Phase, ...]:
     return (Phase(scope, 1, (n - 1) / n * s, (n - 1) * s),)
 
 
 @register("send_recv", "direct")
-def _p2p(n: int, s: float, m: int, scope: str) -> tuple[Phase, ...]:
+def _p2p(n: int, s: float, k: int, scope: str) -> tuple[Phase, ...]:
     # One sender, one receiver: the pair's mean is s / 2 per rank, the sender's is s.
     return (Phase(scope, 1, s / 2.0, s),)
 

@@ -19,13 +19,15 @@ from typing import Any
 from aifabric.spec.jobs import InferenceJob
 from aifabric.spec.model import dtype_bytes
 from aifabric.traffic.collectives import collective
+from aifabric.traffic.rows import algorithm_rule, choose_algorithm
 from aifabric.traffic.seeds import seed_allreduce_bytes
 
 
 def allreduce_bytes_per_token(job: InferenceJob) -> tuple[float, float]:
     """(bytes on the wire summed over the TP group, bytes one TP rank sends) per token.
 
-    Algorithmic: 2 per layer ring all-reduces of one token's hidden state. Seed: every rank
+    Algorithmic: 2 all-reduces per layer of one token's hidden state, with the algorithm
+    NCCL would run (``tp_algorithm``: a ring inside one domain). Seed: every rank
     sends the vector to every other (b H G (G-1) per all-reduce).
     """
     model, tp = job.model, job.tp
@@ -37,11 +39,25 @@ def allreduce_bytes_per_token(job: InferenceJob) -> tuple[float, float]:
             hidden=model.hidden_size, tp=tp, activation_bytes=dtype_bytes(job.activation_dtype)
         )
         return per_layer * total, per_layer * total / tp
-    algo = "ring" if job.algorithm in ("auto", "ring") else job.algorithm
     cost = collective(
-        "all_reduce", algo, num_ranks=tp, size=model.hidden_bytes_per_token(job.activation_dtype)
-    )
+        "all_reduce", tp_algorithm(job), num_ranks=tp, num_domains=_tp_domains(job),
+        size=model.hidden_bytes_per_token(job.activation_dtype),
+    )  # fmt: skip
     return per_layer * cost.total_bytes, per_layer * cost.bytes_per_rank
+
+
+def _tp_domains(job: InferenceJob) -> int:
+    """Scale-up domains one instance's TP group spans (consecutive GPUs)."""
+    return math.ceil(job.tp / job.domain_size)
+
+
+def tp_algorithm(job: InferenceJob) -> str:
+    """The TP all-reduce's algorithm for one token's hidden state (traffic.rows' rule)."""
+    return choose_algorithm(
+        "all_reduce", job.algorithm, num_ranks=job.tp, num_domains=_tp_domains(job),
+        size=job.model.hidden_bytes_per_token(job.activation_dtype),
+        in_network_reduction=job.in_network_reduction, gpu=job.gpu,
+    )  # fmt: skip
 
 
 def alltoall_bytes_per_token(job: InferenceJob) -> float:
@@ -81,6 +97,9 @@ def inference_traffic(job: InferenceJob) -> dict[str, Any]:
         "model": job.model.name,
         "gpu": job.gpu.name,
         "accounting": job.accounting,
+        "algorithm_rule": algorithm_rule(job.algorithm),
+        "in_network_reduction": job.in_network_reduction,
+        "tp_algorithm": tp_algorithm(job) if job.tp > 1 else None,
         "tp": job.tp,
         "ep": job.ep,
         "users": job.users,

@@ -2,18 +2,26 @@
 
 ``collective_rows`` is the single place that turns "this group does this collective this
 many times" into wire bytes on the scale-up and scale-out networks, using the collectives
-module. Training and inference both call it.
+module. Training and inference both call it. Under ``auto`` the algorithm of each row is
+the one NCCL's tuning model would run (traffic.nccl_tuning, rule ``nccl-tuning``); a named
+algorithm is used wherever the collectives registry has it for the operation.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aifabric.errors import ConfigError
-from aifabric.traffic.collectives import SCALE_OUT, SCALE_UP, collective
+from aifabric.traffic import nccl_tuning
+from aifabric.traffic.collectives import ALGORITHMS, DOMAIN_AWARE, SCALE_OUT, SCALE_UP, collective
 
-ALGORITHM_CHOICES = ("auto", "ring", "tree", "halving_doubling", "direct")
+if TYPE_CHECKING:
+    from aifabric.spec.gpu import GpuSpec
+
+ALGORITHM_CHOICES = (
+    "auto", "ring", "tree", "halving_doubling", "direct", "hierarchical", "nvls", "sharp",
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,23 +54,54 @@ class TrafficRow:
         return asdict(self)
 
 
-def choose_algorithm(operation: str, requested: str, split: bool) -> str:
-    """The algorithm to account with: hierarchical when a group spans domains under auto."""
+def check_algorithm(requested: str) -> None:
+    """Raise ConfigError unless ``requested`` is one of ALGORITHM_CHOICES."""
     if requested not in ALGORITHM_CHOICES:
         raise ConfigError(
             f"algorithm(={requested!r}) must be one of {', '.join(ALGORITHM_CHOICES)}"
         )
-    if operation == "send_recv":
-        return "direct"
+
+
+def algorithm_rule(requested: str) -> str:
+    """How the rows' algorithms were chosen: ``nccl-tuning`` under auto, else the name."""
+    check_algorithm(requested)
+    return nccl_tuning.RULE if requested == "auto" else f"fixed: {requested}"
+
+
+def choose_algorithm(
+    operation: str,
+    requested: str,
+    *,
+    num_ranks: int,
+    num_domains: int,
+    size: float,
+    in_network_reduction: bool = False,
+    gpu: GpuSpec | None = None,
+) -> str:
+    """The algorithm to account a call with.
+
+    ``auto``: what NCCL would run (nccl_tuning.choose: ring for all-gather/reduce-scatter,
+    ring or tree for all-reduce by predicted time, NVLS / SHARP all-reduce only with
+    ``in_network_reduction``; direct for all-to-all and send/recv). A named algorithm is
+    used where the registry has it for the operation, else the operation's ring (direct for
+    all-to-all and send/recv), as NCCL falls back when NCCL_ALGO names one it lacks.
+
+    Args:
+        num_domains: scale-up domains the group occupies; size: bytes of one call.
+        gpu: NVLink and NIC rates for the tuning model (None: H100 with a 400G NIC).
+
+    Raises:
+        ConfigError: ``requested`` is not one of ALGORITHM_CHOICES.
+    """
+    check_algorithm(requested)
     if requested == "auto":
-        if split:
-            return "hierarchical"
-        return "direct" if operation == "all_to_all" else "ring"
-    if operation == "all_to_all":
-        return "direct"
-    if requested == "tree" and operation != "all_reduce":
-        return "ring"
-    return requested
+        return nccl_tuning.choose(
+            operation, num_ranks=num_ranks, num_nodes=num_domains, size=size,
+            in_network_reduction=in_network_reduction, system=nccl_tuning.NcclSystem.of_gpu(gpu),
+        )  # fmt: skip
+    if (operation, requested) in ALGORITHMS:
+        return requested
+    return "direct" if operation in ("all_to_all", "send_recv") else "ring"
 
 
 class DomainLayout:
@@ -112,6 +151,13 @@ class DomainLayout:
         counts, _ = self._counts()
         m = int(counts[0])
         return m if bool((counts == m).all()) else None
+
+    def domains_per_group(self) -> Any:
+        """Number of distinct domains each group occupies, an int array (num_groups,)."""
+        _, group = self._counts()
+        import numpy as np
+
+        return np.bincount(group, minlength=self.domains.shape[0])
 
     def all_inside(self) -> bool:
         return bool((self.domains == self.domains[:, :1]).all())
@@ -166,33 +212,49 @@ def collective_rows(
     ranks_per_domain: int = 1,
     layout: DomainLayout | None = None,
     algorithm: str = "auto",
+    in_network_reduction: bool = False,
+    gpu: GpuSpec | None = None,
 ) -> list[TrafficRow]:
     """Rows for ``calls`` calls of ``operation`` by each of ``num_groups`` groups.
 
     ``layout`` says where the members sit (default: ``ranks_per_domain`` consecutive members
-    per domain). A group inside one domain is one scale-up row; a group with one member per
-    domain one scale-out row; otherwise the group is split: hierarchical (under ``auto``)
-    when every domain holds the same number of members, else a flat algorithm whose bytes
-    divide by the share of its neighbour pairs inside domains.
+    per domain). The algorithm is ``choose_algorithm``'s for the group's size, the domains it
+    occupies (the most any group does) and ``size``; ``in_network_reduction`` and ``gpu``
+    feed that choice. A group inside one domain is one scale-up row, a group with one member
+    per domain one scale-out row; a split group's bytes go where the algorithm sends them:
+    hierarchical (needs the same count in every domain, else ring), tree, nvls and sharp by
+    domain count (collectives module), the other flat algorithms by the share of their
+    neighbour pairs inside domains.
     """
     if group_size <= 1 or calls <= 0:
         return []
     layout = layout or DomainLayout.uniform(group_size, ranks_per_domain)
     inside_all, apart_all = layout.all_inside(), layout.all_apart()
     split = not (inside_all or apart_all)
+    domains = layout.domains_per_group()
+    algo = choose_algorithm(
+        operation, algorithm, num_ranks=group_size, num_domains=int(domains.max()), size=size,
+        in_network_reduction=in_network_reduction, gpu=gpu,
+    )  # fmt: skip
     m = layout.uniform_members() if split else None
-    algo = choose_algorithm(operation, algorithm, split)
     if algo == "hierarchical" and (m is None or group_size % m):
         algo = "direct" if operation == "all_to_all" else "ring"
+    scope = SCALE_UP if inside_all else SCALE_OUT
     if algo == "hierarchical":
         assert m is not None
         cost = collective(operation, algo, num_ranks=group_size, size=size, ranks_per_domain=m)
-        shares = {
-            SCALE_UP: cost.bytes_per_rank_in(SCALE_UP),
-            SCALE_OUT: cost.bytes_per_rank_in(SCALE_OUT),
-        }
+        shares = {s: cost.bytes_per_rank_in(s) for s in (SCALE_UP, SCALE_OUT)}
+    elif algo in DOMAIN_AWARE:
+        shares = dict.fromkeys((SCALE_UP, SCALE_OUT), 0.0)
+        counts, weights = _distinct(domains)
+        for k, weight in zip(counts, weights, strict=True):
+            where = SCALE_UP if k == 1 else SCALE_OUT  # a flat case's network
+            cost = collective(
+                operation, algo, num_ranks=group_size, size=size, num_domains=k, scope=where
+            )
+            for s in shares:
+                shares[s] += weight * cost.bytes_per_rank_in(s)
     else:
-        scope = SCALE_UP if inside_all else SCALE_OUT
         cost = collective(operation, algo, num_ranks=group_size, size=size, scope=scope)
         inside = 1.0 if inside_all else (0.0 if apart_all else layout.inside_fraction(algo))
         shares = {
@@ -200,7 +262,7 @@ def collective_rows(
             SCALE_OUT: cost.bytes_per_rank * (1.0 - inside),
         }
     rows = []
-    for scope, per_rank in shares.items():
+    for where, per_rank in shares.items():
         if per_rank <= 0:
             continue
         total = per_rank * group_size * num_groups * calls
@@ -216,10 +278,18 @@ def collective_rows(
                 size,
                 total,
                 total / world_size,
-                scope,
+                where,
             )
         )
     return rows
+
+
+def _distinct(values: Any) -> tuple[list[int], list[float]]:
+    """Distinct values of an int array and the share of entries holding each."""
+    import numpy as np
+
+    uniq, counts = np.unique(values, return_counts=True)
+    return [int(u) for u in uniq], [float(c) / len(values) for c in counts]
 
 
 def p2p_rows(

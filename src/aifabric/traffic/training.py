@@ -192,6 +192,8 @@ def _group_rows(
         layout=_layout(job, group),
         world_size=plan.world_size,
         algorithm=job.algorithm,
+        in_network_reduction=job.in_network_reduction,
+        gpu=job.gpu,
     )
     return [replace(r, note=note) for r in rows] if note else rows
 
