@@ -58,6 +58,16 @@ def plan(
     seq_len: Annotated[int | None, Opt()] = None,
     global_batch: Annotated[int | None, Opt()] = None,
     micro_batch: Annotated[int | None, Opt()] = None,
+    algorithm: Annotated[
+        str | None, Opt(help="Collective algorithm (default auto: NCCL's).")
+    ] = None,
+    in_network_reduction: Annotated[
+        bool | None,
+        Opt(
+            "--in-network-reduction/--no-in-network-reduction",
+            help="Let auto use NVLS / SHARP all-reduce.",
+        ),
+    ] = None,
     prices: Annotated[str | None, Opt(help="Price catalog YAML (default: shipped).")] = None,
     graphml: Annotated[Path | None, Opt(help="Write the topology as GraphML here.")] = None,
     matrix: Annotated[Path | None, Opt(help="Write the node x node traffic CSV here.")] = None,
@@ -87,7 +97,8 @@ def plan(
              "planes": planes, "su_nodes": su_nodes, "placement": placement, "model": model,
              "tp": tp, "pp": pp, "dp": dp, "cp": cp, "ep": ep, "zero": zero,
              "sequence_parallel": sequence_parallel, "seq_len": seq_len,
-             "global_batch": global_batch, "micro_batch": micro_batch}  # fmt: skip
+             "global_batch": global_batch, "micro_batch": micro_batch, "algorithm": algorithm,
+             "in_network_reduction": in_network_reduction}  # fmt: skip
     scenario = load_scenario(file) if file else {}
     fabric_opts, job_opts = split_plan_options(scenario, flags)
     job = None
