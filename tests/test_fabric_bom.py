@@ -285,7 +285,7 @@ def test_gpu_line_is_outside_the_network_totals():
     with_gpus = bill_of_materials(topo, nic_speed=spec.nic_speed, gpu="h100-sxm",
                                   include_gpus=True)  # fmt: skip
     gpu_lines = lines_of(with_gpus, "gpu")
-    assert len(gpu_lines) == 1 and gpu_lines[0]["count"] == 512
+    assert len(gpu_lines) == 1 and gpu_lines[0]["count"] == 504  # 63 DGX (Table 4, 2 SU)
     assert with_gpus["cost"]["total_usd"] == pytest.approx(without["cost"]["total_usd"])
     assert with_gpus["power"] == without["power"]
 

@@ -104,25 +104,26 @@ def test_superpod_switch_counts(su):
     leaf, spine, core = SUPERPOD[su]
     assert topo.switches_by_tier() == {"leaf": leaf, "spine": spine, "core": core}
     assert topo.num_switches == leaf + spine + core
-    assert topo.num_gpus == 256 * su  # 32 DGX H100 x 8 GPUs per SU
+    assert topo.num_gpus == 8 * (32 * su - 1)  # 32 DGX H100 per SU, one removed for UFM
     assert topo.num_tiers == (3 if core else 2)
     assert bool((topo.ports_used() <= 64).all())  # QM9700: 64 NDR ports
 
 
 @pytest.mark.parametrize("su", sorted(SUPERPOD))
 def test_superpod_cable_counts(su):
-    """RA-11333-001: node-leaf cables = GPUs (one 400G NIC per GPU, 256 per SU); every leaf
-    spends 32 of its 64 ports on spines (non-blocking), so leaf-spine = 32 x leaves; the
-    core layer of the 16-SU and 32-SU designs has 4,096 and 8,192 spine-core cables
-    (= GPUs: a full fat tree)."""
+    """RA-11333-001: node-leaf cables = GPUs (one 400G NIC per GPU) of the 32 x SU - 1 DGX
+    (one removed for UFM, Table 4 footnote 1) plus the 4 UFM ports ("Compute and UFM");
+    every leaf spends 32 of its 64 ports on spines (the full SU is built), so leaf-spine =
+    32 x leaves; the core layer of the 16-SU and 32-SU designs has 4,096 and 8,192
+    spine-core cables (a full fat tree)."""
     topo = build_clos(get_preset("dgx-superpod-h100", su).spec)
     links = topo.links_by_tier()
     leaf = SUPERPOD[su][0]
-    assert links["endpoint-leaf"] == 256 * su
+    assert links["endpoint-leaf"] == 8 * (32 * su - 1) + 4
     assert links["leaf-spine"] == 32 * leaf
     expected_core = {16: 4096, 32: 8192}.get(su, 256 * su if SUPERPOD[su][2] else 0)
     assert links["spine-core"] == expected_core
-    assert bisection_bandwidth(topo) == pytest.approx(256 * su * B400 / 2)
+    assert bisection_bandwidth(topo) == pytest.approx((8 * (32 * su - 1) + 4) * B400 / 2)
 
 
 def test_superpod_plan_fabric_matches_tables():
@@ -132,20 +133,22 @@ def test_superpod_plan_fabric_matches_tables():
     result, _, _ = plan_fabric({"preset": "dgx-superpod-h100", "scalable_units": 4})
     assert result["switches"] == {"leaf": 32, "spine": 16, "core": 0, "total": 48}
     assert result["published"]["leaf"] == 32 and result["published"]["spine"] == 16
-    assert result["gpus"] == 1024 and result["nodes"] == 128
+    assert result["gpus"] == 1016 and result["nodes"] == 127  # Table 4: one DGX for UFM
 
 
 def test_superpod_rail_optimised_wiring():
     """Rail optimisation (RA-11333-001 Fig. 'compute fabric'): leaf r of SU s takes NIC r
-    of each of the 32 DGX of SU s, so every leaf serves exactly one (SU, rail)."""
+    of each of the 32 DGX of SU s (31 in the last SU, one DGX removed for UFM), so every
+    leaf serves exactly one (SU, rail)."""
     topo = build_clos(get_preset("dgx-superpod-h100", 4).spec)
-    leaf = endpoint_leaf(topo)
-    su = topo.endpoint_node // 32
-    key = su * 8 + topo.endpoint_rail
+    server = topo.endpoint_node >= 0
+    leaf = endpoint_leaf(topo)[server]
+    su = topo.endpoint_node[server] // 32
+    key = su * 8 + topo.endpoint_rail[server]
     assert len(np.unique(leaf)) == 32
     for sw in np.unique(leaf):
         on = leaf == sw
-        assert on.sum() == 32
+        assert on.sum() == (31 if sw >= 24 else 32)
         assert len(np.unique(key[on])) == 1
 
 
@@ -382,7 +385,8 @@ def _build_or_reject(builder: str, spec: FabricSpec) -> Topology:
 def check_invariants(topo: Topology, spec: FabricSpec) -> None:
     e, s = topo.num_endpoints, topo.num_switches
     nodes, nics, planes = spec.num_nodes, spec.nics_per_node, spec.planes
-    assert e == nodes * nics * planes
+    mgmt = spec.management_ports  # UFM ports: endpoints of no server, after the servers'
+    assert e == (nodes * nics + mgmt) * planes
     # no switch over its radix
     assert bool((topo.ports_used() <= topo.switch_ports).all())
     # one tier-1 link per endpoint, and endpoints appear only there
@@ -398,7 +402,7 @@ def check_invariants(topo: Topology, spec: FabricSpec) -> None:
     plane = node_plane(topo)
     assert np.array_equal(plane[topo.link_src], plane[topo.link_dst])
     assert np.array_equal(np.bincount(topo.endpoint_plane, minlength=planes),
-                          np.full(planes, nodes * nics))  # fmt: skip
+                          np.full(planes, nodes * nics + mgmt))  # fmt: skip
     # everything within a plane is connected (every GPU reaches every other GPU)
     label = components(topo)
     for p in range(planes):
@@ -418,7 +422,7 @@ def check_invariants(topo: Topology, spec: FabricSpec) -> None:
     assert bool((topo.ports_used() > 0).all()) or s == 0
     # NIC capacity: every NIC's full line rate reaches the leaves (split over planes)
     assert topo.link_capacity_by_tier()["endpoint-leaf"] == pytest.approx(
-        nodes * nics * spec.nic_speed
+        (nodes * nics + mgmt) * spec.nic_speed
     )
     # a leaf never takes more endpoints than its down ports
     down, _ = spec.leaf_ports()
@@ -433,7 +437,9 @@ def check_invariants(topo: Topology, spec: FabricSpec) -> None:
         assert bool((np.diff(first) >= 0).all())
     # non-blocking everywhere: bisection = half of the endpoint capacity
     if spec.oversubscription == 1 and spec.spine_oversubscription == 1:
-        assert bisection_bandwidth(topo) == pytest.approx(nodes * nics * spec.nic_speed / 2)
+        assert bisection_bandwidth(topo) == pytest.approx(
+            (nodes * nics + mgmt) * spec.nic_speed / 2
+        )
 
 
 @settings(max_examples=80)

@@ -35,7 +35,9 @@ from aifabric.spec.scenario import TRAIN_KEYS, merge_options, training_job
 from aifabric.traffic.collectives import SCALE_UP
 from aifabric.traffic.training import training_traffic
 
-SUPERPOD_4SU = {"preset": "dgx-superpod-h100", "scalable_units": 4}
+# Four full SUs of 32 DGX H100 (the dgx-superpod-h100 preset removes one DGX for UFM,
+# RA-11333-001 Table 4, and so holds 1,016 GPUs; these plans need all 1,024).
+SUPERPOD_4SU = {"gpus": 1024, "design": "rail-optimized", "su_nodes": 32}
 NVLINK_H100 = 450e9  # bytes/s per direction per GPU (900 GB/s bidirectional)
 
 

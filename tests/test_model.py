@@ -364,7 +364,7 @@ def test_other_gpus() -> None:
     assert get_gpu("a100-80g").hbm_bytes == 80 * 2**30  # 81920 MiB
     nvl72 = get_gpu("gb200-nvl72")
     assert nvl72.scaleup_domain_size == 72
-    assert nvl72.default_nic_speed == 100e9  # 800 Gb/s
+    assert nvl72.default_nic_speed == 50e9  # DGX GB200 user guide: ConnectX-7 400 Gb/s
     assert get_gpu("h20").hbm_bytes * 8 == 768e9  # seed 001: 8 x 96 GB
     with pytest.raises(ConfigError, match=r"gpu a100-80g has no FP8 tensor cores"):
         get_gpu("a100-80g").peak_flops("fp8")

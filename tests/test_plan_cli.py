@@ -1,11 +1,13 @@
 """``aifabric plan`` and ``aifabric plan compare``: JSON contract, exports, one-line errors.
 
 Truth:
-- DGX SuperPOD H100, 4 SU (RA-11333-001 Table 4): 128 DGX = 1,024 GPUs, 32 leaf + 16
-  spine QM9700, 1,024 node-leaf + 1,024 leaf-spine links, all optical (4,096 optics);
-  non-blocking, so the bisection is 1,024 x 400 Gb/s / 2 = 25.6 TB/s (bytes/s);
-- GraphML (graphml.graphdrawing.org): one <node> per GPU, NIC port and switch, one <edge>
-  per cable and per GPU-NIC host link, so 1,024 + 1,024 + 48 nodes and 2,048 + 1,024 edges;
+- DGX SuperPOD H100, 4 SU (RA-11333-001 Table 4): 127 DGX (one removed for UFM) = 1,016
+  GPUs, 32 leaf + 16 spine QM9700, 1,020 "Compute and UFM" node-leaf (1,016 + 4 UFM
+  ports) + 1,024 spine-leaf links, all optical; non-blocking, so the bisection is the
+  1,020 endpoint links x 400 Gb/s / 2 = 25.5 TB/s (bytes/s);
+- GraphML (graphml.graphdrawing.org): one <node> per GPU, NIC port (the 4 UFM ports
+  included) and switch, one <edge> per cable and per GPU-NIC host link, so 1,016 + 1,020
+  + 48 nodes and 2,044 + 1,016 edges;
 - the node matrix carries exactly the job's scale-out bytes (leaf + spine + core);
 - seed 004: a training fabric (8 x 400G per server, non-blocking, optics) costs more than
   an inference fabric (2 x 100G per server, ToR copper, 4:1);
@@ -35,18 +37,18 @@ def test_plan_json_contract(capsys):
     data = run_json(capsys, *PRESET_4SU, "--json")
     assert {"gpus", "nodes", "switches", "links", "transceivers", "cables", "cost", "power",
             "bisection_bandwidth"} <= set(data)  # fmt: skip
-    assert data["gpus"] == 1024 and data["nodes"] == 128
+    assert data["gpus"] == 1016 and data["nodes"] == 127
     assert data["switches"] == {"leaf": 32, "spine": 16, "core": 0, "total": 48}
-    assert data["links"] == {"endpoint-leaf": 1024, "leaf-spine": 1024, "spine-core": 0}
-    assert sum(data["cables"].values()) == 2048
+    assert data["links"] == {"endpoint-leaf": 1020, "leaf-spine": 1024, "spine-core": 0}
+    assert sum(data["cables"].values()) == 2044
     # twin-port 800G OSFP modules, two 400G links each (hand count: tests/test_bom_modules.py)
     assert sum(data["transceivers"].values()) == 2048
     assert sum(data["transceiver_ports"].values()) == 2 * sum(data["cables"].values())
     assert data["warnings"] == []
     assert {"total_usd", "per_gpu_usd"} <= set(data["cost"])
-    assert data["cost"]["per_gpu_usd"] == pytest.approx(data["cost"]["total_usd"] / 1024)
+    assert data["cost"]["per_gpu_usd"] == pytest.approx(data["cost"]["total_usd"] / 1016)
     assert data["power"]["total_w"] > 0
-    assert data["bisection_bandwidth"] == pytest.approx(1024 * 400e9 / 8 / 2)  # 25.6 TB/s
+    assert data["bisection_bandwidth"] == pytest.approx(1020 * 400e9 / 8 / 2)  # 25.5 TB/s
     assert "traffic_by_tier" not in data
 
 
@@ -83,14 +85,14 @@ def test_plan_graphml(capsys, tmp_path):
     assert graph is not None
     nodes = graph.findall(f"{GML}node")
     edges = graph.findall(f"{GML}edge")
-    assert len(nodes) == 1024 + 1024 + 48
-    assert len(edges) == 2048 + 1024
+    assert len(nodes) == 1016 + 1020 + 48
+    assert len(edges) == 2044 + 1016
     tier_of = {}
     for n in nodes:
         values = {d.get("key"): d.text for d in n.findall(f"{GML}data")}
         tier_of[n.get("id")] = int(values["tier"])
     counts = {t: list(tier_of.values()).count(t) for t in (-1, 0, 1, 2)}
-    assert counts == {-1: 1024, 0: 1024, 1: 32, 2: 16}
+    assert counts == {-1: 1016, 0: 1020, 1: 32, 2: 16}
     for e in edges:
         src, dst = tier_of[e.get("source")], tier_of[e.get("target")]
         assert dst == src + 1  # every cable climbs one tier

@@ -17,10 +17,11 @@ def plan(
     ctx: typer.Context,
     file: Annotated[Path | None, Opt("-f", "--file", help="Scenario YAML file.")] = None,
     preset: Annotated[
-        str | None, Opt(help="dgx-superpod-h100, meta-llama3-24k, alibaba-hpn.")
+        str | None,
+        Opt(help="dgx-superpod-h100, dgx-superpod-gb200, meta-llama3-24k, alibaba-hpn."),
     ] = None,
     scalable_units: Annotated[
-        int | None, Opt(help="SuperPOD scalable units (32 nodes each).")
+        int | None, Opt(help="SuperPOD scalable units (H100: 32 DGX; GB200: 8 NVL72 racks).")
     ] = None,
     pods: Annotated[int | None, Opt(help="Pods for the meta/alibaba presets.")] = None,
     gpus: Annotated[int | None, Opt(help="GPUs in the cluster.")] = None,

@@ -1,7 +1,9 @@
 """Placement of a parallel plan on a fabric, and where each dimension's bytes travel.
 
 Rank r runs on GPU r (contiguous placement: TP inside a server, then CP, DP, PP across) or
-on a seeded random permutation of whole servers ("random"). For every traffic row of the
+on a seeded random permutation of whole servers ("random"; of whole NVLink domains where a
+domain spans servers, as an NVL72 rack of 4-GPU trays does). Scale-up is the NVLink
+domain (scaleup_domain_size), not the server. For every traffic row of the
 training model (traffic.training) the scale-out bytes are spread over the GPU pairs that
 carry them:
 
@@ -134,6 +136,14 @@ def row_pairs(
     return _ring_pairs(members, domain)
 
 
+def placement_unit(topo: Topology) -> int:
+    """GPUs that move together under random placement: a server, or a whole NVLink domain
+    when it spans servers (an NVL72 rack of 18 trays), so that the rows the traffic model
+    puts on scale-up (TP, EP inside the domain) stay on NVLink."""
+    size, per = topo.scaleup_domain_size, topo.gpus_per_node
+    return size if size > per and size % per == 0 else per
+
+
 def placement_permutation(
     num_gpus: int, gpus_per_node: int, how: str, seed: int = 0
 ) -> np.ndarray | None:
@@ -159,7 +169,7 @@ def traffic_by_tier(rows: list[TrafficRow], plan: Any, topo: Topology, *,
         raise ConfigError(
             f"the plan needs {plan.world_size} GPUs but the fabric has {topo.num_gpus}"
         )
-    perm = placement_permutation(topo.num_gpus, topo.gpus_per_node, placement, seed)
+    perm = placement_permutation(topo.num_gpus, placement_unit(topo), placement, seed)
     index = index_fabric(topo, perm)
     rank_domain = index.gpu_domain
     by_dim: dict[tuple[str, str], float] = {}

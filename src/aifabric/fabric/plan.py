@@ -132,7 +132,8 @@ def plan_fabric(options: dict[str, Any], job: Any | None = None, *, matrix: bool
         "oversubscription": cap["oversubscription"],
         "max_endpoints_nonblocking": cap["max_endpoints_nonblocking"],
         "scale_up": scaleup_summary(topo.num_gpus, gpu, spec.scaleup_domain_size),
-        "bandwidth_per_gpu": topo.link_capacity_by_tier()["endpoint-leaf"] / topo.num_gpus,
+        "management_ports": topo.num_management_endpoints,
+        "bandwidth_per_gpu": _server_link_capacity(topo) / topo.num_gpus,
         "warnings": oversubscription_warnings(spec, worst_oversubscription(topo)),
     }
     if options.get("frontend_nic"):
@@ -163,6 +164,13 @@ def oversubscription_warnings(spec: FabricSpec, built: dict[str, float]) -> list
     return out
 
 
+def _server_link_capacity(topo: Topology) -> float:
+    """Bytes/s of the servers' endpoint links, without management (UFM) ports."""
+    tier1 = topo.link_tier == 1
+    servers = topo.endpoint_node[topo.link_src[tier1]] >= 0
+    return float(topo.link_capacity[tier1][servers].sum())
+
+
 def _frontend(topo: Topology, nic: str, gpu_name: str, parts: dict[str, Any]) -> dict[str, Any]:
     """A ToR front-end network, one NIC per server, and its bill of materials."""
     from aifabric.fabric.builders.frontend import build_frontend
@@ -183,6 +191,8 @@ def _job_on_fabric(result: dict[str, Any], job: Any, topo: Topology, gpu: Any,
     from aifabric.fabric.placement import tier_requirements, traffic_by_tier
     from aifabric.traffic.training import training_traffic
 
+    if job.gpu.name != gpu.name:  # a preset's GPU (GB200 NVL72) when --gpu was not given
+        job = replace(job, gpu=gpu)
     if job.domain_size != topo.scaleup_domain_size:
         job = replace(job, scaleup_domain_size=topo.scaleup_domain_size)
     traffic = training_traffic(job)

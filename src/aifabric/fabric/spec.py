@@ -9,6 +9,7 @@ from aifabric.errors import ConfigError
 
 GROUPINGS = ("rail", "tor")
 REACHES = ("copper", "multimode", "singlemode")
+RAIL_BY = ("nic", "slot")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -23,6 +24,14 @@ class FabricSpec:
     is spine down : up in a 3-tier fabric (between pods and core). grouping "rail" puts NIC
     i of every server of a scalable unit on the same leaf (rail-optimised); "tor" puts all
     NICs of consecutive servers on one leaf (top of rack). tiers: None picks the fewest.
+
+    gpus_per_node counts the GPUs of one server (a DGX H100: 8; a GB200 compute tray: 4);
+    scaleup_domain_size the GPUs of one NVLink domain (8; 72 for an NVL72 rack of 18
+    trays), which may span servers. rail_by "nic" makes NIC i of a server rail i (DGX
+    SuperPOD H100); "slot" makes the server's position in its multi-server scale-up domain
+    the rail, all of that server's NICs on the rail's leaf (one leaf per tray slot of a
+    scalable unit's racks). management_ports: fabric ports of non-GPU appliances (UFM)
+    taking free leaf ports of the last scalable unit, one per leaf in rail order.
     """
 
     name: str = "fabric"
@@ -50,6 +59,8 @@ class FabricSpec:
     core_switch_model: str | None = None  # default: the spine model
     # links one server-side transceiver module carries: 2 for DGX H100's twin-port OSFPs
     endpoint_links_per_module: int = 1
+    rail_by: str = "nic"
+    management_ports: int = 0
 
     def __post_init__(self) -> None:
         for name in ("num_gpus", "gpus_per_node", "nics_per_node", "planes", "switch_radix",
@@ -104,6 +115,35 @@ class FabricSpec:
                 raise ConfigError(f"{name}(={value!r}) must be an integer >= 1")
         if self.scaleup_domain_size < 1:
             raise ConfigError("scaleup_domain_size must be >= 1")
+        if self.rail_by not in RAIL_BY:
+            raise ConfigError(f"rail_by(={self.rail_by!r}) must be one of {', '.join(RAIL_BY)}")
+        if self.rail_by == "slot":
+            self._check_slot_rails()
+        if not isinstance(self.management_ports, int) or self.management_ports < 0:
+            raise ConfigError(
+                f"management_ports(={self.management_ports!r}) must be an integer >= 0"
+            )
+
+    def _check_slot_rails(self) -> None:
+        """Slot rails need whole multi-server domains, in whole scalable units."""
+        size, per = self.scaleup_domain_size, self.gpus_per_node
+        if self.grouping != "rail" or size <= per or size % per:
+            raise ConfigError(
+                f"rail_by='slot' needs rail grouping and a scale-up domain(={size}) that is a"
+                f" multiple (> 1) of gpus_per_node(={per})"
+            )
+        if self.num_gpus % size:
+            raise ConfigError(f"gpus(={self.num_gpus}) must fill whole scale-up domains of {size}")
+        if not self.su_nodes or self.su_nodes % (size // per):
+            raise ConfigError(
+                f"rail_by='slot': su_nodes(={self.su_nodes}) must be whole scale-up domains of"
+                f" {size // per} servers"
+            )
+
+    @property
+    def nodes_per_domain(self) -> int:
+        """Servers in one scale-up domain: 1 for an 8-GPU board, 18 trays for an NVL72."""
+        return max(1, self.scaleup_domain_size // self.gpus_per_node)
 
     @property
     def num_nodes(self) -> int:
@@ -128,7 +168,8 @@ class FabricSpec:
 
     def single_switch(self) -> bool:
         """One switch per plane takes every endpoint on all its ports (1 tier, no uplinks)."""
-        return self.tiers in (None, 1) and self.num_nodes * self.nics_per_node <= self.switch_radix
+        ports = self.num_nodes * self.nics_per_node + self.management_ports
+        return self.tiers in (None, 1) and ports <= self.switch_radix
 
     def leaf_ports(self) -> tuple[int, int]:
         """(down, up) ports of a leaf: given, or split so that down/up = oversubscription."""

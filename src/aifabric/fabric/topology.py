@@ -32,8 +32,9 @@ LINK_TIER_NAMES = {1: "endpoint-leaf", 2: "leaf-spine", 3: "spine-core"}
 class Topology:
     """A built fabric.
 
-    Endpoint arrays (length E): endpoint_node (server index), endpoint_rail (NIC index in
-    the server), endpoint_plane. GPU g of a node reaches the network through NIC
+    Endpoint arrays (length E): endpoint_node (server index; -1 for a management port,
+    e.g. a UFM appliance's, after all server ports), endpoint_rail (NIC index in the
+    server), endpoint_plane. GPU g of a node reaches the network through NIC
     g // (gpus_per_node / nics_per_node). Switch arrays (length S): switch_tier (1..3),
     switch_plane, switch_group (scalable unit or pod), switch_ports (radix).
     Link arrays (length L): link_src (lower end), link_dst (upper end), link_tier,
@@ -67,6 +68,11 @@ class Topology:
     @property
     def num_endpoints(self) -> int:
         return int(self.endpoint_node.shape[0])
+
+    @property
+    def num_management_endpoints(self) -> int:
+        """Fabric ports of appliances that are not servers (endpoint_node -1: UFM)."""
+        return int((self.endpoint_node < 0).sum())
 
     @property
     def num_switches(self) -> int:

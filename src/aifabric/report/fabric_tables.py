@@ -43,6 +43,12 @@ def plan_report(r: dict[str, Any]) -> None:
         f"bisection {format_bandwidth(r['bisection_bandwidth'])} "
         f"({r['bisection_ratio']:.0%} of full), scale-out {format_bandwidth(r['bandwidth_per_gpu'])}/GPU,"
         f" scale-up {format_bandwidth(r['scale_up']['bandwidth_per_gpu'], bits=False)}/GPU per direction"
+        f" in {r['scale_up']['domains']:,} domain(s) of {r['scale_up']['domain_size']} GPUs"
+        + (
+            f"; {r['management_ports']} management (UFM) port(s)"
+            if r.get("management_ports")
+            else ""
+        )
     )
     for warning in r.get("warnings", []):
         console.print(f"[yellow]warning:[/] {warning}")

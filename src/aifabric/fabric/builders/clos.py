@@ -5,8 +5,11 @@ their own defaults. Construction, per plane:
 
 - Leaves: radix k split into d down and u up ports, d/u = oversubscription. "rail"
   grouping: one leaf per (scalable unit, rail) takes NIC ``rail`` of each of the SU's
-  su_nodes servers (NVIDIA's rail-optimised SuperPOD); "tor": consecutive NIC ports fill
-  a leaf (top of rack).
+  su_nodes servers (NVIDIA's rail-optimised SuperPOD); with rail_by "slot" the rail is a
+  server's slot in its multi-server NVLink domain, and the leaf of (SU, slot) takes every
+  NIC of that slot's tray in each of the SU's racks (NVL72: 18 leaves per 8-rack SU);
+  "tor": consecutive NIC ports fill a leaf (top of rack). Management ports (UFM) take
+  free ports of the last SU's leaves.
 - Two tiers (possible while leaves per plane <= k): S = ceil(L u / k) spines; leaf l's
   uplink j goes to spine (l u + j) mod S, so every leaf reaches every spine.
 - Three tiers: pods of up to ds leaves (spine down ports), each leaf with one link to each
@@ -46,13 +49,15 @@ def leaf_layout(spec: FabricSpec) -> tuple[np.ndarray, int, int]:
     rail = np.tile(np.arange(nics), nodes)
     if spec.grouping == "rail":
         su = spec.su_nodes or down
-        if su > down:
+        if ports_per_leaf(spec, su) > down:
             raise CapacityError(
-                f"su_nodes(={su}) exceeds the leaf's {down} down ports (radix "
-                f"{spec.switch_radix}, oversubscription {spec.oversubscription:g})"
+                f"su_nodes(={su}) needs {ports_per_leaf(spec, su)} ports of the leaf's {down}"
+                f" down ports (radix {spec.switch_radix}, oversubscription"
+                f" {spec.oversubscription:g})"
             )
-        num_su = math.ceil(nodes / su)
-        return (node // su) * nics + rail, num_su * nics, su
+        rails = rails_per_su(spec)
+        position = rail if spec.rail_by == "nic" else node % spec.nodes_per_domain
+        return (node // su) * rails + position, math.ceil(nodes / su) * rails, su
     per_leaf = spec.su_nodes * nics if spec.su_nodes else down
     if per_leaf > down:
         raise CapacityError(
@@ -62,13 +67,55 @@ def leaf_layout(spec: FabricSpec) -> tuple[np.ndarray, int, int]:
     return np.arange(per_plane) // per_leaf, math.ceil(per_plane / per_leaf), per_leaf // nics
 
 
+def rails_per_su(spec: FabricSpec) -> int:
+    """Leaves of one scalable unit per plane: one per NIC index (DGX H100: 8), one per
+    server slot of its scale-up domains (NVL72: 18 trays), one for top-of-rack."""
+    if spec.grouping != "rail":
+        return 1
+    return spec.nics_per_node if spec.rail_by == "nic" else spec.nodes_per_domain
+
+
+def ports_per_leaf(spec: FabricSpec, su: int) -> int:
+    """Endpoint ports a full scalable unit (rail) or rack (tor) of ``su`` servers puts on
+    each of its leaves: su (one NIC each), su / servers per domain x NICs (slot rails:
+    every NIC of the slot's server in each domain), or su x NICs (top of rack)."""
+    if spec.grouping == "rail" and spec.rail_by == "nic":
+        return su
+    if spec.grouping == "rail":
+        return su // spec.nodes_per_domain * spec.nics_per_node
+    return su * spec.nics_per_node
+
+
+def management_leaves(spec: FabricSpec, leaf_of: np.ndarray, leaves: int) -> np.ndarray:
+    """Leaf of each management port (UFM appliance): free down ports of the last scalable
+    unit's leaves, one per leaf in rail order, round after round (NVIDIA DGX SuperPOD H100
+    RA Table 4: the UFM ports take the place of a DGX removed from the last SU).
+
+    Raises:
+        CapacityError: the last scalable unit's leaves have too few free ports.
+    """
+    count = spec.management_ports
+    if count == 0:
+        return np.zeros(0, np.int64)
+    down = spec.leaf_ports()[0]
+    free = down - np.bincount(leaf_of, minlength=leaves)
+    last = range(max(0, leaves - (1 if spec.single_switch() else rails_per_su(spec))), leaves)
+    order = [leaf for r in range(down) for leaf in last if free[leaf] > r][:count]
+    if len(order) < count:
+        raise CapacityError(
+            f"management_ports(={count}) exceed the {len(order)} free down ports of the last "
+            "scalable unit's leaves"
+        )
+    return np.array(order, np.int64)
+
+
 def leaf_uplinks(spec: FabricSpec, su: int) -> int:
     """Uplinks per leaf: given; or, when a scalable unit / rack fills only part of the leaf,
     enough for its ports at the oversubscription; else the radix split."""
     _, up = spec.leaf_ports()
     if spec.leaf_up_ports is not None or not spec.su_nodes or up == 0:
         return up
-    used = su * (1 if spec.grouping == "rail" else spec.nics_per_node)
+    used = ports_per_leaf(spec, su)
     return min(
         up, math.ceil(used * spec.link_speed / spec.switch_port_speed / spec.oversubscription)
     )
@@ -119,11 +166,12 @@ def _leaves_per_pod(spec: FabricSpec, spine_down: int) -> int:
             )
         return spec.leaves_per_pod
     if spec.grouping == "rail":
-        per = (spine_down // spec.nics_per_node) * spec.nics_per_node
+        rails = rails_per_su(spec)
+        per = (spine_down // rails) * rails
         if per == 0:
             raise CapacityError(
                 f"a spine's {spine_down} down ports cannot take one scalable unit's "
-                f"{spec.nics_per_node} rail leaves"
+                f"{rails} rail leaves"
             )
         return per
     return spine_down
@@ -189,6 +237,8 @@ def build_clos(spec: FabricSpec) -> Topology:
     """
     k = spec.switch_radix
     leaf_of, leaves, su = leaf_layout(spec)
+    mgmt = management_leaves(spec, leaf_of, leaves)
+    leaf_of = np.concatenate([leaf_of, mgmt])
     up = leaf_uplinks(spec, su)
     tiers = choose_tiers(spec, leaves)
     planes, per_plane_eps = spec.planes, leaf_of.shape[0]
@@ -199,8 +249,7 @@ def build_clos(spec: FabricSpec) -> Topology:
 
     # Switch tables per plane, then offset by plane.
     tiers_sw: list[np.ndarray] = [np.ones(leaves, np.int8)]
-    rails_per_su = spec.nics_per_node if spec.grouping == "rail" else 1
-    groups_sw: list[np.ndarray] = [np.arange(leaves) // rails_per_su]
+    groups_sw: list[np.ndarray] = [np.arange(leaves) // rails_per_su(spec)]
     links: list[tuple[np.ndarray, np.ndarray, int]] = []  # (lower local id, upper local id, tier)
     radix_sw = [np.full(leaves, k, np.int64)]
     if tiers == 2:
@@ -236,8 +285,13 @@ def build_clos(spec: FabricSpec) -> Topology:
     speeds = np.array([0.0, spec.link_speed, spec.switch_port_speed, spec.switch_port_speed])
     reach_code = np.array([0] + [REACHES.index(r) for r in spec.reach], np.int8)
     metres = np.array([0.0] + [CABLE_METRES[r] for r in spec.reach])
-    ep_node = np.repeat(np.arange(spec.num_nodes), spec.nics_per_node)
-    ep_rail = np.tile(np.arange(spec.nics_per_node), spec.num_nodes)
+    # Management ports (UFM) come after the servers' NIC ports: server -1, their leaf's rail.
+    by_nic = spec.grouping == "rail" and spec.rail_by == "nic"
+    rail_of_leaf = mgmt % spec.nics_per_node if by_nic else np.full(mgmt.shape[0], -1)
+    ep_node = np.concatenate([np.repeat(np.arange(spec.num_nodes), spec.nics_per_node),
+                              np.full(mgmt.shape[0], -1)])  # fmt: skip
+    ep_rail = np.concatenate([np.tile(np.arange(spec.nics_per_node), spec.num_nodes),
+                              rail_of_leaf])  # fmt: skip
     topo = Topology(
         name=spec.name, num_gpus=spec.num_gpus, gpus_per_node=spec.gpus_per_node,
         nics_per_node=spec.nics_per_node, planes=planes,
