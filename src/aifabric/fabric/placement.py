@@ -96,6 +96,18 @@ def _rail_pairs(members: np.ndarray, domain: np.ndarray, m: int) -> tuple[np.nda
     return grid.ravel(), nxt.ravel()
 
 
+def _rail_all_pairs(members: np.ndarray, domain: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every ordered pair of members in different domains with the same in-domain position:
+    DeepEP's internode dispatch (one copy per remote node to the same-index GPU)."""
+    counts = np.bincount(domain[members[0]])
+    m = int(counts[counts > 0][0])
+    order = np.argsort(domain[members], axis=1, kind="stable")
+    grid = np.take_along_axis(members, order, axis=1).reshape(members.shape[0], -1, m)
+    d = grid.shape[1]
+    i, j = np.nonzero(~np.eye(d, dtype=bool))
+    return grid[:, i, :].ravel(), grid[:, j, :].ravel()
+
+
 def _all_pairs(members: np.ndarray, domain: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     n = members.shape[1]
     i, j = np.nonzero(~np.eye(n, dtype=bool))
@@ -125,6 +137,8 @@ def row_pairs(
         members = members[:, [-1, 0]]  # the pipeline's last and first stage
     if row.collective == "send_recv":
         return _chain_pairs(members, domain, backward=row.phase == "backward")
+    if row.algorithm == "deepep":
+        return _rail_all_pairs(members, domain)
     if row.collective == "all_to_all" and members.shape[1] <= DIRECT_PAIR_LIMIT:
         return _all_pairs(members, domain)
     if row.algorithm == "hierarchical":
@@ -182,7 +196,7 @@ def traffic_by_tier(rows: list[TrafficRow], plan: Any, topo: Topology, *,
             key = (row.dimension, "scale-up")
             by_dim[key] = by_dim.get(key, 0.0) + row.total_bytes
             continue
-        group = GROUP_OF[row.dimension]
+        group = "etp" if row.note.endswith("expert-TP") else GROUP_OF[row.dimension]
         if group not in members_cache:
             members_cache[group] = plan.group_ranks(group)
         a, b = row_pairs(row, members_cache[group], rank_domain)
