@@ -68,7 +68,9 @@ def test_ep_must_divide_dp_times_cp() -> None:
 
 
 def test_pp_at_most_layers(llama70b: ModelSpec) -> None:
-    with pytest.raises(ConfigError, match=r"pp\(=81\) x virtual_stages\(=1\) exceeds num_layers\(=80\)"):
+    with pytest.raises(
+        ConfigError, match=r"pp\(=81\) x virtual_stages\(=1\) exceeds num_layers\(=80\)"
+    ):
         ParallelPlan(pp=81).validate_for(llama70b)
     ParallelPlan(pp=80).validate_for(llama70b)
 

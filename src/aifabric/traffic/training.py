@@ -54,7 +54,14 @@ from aifabric.errors import ConfigError
 from aifabric.spec.jobs import TrainingJob
 from aifabric.spec.model import ModelSpec, dtype_bytes
 from aifabric.traffic.collectives import SCALE_OUT, SCALE_UP
-from aifabric.traffic.rows import DomainLayout, TrafficRow, collective_rows, p2p_rows, sum_rows
+from aifabric.traffic.rows import (
+    DomainLayout,
+    TrafficRow,
+    algorithm_rule,
+    collective_rows,
+    p2p_rows,
+    sum_rows,
+)
 from aifabric.traffic.seeds import seed_fsdp_epoch, seed_training_epoch
 from aifabric.traffic.storage import storage_traffic
 
@@ -126,6 +133,9 @@ class TrainingTraffic:
             "plan": job.plan.summary(),
             "accounting": job.accounting,
             "grad_reduce_dtype": job.plan.grad_dtype if job.accounting != "seed" else None,
+            "algorithm": job.algorithm,
+            "algorithm_rule": algorithm_rule(job.algorithm) if job.accounting != "seed" else None,
+            "in_network_reduction": job.in_network_reduction,
             "recompute": job.recompute,
             "scaleup_domain_size": job.domain_size,
             "notes": self.notes(),
