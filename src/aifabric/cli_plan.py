@@ -100,8 +100,19 @@ def plan(
              "sequence_parallel": sequence_parallel, "seq_len": seq_len,
              "global_batch": global_batch, "micro_batch": micro_batch, "algorithm": algorithm,
              "in_network_reduction": in_network_reduction}  # fmt: skip
+    from aifabric.outputs import check_output_path
+
+    for what, path in (("graphml", graphml), ("export", export), ("matrix", matrix),
+                       ("svg", svg)):  # fmt: skip
+        if path is not None:
+            check_output_path(path, what=f"--{what}")
     scenario = load_scenario(file) if file else {}
     fabric_opts, job_opts = split_plan_options(scenario, flags)
+    if (svg is not None or matrix is not None) and job_opts is None:
+        from aifabric.errors import ConfigError
+
+        flag = "--svg" if svg is not None else "--matrix"
+        raise ConfigError(f"{flag} needs a job's traffic: add --model and a parallel plan")
     job = None
     if job_opts is not None:
         if "gpu" in fabric_opts:
@@ -117,9 +128,9 @@ def plan(
     if export is not None:
         import json
 
-        tmp = export.with_name(export.name + ".tmp")
-        tmp.write_text(json.dumps(topo.to_dict(include_links=True)), "utf-8")
-        tmp.replace(export)
+        from aifabric.outputs import write_atomic
+
+        write_atomic(export, json.dumps(topo.to_dict(include_links=True)))
         result["export"] = str(export)
     if matrix is not None and node_matrix is not None:
         _write_matrix(matrix, node_matrix)
@@ -144,9 +155,9 @@ def _write_svg(path: Path, result: dict[str, Any]) -> None:
         raise ConfigError("--svg draws a job's traffic per tier: add --model and a parallel plan")
     title = f"{result['job']['model']}: bytes per iteration by tier"
     label = str(result.get("preset") or result.get("design"))
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(tier_traffic_svg([(label, result["bytes_by_tier"])], title=title), "utf-8")
-    tmp.replace(path)
+    from aifabric.outputs import write_atomic
+
+    write_atomic(path, tier_traffic_svg([(label, result["bytes_by_tier"])], title=title))
     result["svg"] = str(path)
 
 
@@ -160,14 +171,19 @@ def _job_defaults(options: dict[str, Any]) -> dict[str, Any]:
 
 
 def _write_matrix(path: Path, node_matrix: Any) -> None:
-    """CSV of inter-server bytes per iteration; written to a temp file, then renamed."""
+    """CSV of inter-server bytes per iteration, written whole or not at all."""
+    from typing import TextIO
+
+    from aifabric.outputs import write_atomic
+
     src, dst, nbytes = node_matrix
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as f:
+
+    def write(f: TextIO) -> None:
         f.write("src_node,dst_node,bytes\n")
         for a, b, v in zip(src.tolist(), dst.tolist(), nbytes.tolist(), strict=True):
             f.write(f"{a},{b},{v:.0f}\n")
-    tmp.replace(path)
+
+    write_atomic(path, write)
 
 
 @plan_app.command("compare")

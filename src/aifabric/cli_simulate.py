@@ -37,23 +37,9 @@ def _progress_bar(enabled: bool, total: int) -> Iterator[Callable[[int, int], No
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    """Write a file whole or not at all (temp file in the same folder, then rename)."""
-    import os
-    import tempfile
+    from aifabric.outputs import write_atomic
 
-    from aifabric.errors import ConfigError
-
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise ConfigError(f"cannot write {str(path)!r}: folder {str(folder)!r} does not exist")
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, text)
 
 
 @simulate_app.command("serve")
@@ -78,9 +64,13 @@ def simulate_serve(
     as_json: Annotated[bool, Opt("--json", help="Print one JSON object (base units).")] = False,
 ) -> None:
     """Simulate LLM serving on a scenario: TTFT/TBT per SLO tier, throughput, KV traffic."""
+    from aifabric.outputs import check_output_path
     from aifabric.serving.cluster import ServingSimulation
     from aifabric.serving.config import load_serve_scenario
 
+    for what, path in (("--timeseries", timeseries), ("--requests", requests_csv)):
+        if path is not None:
+            check_output_path(path, what=what)
     scenario = load_serve_scenario(file, sets or [], seed)
     simulation = ServingSimulation(scenario)
     show = sys.stderr.isatty() if progress is None else progress

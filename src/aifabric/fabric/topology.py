@@ -18,9 +18,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
+
+from aifabric.outputs import write_atomic
 
 TIER_NAMES = {1: "leaf", 2: "spine", 3: "core"}
 ROLES = ("gpu", "nic", "leaf", "spine", "core")  # role code = node tier + 1
@@ -191,14 +193,13 @@ class Topology:
         the cables (capacity in bytes/s, link tier 1..3) and the host links (tier 0, no
         capacity). GraphML 1.0 primer: graphml.graphdrawing.org/primer/graphml-primer.html.
 
-        Written to a temporary file first and renamed, so a failure leaves nothing behind.
+        Written whole or not at all (aifabric.outputs.write_atomic).
         """
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
         table = self.node_table()
         columns = [table[c].tolist() for c in NODE_COLUMNS]
         host_src, host_dst = self.host_links()
-        with tmp.open("w", encoding="utf-8") as f:
+
+        def write(f: TextIO) -> None:
             f.write(
                 '<?xml version="1.0" encoding="UTF-8"?>\n'
                 '<graphml xmlns="http://graphml.graphdrawing.org/xmlns">\n'
@@ -221,4 +222,5 @@ class Topology:
             for s, d in zip(host_src.tolist(), host_dst.tolist(), strict=True):
                 f.write(f'<edge source="n{s}" target="n{d}"><data key="ltier">0</data></edge>\n')
             f.write("</graph>\n</graphml>\n")
-        tmp.replace(path)
+
+        write_atomic(path, write)
