@@ -296,3 +296,28 @@ def test_moe_layers_have_one_tp_block_plus_shared_experts():
     assert {r.calls for r in tp} == {128}
     assert tp_blocks(get_model("deepseek-v3")) == 122
     assert tp_blocks(LLAMA8B) == 64
+
+
+def test_grad_dtype_is_a_reduction_format():
+    """Gradients reduce in fp32, bf16 or fp16; an integer or fp8 format is refused, and
+    the name is case-insensitive at the scenario edge."""
+    with pytest.raises(ConfigError, match=r"grad_dtype\(='int8'\) must be one of"):
+        ParallelPlan(grad_dtype="int8")
+    from aifabric.spec.scenario import TRAIN_KEYS, merge_options
+
+    assert merge_options(TRAIN_KEYS, {"grad_dtype": "FP32"}, {})["grad_dtype"] == "fp32"
+
+
+def test_virtual_stages_must_divide_each_stage():
+    """Megatron-LM asserts layers per pipeline rank divide by the virtual stage count:
+    llama3-8b over pp 4 is 8 layers a stage, so v = 3 is refused and v = 2 or 4 accepted;
+    explicit pipeline_layers (Megatron's layout) only need >= v layers a stage."""
+    with pytest.raises(ConfigError, match=r"virtual_stages\(=3\) must divide"):
+        ParallelPlan(pp=4, virtual_stages=3).validate_for(LLAMA8B)
+    ParallelPlan(pp=4, virtual_stages=4).validate_for(LLAMA8B)
+    ParallelPlan(pp=4, virtual_stages=3, pipeline_layers=(9, 9, 8, 6)).validate_for(LLAMA8B)
+
+
+def test_json_calls_are_integers_when_whole():
+    rows = training_traffic(_job(pp=4)).to_dict()["per_iteration"]["rows"]
+    assert all(isinstance(r["calls"], int) for r in rows)

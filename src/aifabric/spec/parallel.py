@@ -18,6 +18,7 @@ from aifabric.errors import ConfigError
 from aifabric.spec.model import ModelSpec, dtype_bytes
 
 DIMENSIONS = ("tp", "cp", "dp", "pp")
+GRAD_REDUCE_DTYPES = ("fp32", "bf16", "fp16")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -101,6 +102,12 @@ class ParallelPlan:
             )
         for name in ("grad_dtype", "param_dtype", "activation_dtype"):
             dtype_bytes(getattr(self, name))
+        if self.grad_dtype.lower() not in GRAD_REDUCE_DTYPES:
+            raise ConfigError(
+                f"grad_dtype(={self.grad_dtype!r}) must be one of {', '.join(GRAD_REDUCE_DTYPES)}: "
+                "gradients are reduced in a floating format (Megatron: fp32, or bf16 with "
+                "--grad-reduce-in-bf16)"
+            )
 
     @property
     def world_size(self) -> int:
@@ -214,6 +221,14 @@ class ParallelPlan:
                 f"pp(={self.pp}) x virtual_stages(={self.virtual_stages}) exceeds "
                 f"num_layers(={model.num_layers}) of {model.name}"
             )
+        if self.virtual_stages > 1 and self.pipeline_layers is None:
+            uneven = [n for n in self.stage_layers(model) if n % self.virtual_stages]
+            if uneven:
+                raise ConfigError(
+                    f"virtual_stages(={self.virtual_stages}) must divide every stage's layers "
+                    f"(here {uneven[0]}) as Megatron-LM asserts; change virtual_stages or give "
+                    "pipeline_layers"
+                )
         if self.pipeline_layers is not None:
             if sum(self.pipeline_layers) != model.num_layers:
                 raise ConfigError(

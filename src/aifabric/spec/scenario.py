@@ -107,6 +107,12 @@ def _str(key: str) -> Callable[[Any], str]:
     return convert
 
 
+def _dtype(key: str) -> Callable[[Any], str]:
+    """A numeric format name, lower-cased ("BF16" -> "bf16")."""
+    as_str = _str(key)
+    return lambda value: as_str(value).lower()
+
+
 def _quantity(parse: Callable[..., float], key: str) -> Callable[[Any], float]:
     return lambda value: parse(value, what=key)
 
@@ -136,9 +142,9 @@ def _gpu(value: Any) -> Any:
 _PLAN_KEYS = {
     "tp": _int("tp"), "pp": _int("pp"), "dp": _int("dp"), "cp": _int("cp"), "ep": _int("ep"),
     "zero": _int("zero"), "sequence_parallel": _bool("sequence_parallel"),
-    "micro_batch": _int("micro_batch"), "grad_dtype": _str("grad_dtype"),
+    "micro_batch": _int("micro_batch"), "grad_dtype": _dtype("grad_dtype"),
     "virtual_stages": _int("virtual_stages"), "pipeline_layers": _int_list("pipeline_layers"),
-    "param_dtype": _str("param_dtype"), "activation_dtype": _str("activation_dtype"),
+    "param_dtype": _dtype("param_dtype"), "activation_dtype": _dtype("activation_dtype"),
     "expert_tp": _int("expert_tp"),
 }  # fmt: skip
 TRAIN_KEYS: dict[str, Callable[[Any], Any]] = {

@@ -51,7 +51,12 @@ class TrafficRow:
     note: str = ""
 
     def to_dict(self) -> dict[str, object]:
-        return asdict(self)
+        """Fields as JSON values; ``calls`` is an integer when it is a whole count (a stage
+        average, e.g. MoE layers over uneven stages, may be fractional)."""
+        out = asdict(self)
+        if float(self.calls).is_integer():
+            out["calls"] = int(self.calls)
+        return out
 
 
 def check_algorithm(requested: str) -> None:
