@@ -56,3 +56,25 @@ def test_rail_all_pairs_count(nodes):
     a, b = row_pairs(row, members, np.arange(nodes * m) // m)
     assert a.size == m * nodes * (nodes - 1)
     assert np.all(a % m == b % m) and np.all(a // m != b // m)
+
+
+def test_matrix_follows_each_stage_parameters():
+    """Llama-3-70B TP8 x PP8 x DP16, 10 layers a stage: a DP rank of the first stage
+    reduces 10 layers + the 128,256 x 8,192 input table, a middle one 10 layers, the last
+    10 layers + the LM head + final norm. The DP ring's server pairs carry bytes in that
+    ratio (each server holds one stage's 8 TP ranks of one DP replica)."""
+    from aifabric.catalog import get_model
+
+    model = get_model("llama3-70b")
+    flags = {"model": "llama3-70b", "tp": 8, "pp": 8, "dp": 16, "seq_len": 8192,
+             "global_batch": 2048, "zero": 1, "sequence_parallel": True}  # fmt: skip
+    job = training_job(merge_options(TRAIN_KEYS, {}, flags))
+    _, _, (src, dst, nbytes) = plan_fabric({"gpus": 1024}, job, matrix=True)
+    pair = {(int(a), int(b)): float(v) for a, b, v in zip(src, dst, nbytes, strict=True)}
+    h, vocab = model.hidden_size, model.vocab_size
+    layer = model.attention_params_per_layer() + model.mlp_params_per_layer(moe=False)
+    first, middle = 10 * layer + vocab * h, 10 * layer
+    last = 10 * layer + model.embedding_params() - vocab * h
+    # servers 0 and 1: stage 0, DP replicas 0 and 1 (ranks 0-7 and 8-15)
+    assert pair[(0, 1)] / pair[(64, 65)] == pytest.approx(first / middle, rel=1e-9)
+    assert pair[(112, 113)] / pair[(64, 65)] == pytest.approx(last / middle, rel=1e-9)

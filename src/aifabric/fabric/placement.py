@@ -172,9 +172,14 @@ def placement_permutation(
 
 
 def traffic_by_tier(rows: list[TrafficRow], plan: Any, topo: Topology, *,
-                    placement: str = "contiguous", seed: int = 0,
-                    matrix: bool = False) -> dict[str, Any]:  # fmt: skip
+                    placement: str = "contiguous", seed: int = 0, matrix: bool = False,
+                    stage_weights: Any = None) -> dict[str, Any]:  # fmt: skip
     """Bytes per iteration per (dimension, tier), tier totals, and optionally node pairs.
+
+    A row's bytes go to its rank pairs in equal shares, or, given ``stage_weights`` (one
+    array per row: the share each pipeline stage's ranks send, as training's staged rows
+    give), in proportion to the sending rank's stage, so uneven stages and first/last-stage
+    parameters show in the matrix as in ``per_stage``.
 
     Raises:
         ConfigError: the plan needs more GPUs than the fabric has.
@@ -191,7 +196,8 @@ def traffic_by_tier(rows: list[TrafficRow], plan: Any, topo: Topology, *,
     node_dst: list[np.ndarray] = []
     node_bytes: list[np.ndarray] = []
     members_cache: dict[str, np.ndarray] = {}
-    for row in rows:
+    stage_size = max(1, plan.world_size // plan.pp)
+    for i, row in enumerate(rows):
         if row.scope == SCALE_UP:
             key = (row.dimension, "scale-up")
             by_dim[key] = by_dim.get(key, 0.0) + row.total_bytes
@@ -202,16 +208,20 @@ def traffic_by_tier(rows: list[TrafficRow], plan: Any, topo: Topology, *,
         a, b = row_pairs(row, members_cache[group], rank_domain)
         if a.size == 0:
             continue
-        share = row.total_bytes / a.size
+        share = np.full(a.size, row.total_bytes / a.size)
+        if stage_weights is not None:
+            w = np.asarray(stage_weights[i], dtype=float)[a // stage_size]
+            if w.sum() > 0:
+                share = row.total_bytes * w / w.sum()
         tiers = pair_tiers(index, a, b)
-        for code, total in enumerate(np.bincount(tiers, minlength=4) * share):
+        for code, total in enumerate(np.bincount(tiers, weights=share, minlength=4)):
             if total > 0:
                 key = (row.dimension, TIERS[code])
                 by_dim[key] = by_dim.get(key, 0.0) + float(total)
         if matrix:
             node_src.append(index.gpu_node[a])
             node_dst.append(index.gpu_node[b])
-            node_bytes.append(np.full(a.size, share))
+            node_bytes.append(share)
     out: dict[str, Any] = {
         "placement": placement,
         "rows": [{"dimension": d, "tier": t, "bytes": v} for (d, t), v in by_dim.items()],

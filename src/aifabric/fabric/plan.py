@@ -196,7 +196,8 @@ def _job_on_fabric(result: dict[str, Any], job: Any, topo: Topology, gpu: Any,
     if job.domain_size != topo.scaleup_domain_size:
         job = replace(job, scaleup_domain_size=topo.scaleup_domain_size)
     traffic = training_traffic(job)
-    placed = traffic_by_tier(list(traffic.rows), job.plan, topo, matrix=matrix, placement=placement)
+    placed = traffic_by_tier(list(traffic.rows), job.plan, topo, matrix=matrix, placement=placement,
+                             stage_weights=traffic.stage_weights or None)  # fmt: skip
     result["placement"] = placement
     result["job"] = {"model": job.model.name, "plan": job.plan.summary(),
                      "accounting": job.accounting,
