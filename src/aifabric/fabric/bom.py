@@ -5,7 +5,9 @@ NICs (one per NIC port of a server; planes share a NIC), links per tier and reac
 A copper link is one DAC; an optical link is one fibre plus a transceiver end at each
 side, bought as modules that carry one or more links (NVIDIA's twin-port 800G OSFP,
 MMA4Z00-NS, carries two 400G links through two MPO-12 connectors; DGX H100 exposes its
-eight ConnectX-7 through four such OSFP cages). Prices and power per part come from the
+eight ConnectX-7 through four such OSFP cages; a NIC whose port is split over planes takes
+one module for its links in every plane, a 400G module carrying 4 x 100G at 4 planes, as
+NVIDIA's multi-plane designs break one cage out to several planes). Prices and power per part come from the
 editable catalog ``catalog/data/parts.yaml`` (dated low/likely/high USD); switch power
 there is without optics, since the modules are counted and powered here.
 """
@@ -87,8 +89,9 @@ def _link_ends(topo: Topology, tier: int, mask: np.ndarray, speed: float,
     """(end, links per device, links per module) for both ends of the masked links.
 
     Server ends group by server (endpoint_links_per_module links per module, e.g. DGX
-    H100's twin-port OSFPs); ports of no server (management) take a module each; switch
-    ends group by switch (their cages' breakout at the link speed).
+    H100's twin-port OSFPs; unset: the planes, one module per NIC carrying its link in
+    every plane); ports of no server (management) take a module each; switch ends group
+    by switch (their cages' breakout at the link speed).
     """
     e, s = topo.num_endpoints, topo.num_switches
     src, dst = topo.link_src[mask], topo.link_dst[mask]
@@ -96,7 +99,8 @@ def _link_ends(topo: Topology, tier: int, mask: np.ndarray, speed: float,
     if tier == 1:
         node = topo.endpoint_node[src]
         servers = np.bincount(node[node >= 0], minlength=topo.num_nodes)
-        ends.append(("server", servers, int(topo.meta.get("endpoint_links_per_module", 1))))
+        per_module = topo.meta.get("endpoint_links_per_module") or topo.planes
+        ends.append(("server", servers, int(per_module)))
         if (node < 0).any():
             ends.append(("appliance", np.ones(int((node < 0).sum()), np.int64), 1))
     else:

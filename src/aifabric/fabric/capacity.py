@@ -20,8 +20,14 @@ from aifabric.fabric.topology import Topology
 
 
 def bisection_bandwidth(topo: Topology) -> float:
-    """Bytes/s across the worst balanced cut (one direction)."""
-    caps = [c for c in topo.link_capacity_by_tier().values() if c > 0]
+    """Bytes/s across the worst balanced cut (one direction): half the smallest capacity
+    of the link layers up to the top built tier, min over t <= T of C_t / 2.
+
+    A layer whose upper tier has switches counts even with no links (spines above leaves
+    that have no up ports): it cuts to 0, never to full bisection. Layers above the top
+    built tier do not exist and are left out.
+    """
+    caps = list(topo.link_capacity_by_tier().values())[: topo.num_tiers]
     return min(caps) / 2.0 if caps else 0.0
 
 

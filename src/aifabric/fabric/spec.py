@@ -21,7 +21,11 @@ class FabricSpec:
     switch_radix (spine_radix, core_radix) counts ports at the speed they run: a
     51.2 Tb/s switch is radix 64 at 800G or 128 at 400G (fabric/radix.py checks it against
     the catalog). oversubscription is leaf down : up bandwidth (1 = non-blocking); spine_oversubscription
-    is spine down : up in a 3-tier fabric (between pods and core). grouping "rail" puts NIC
+    is spine down : up in a 3-tier fabric (between pods and core). Both are finite numbers
+    >= 1; a switch split by them keeps at least one up port (split_ports), so a radix-k
+    switch builds at most (k - 1):1 and any larger ratio (1000, 1e18, 1e308) builds that,
+    which the plan reports as a warning. A leaf below spines needs an up port, so
+    leaf_up_ports=0 is refused unless one switch per plane takes every endpoint. grouping "rail" puts NIC
     i of every server of a scalable unit on the same leaf (rail-optimised); "tor" puts all
     NICs of consecutive servers on one leaf (top of rack). tiers: None picks the fewest.
 
@@ -32,6 +36,13 @@ class FabricSpec:
     the rail, all of that server's NICs on the rail's leaf (one leaf per tray slot of a
     scalable unit's racks). management_ports: fabric ports of non-GPU appliances (UFM)
     taking free leaf ports of the last scalable unit, one per leaf in rail order.
+
+    endpoint_links_per_module: links one server-side transceiver module carries. Default
+    (None): planes, one module per NIC whose port is split over the planes (a 400G module
+    carrying 4 x 100G at planes=4, as NVIDIA's multi-plane ConnectX-8 designs break one
+    OSFP cage out to several planes). 2 for DGX H100, whose twin-port OSFP cages each hold
+    two ConnectX-7 ports; 1 for a NIC with a cage per plane (Alibaba HPN's 2 x 200G
+    dual-port NICs, one port to each ToR).
     """
 
     name: str = "fabric"
@@ -57,8 +68,8 @@ class FabricSpec:
     switch_model: str = "generic"  # leaf model; spine and core default to it
     spine_switch_model: str | None = None
     core_switch_model: str | None = None  # default: the spine model
-    # links one server-side transceiver module carries: 2 for DGX H100's twin-port OSFPs
-    endpoint_links_per_module: int = 1
+    # links one server-side transceiver module carries (None: planes, one module per NIC)
+    endpoint_links_per_module: int | None = None
     rail_by: str = "nic"
     management_ports: int = 0
 
@@ -66,6 +77,8 @@ class FabricSpec:
         for name in ("num_gpus", "gpus_per_node", "nics_per_node", "planes", "switch_radix",
                      "endpoint_links_per_module"):  # fmt: skip
             value = getattr(self, name)
+            if name == "endpoint_links_per_module" and value is None:
+                continue
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"{name}(={value!r}) must be an integer >= 1")
         if self.num_gpus % self.gpus_per_node:
@@ -122,6 +135,13 @@ class FabricSpec:
         if not isinstance(self.management_ports, int) or self.management_ports < 0:
             raise ConfigError(
                 f"management_ports(={self.management_ports!r}) must be an integer >= 0"
+            )
+        if self.leaf_up_ports == 0 and not self.single_switch():
+            ports = self.num_nodes * self.nics_per_node + self.management_ports
+            raise ConfigError(
+                f"leaf_up_ports(=0) must be >= 1 unless one switch per plane takes every port"
+                f" ({ports} ports per plane, switch_radix(={self.switch_radix}), tiers"
+                f"(={self.tiers})): a leaf without up ports reaches no other leaf"
             )
 
     def _check_slot_rails(self) -> None:
@@ -190,6 +210,14 @@ class FabricSpec:
 
 
 def split_ports(radix: int, ratio: float) -> tuple[int, int]:
-    """Down and up ports of a radix-k switch with down:up = ratio (down = k r / (1 + r))."""
+    """Down and up ports of a radix-k switch with down:up = ratio >= 1.
+
+    down = floor(k r / (1 + r)), at most k - 1: a switch that is split has something above
+    it, so it keeps one up port. k r / (1 + r) >= k - 1 exactly when r >= k - 1, so such
+    ratios take (k - 1, 1) directly; that also keeps huge r out of floating point, where
+    1 + r == r (r = 1e18 gave k down, 0 up) and k r overflows (r = 1e308 gave NaN).
+    """
+    if ratio >= radix - 1:
+        return radix - 1, 1
     down = int(radix * ratio // (1 + ratio))
     return down, radix - down

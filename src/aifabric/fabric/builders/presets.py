@@ -190,6 +190,7 @@ def alibaba_hpn(pods: int | None) -> Preset:
         leaf_down_ports=128, leaf_up_ports=60, port_speed=parse_bandwidth("400G"),
         spine_radix=128, spine_oversubscription=15.0, grouping="rail", su_nodes=128,
         scaleup_domain_size=8, switch_model="tomahawk-5",
+        endpoint_links_per_module=1,  # dual-port NIC: a 200G cage per port, one per plane
     )  # fmt: skip
     return Preset(
         spec, "h100-sxm",
