@@ -14,6 +14,7 @@ there is without optics, since the modules are counted and powered here.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,24 +27,101 @@ PRICE_POINTS = ("low", "likely", "high")
 
 
 def load_parts(path: str | None = None) -> dict[str, Any]:
-    """The parts catalog (shipped, or a user's file of the same shape)."""
-    import yaml
+    """The parts catalog (shipped, or a user's file of the same shape), checked whole.
+
+    Rate tables (``nics``, each ``transceivers`` reach) are keyed by Gb/s; their keys come
+    back as text ("400"), however the file wrote them.
+
+    Raises:
+        ConfigError: an unreadable or malformed file (see aifabric.yaml_input), a missing
+            section, a rate that is not a positive number, or a price or power that is not a
+            finite number >= 0; one line naming the file and the entry.
+    """
+    from aifabric.yaml_input import load_file, load_text
 
     if path is None:
         from importlib import resources
 
+        what = "shipped price catalog parts.yaml"
         text = resources.files("aifabric.catalog").joinpath("data", "parts.yaml").read_text("utf-8")
+        data = load_text(text, what)
     else:
+        what = f"price catalog {path!r}"
+        data = load_file(path, what)
+    return _checked_parts(data, what)
+
+
+_SECTIONS = ("switches", "nics", "transceivers", "cables")
+
+
+def _checked_parts(data: Any, what: str) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{what} must be a mapping with sections {', '.join(_SECTIONS)}; "
+            "copy the shape of the shipped catalog/data/parts.yaml"
+        )
+    out = dict(data)
+    for key in _SECTIONS:
+        if not isinstance(data.get(key), dict) or not data[key]:
+            raise ConfigError(f"{what} must have a non-empty {key!r} section (a mapping)")
+    if "generic" not in data["switches"]:
+        raise ConfigError(f"{what}: switches needs a 'generic' entry (used for unlisted models)")
+    for reach in Topology.REACHES:
+        if reach not in data["cables"]:
+            raise ConfigError(f"{what}: cables needs a {reach!r} entry")
+    for reach in Topology.REACHES[1:]:  # optical reaches take transceiver modules
+        if not isinstance(data["transceivers"].get(reach), dict):
+            raise ConfigError(f"{what}: transceivers needs a {reach!r} table of module rates")
+    for name, entry in data["switches"].items():
+        _check_entry(entry, f"{what}: switches.{name}")
+    for name, entry in data["cables"].items():
+        _check_entry(entry, f"{what}: cables.{name}")
+    out["nics"] = _rate_table(data["nics"], f"{what}: nics")
+    out["transceivers"] = {
+        reach: _rate_table(table, f"{what}: transceivers.{reach}")
+        if isinstance(table, dict) else table
+        for reach, table in data["transceivers"].items()
+    }  # fmt: skip
+    gpus = data.get("gpus", {})
+    if gpus is None or not isinstance(gpus, dict):
+        raise ConfigError(f"{what}: gpus must be a mapping of GPU names to prices")
+    for name, entry in gpus.items():
+        _check_entry(entry, f"{what}: gpus.{name}")
+    out["gpus"] = gpus
+    return out
+
+
+def _rate_table(table: dict[Any, Any], where: str) -> dict[str, Any]:
+    if not table:
+        raise ConfigError(f"{where} is empty; list at least one rate in Gb/s")
+    out: dict[str, Any] = {}
+    for key, entry in table.items():
         try:
-            with open(path, encoding="utf-8") as f:
-                text = f.read()
-        except OSError as exc:
-            raise ConfigError(f"cannot read price catalog {path!r}: {exc.strerror}") from None
-    data: dict[str, Any] = yaml.safe_load(text)
-    for key in ("switches", "nics", "transceivers", "cables"):
-        if not isinstance(data, dict) or key not in data:
-            raise ConfigError(f"price catalog must have a {key!r} section")
-    return data
+            rate = float(key)
+        except (TypeError, ValueError):
+            rate = math.nan
+        if isinstance(key, bool) or not math.isfinite(rate) or rate <= 0:
+            raise ConfigError(f'{where}: key {key!r} must be a line rate in Gb/s (e.g. "400")')
+        _check_entry(entry, f"{where}.{key}")
+        out[str(key)] = entry
+    return out
+
+
+def _check_entry(entry: Any, where: str) -> None:
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{where} must be a mapping (source, power_w, price)")
+    _check_amount(entry.get("power_w", 0), f"{where}.power_w")
+    price = entry.get("price", {})
+    if not isinstance(price, dict):
+        raise ConfigError(f"{where}.price must be a mapping {{low, likely, high}} in USD")
+    for point in PRICE_POINTS:
+        _check_amount(price.get(point, 0), f"{where}.price.{point}")
+
+
+def _check_amount(value: Any, where: str) -> None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    if not ok or not math.isfinite(value) or value < 0:
+        raise ConfigError(f"{where}(={value!r}) must be a finite number >= 0")
 
 
 def _rate_key(table: dict[str, Any], speed: float, what: str) -> str:

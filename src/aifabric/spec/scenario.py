@@ -8,6 +8,7 @@ Unknown keys and wrong types are ConfigErrors naming the key. Quantities accept 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,21 +24,13 @@ def load_scenario(path: str | Path) -> dict[str, Any]:
     """Read a YAML scenario file into a mapping.
 
     Raises:
-        ConfigError: missing file, YAML syntax error, or not a mapping.
+        ConfigError: missing, binary or non-UTF-8 file, YAML syntax error, a document
+            past the size, depth or alias limits of aifabric.yaml_input, or not a mapping.
     """
-    import yaml
+    from aifabric.yaml_input import load_file
 
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read scenario {str(p)!r}: {exc.strerror}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"scenario {str(p)!r} is not valid YAML{where}") from None
+    data = load_file(p, f"scenario {str(p)!r}")
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -75,14 +68,24 @@ def _int_list(key: str) -> Callable[[Any], tuple[int, ...]]:
     return convert
 
 
-def _float(key: str) -> Callable[[Any], float]:
+def _float(key: str, *, minimum: float | None = None,
+           strict: bool = False) -> Callable[[Any], float]:  # fmt: skip
+    """A finite number ("nan", "inf" and "1e400" refused), optionally bounded below
+    (``strict``: above) at the edge for keys whose job object does not check them."""
+
     def convert(value: Any) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float | str):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
         try:
-            return float(value)
-        except ValueError:
+            number = float(value)
+        except (ValueError, OverflowError):
             raise ConfigError(f"{key}: expected a number, got {value!r}") from None
+        if not math.isfinite(number):
+            raise ConfigError(f"{key}: {value!r} is not a finite number; give a finite value")
+        if minimum is not None and (number <= minimum if strict else number < minimum):
+            rule = f"> {minimum:g}" if strict else f">= {minimum:g}"
+            raise ConfigError(f"{key}(={value!r}) must be {rule}")
+        return number
 
     return convert
 
@@ -156,8 +159,9 @@ TRAIN_KEYS: dict[str, Callable[[Any], Any]] = {
     "accounting": _str("accounting"), "algorithm": _str("algorithm"),
     "in_network_reduction": _bool("in_network_reduction"),
     "scaleup_domain_size": _int("scaleup_domain_size"),
-    "token_bytes": _float("token_bytes"), "dataset_bytes": _quantity(parse_bytes, "dataset_bytes"),
-    "checkpoint_bytes_per_param": _float("checkpoint_bytes_per_param"),
+    "token_bytes": _float("token_bytes", minimum=0, strict=True),
+    "dataset_bytes": _quantity(parse_bytes, "dataset_bytes"),
+    "checkpoint_bytes_per_param": _float("checkpoint_bytes_per_param", minimum=0),
     "checkpoint_stall": _quantity(parse_duration, "checkpoint_stall"),
     "mfu": _float("mfu"), "compute_dtype": _str("compute_dtype"),
     "recompute": _str("recompute"),
