@@ -7,6 +7,8 @@ from typing import Annotated, Any
 
 import typer
 
+from aifabric.cli.edges import JsonFlag, check_output_path, emit_json, write_atomic
+
 plan_app = typer.Typer(help="Plan a fabric: topology, bill of materials, cost, traffic per tier.")
 
 Opt = typer.Option
@@ -42,12 +44,12 @@ def plan(
     su_nodes: Annotated[int | None, Opt(help="Servers per scalable unit / per leaf.")] = None,
     placement: Annotated[str | None, Opt(help="contiguous or random (seeded).")] = None,
     model: Annotated[str | None, Opt(help="Place a training job of this model.")] = None,
-    tp: Annotated[int | None, Opt()] = None,
-    pp: Annotated[int | None, Opt()] = None,
-    dp: Annotated[int | None, Opt()] = None,
-    cp: Annotated[int | None, Opt()] = None,
-    ep: Annotated[int | None, Opt()] = None,
-    zero: Annotated[int | None, Opt()] = None,
+    tp: Annotated[int | None, Opt(help="Job: tensor parallel degree.")] = None,
+    pp: Annotated[int | None, Opt(help="Job: pipeline parallel degree.")] = None,
+    dp: Annotated[int | None, Opt(help="Job: data parallel degree.")] = None,
+    cp: Annotated[int | None, Opt(help="Job: context parallel degree.")] = None,
+    ep: Annotated[int | None, Opt(help="Job: expert parallel degree (within dp*cp).")] = None,
+    zero: Annotated[int | None, Opt(help="Job: ZeRO stage 0-3 (3 = FSDP).")] = None,
     sequence_parallel: Annotated[
         bool | None,
         Opt(
@@ -56,9 +58,9 @@ def plan(
             help="Megatron-LM sequence parallelism.",
         ),
     ] = None,
-    seq_len: Annotated[int | None, Opt()] = None,
-    global_batch: Annotated[int | None, Opt()] = None,
-    micro_batch: Annotated[int | None, Opt()] = None,
+    seq_len: Annotated[int | None, Opt(help="Job: tokens per sequence.")] = None,
+    global_batch: Annotated[int | None, Opt(help="Job: sequences per iteration.")] = None,
+    micro_batch: Annotated[int | None, Opt(help="Job: sequences per micro-batch.")] = None,
     algorithm: Annotated[
         str | None, Opt(help="Collective algorithm (default auto: NCCL's).")
     ] = None,
@@ -79,7 +81,7 @@ def plan(
     frontend_nic: Annotated[
         str | None, Opt(help="Add a front-end network: NIC rate per server, e.g. 200G.")
     ] = None,
-    as_json: Annotated[bool, Opt("--json", help="Print one JSON object.")] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Build a fabric and report switches, links, optics, cost, power and capacity.
 
@@ -100,8 +102,6 @@ def plan(
              "sequence_parallel": sequence_parallel, "seq_len": seq_len,
              "global_batch": global_batch, "micro_batch": micro_batch, "algorithm": algorithm,
              "in_network_reduction": in_network_reduction}  # fmt: skip
-    from aifabric.outputs import check_output_path
-
     for what, path in (("graphml", graphml), ("export", export), ("matrix", matrix),
                        ("svg", svg)):  # fmt: skip
         if path is not None:
@@ -128,8 +128,6 @@ def plan(
     if export is not None:
         import json
 
-        from aifabric.outputs import write_atomic
-
         write_atomic(export, json.dumps(topo.to_dict(include_links=True)))
         result["export"] = str(export)
     if matrix is not None and node_matrix is not None:
@@ -138,9 +136,7 @@ def plan(
     if svg is not None:
         _write_svg(svg, result)
     if as_json:
-        from aifabric.cli import _emit_json
-
-        _emit_json(result)
+        emit_json(result)
         return
     from aifabric.report.fabric_tables import plan_report
 
@@ -155,8 +151,6 @@ def _write_svg(path: Path, result: dict[str, Any]) -> None:
         raise ConfigError("--svg draws a job's traffic per tier: add --model and a parallel plan")
     title = f"{result['job']['model']}: bytes per iteration by tier"
     label = str(result.get("preset") or result.get("design"))
-    from aifabric.outputs import write_atomic
-
     write_atomic(path, tier_traffic_svg([(label, result["bytes_by_tier"])], title=title))
     result["svg"] = str(path)
 
@@ -174,8 +168,6 @@ def _write_matrix(path: Path, node_matrix: Any) -> None:
     """CSV of inter-server bytes per iteration, written whole or not at all."""
     from typing import TextIO
 
-    from aifabric.outputs import write_atomic
-
     src, dst, nbytes = node_matrix
 
     def write(f: TextIO) -> None:
@@ -190,16 +182,14 @@ def _write_matrix(path: Path, node_matrix: Any) -> None:
 def compare(
     gpus: Annotated[int, Opt(help="GPUs in each cluster.")] = 1024,
     gpu: Annotated[str, Opt(help="Catalog GPU.")] = "h100-sxm",
-    as_json: Annotated[bool, Opt("--json", help="Print one JSON object.")] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Training fabric vs inference fabric for the same GPUs, and the hybrid strategies (seed 004)."""
     from aifabric.fabric.compare import compare_training_inference
 
     result = compare_training_inference(gpus=gpus, gpu=gpu)
     if as_json:
-        from aifabric.cli import _emit_json
-
-        _emit_json(result)
+        emit_json(result)
         return
     from aifabric.report.fabric_tables import compare_report
 

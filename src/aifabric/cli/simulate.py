@@ -10,6 +10,8 @@ from typing import Annotated, Any
 
 import typer
 
+from aifabric.cli.edges import JsonFlag, emit_json, write_atomic
+
 simulate_app = typer.Typer(no_args_is_help=True, help="Simulate serving (and, later, training).")
 
 Opt = typer.Option
@@ -36,18 +38,21 @@ def _progress_bar(enabled: bool, total: int) -> Iterator[Callable[[int, int], No
         yield update
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    from aifabric.outputs import write_atomic
-
-    write_atomic(path, text)
-
-
 @simulate_app.command("serve")
 def simulate_serve(
-    file: Annotated[Path | None, Opt("-f", "--file", help="Serving scenario YAML.")] = None,
+    file: Annotated[
+        Path | None,
+        Opt(
+            "-f",
+            "--file",
+            help="Serving scenario YAML (default: the built-in example, every key at its "
+            "default; see examples/serve/ for full scenarios).",
+        ),
+    ] = None,
     seed: Annotated[int | None, Opt(help="Random seed (overrides the scenario's).")] = None,
     sets: Annotated[
-        list[str] | None, Opt("--set", help="Override a scenario key: dotted.key=value.")
+        list[str] | None,
+        Opt("--set", metavar="KEY=VALUE", help="Override a scenario key: dotted.key=value."),
     ] = None,
     timeseries: Annotated[
         Path | None,
@@ -61,9 +66,12 @@ def simulate_serve(
     progress: Annotated[
         bool | None, Opt("--progress/--no-progress", help="Progress bar (default: on a TTY).")
     ] = None,
-    as_json: Annotated[bool, Opt("--json", help="Print one JSON object (base units).")] = False,
+    as_json: JsonFlag = False,
 ) -> None:
-    """Simulate LLM serving on a scenario: TTFT/TBT per SLO tier, throughput, KV traffic."""
+    """Simulate LLM serving on a scenario: TTFT/TBT per SLO tier, throughput, KV traffic.
+
+    Without -f it runs the built-in example, every scenario key at its default (llama3-8b on one colocated H100 instance, 1,000 synthetic Poisson requests, seed 0); --set and --seed still apply. A fuller scenario: -f examples/serve/poisson-colocated.yaml.
+    """
     from aifabric.outputs import check_output_path
     from aifabric.serving.cluster import ServingSimulation
     from aifabric.serving.config import load_serve_scenario
@@ -78,15 +86,13 @@ def simulate_serve(
         simulation.progress = update
         result = simulation.run()
     if timeseries is not None:
-        _write_atomic(timeseries, _timeseries_csv(simulation))
+        write_atomic(timeseries, _timeseries_csv(simulation))
     if requests_csv is not None:
-        _write_atomic(requests_csv, _requests_csv(simulation))
+        write_atomic(requests_csv, _requests_csv(simulation))
     if as_json:
-        from aifabric.cli import _emit_json
-
-        _emit_json(result)
+        emit_json(result)
         return
-    _print_result(result)
+    _print_result(result, builtin=file is None)
 
 
 def _timeseries_csv(simulation: Any) -> str:
@@ -122,7 +128,7 @@ def _ms(p: dict[str, float | None]) -> str:
     return " / ".join(f"{1e3 * p[k]:,.1f}" for k in ("p50", "p95", "p99"))  # type: ignore[operator]
 
 
-def _print_result(r: dict[str, Any]) -> None:
+def _print_result(r: dict[str, Any], *, builtin: bool = False) -> None:
     from rich.table import Table
 
     from aifabric.report.tables import _console, key_values
@@ -131,7 +137,8 @@ def _print_result(r: dict[str, Any]) -> None:
     s = r["scenario"]
     pools = " + ".join(f"{n} {role}" for role, n in s["instances"].items())
     net = r["network_bytes"]
-    key_values(f"serving {s['model']}: {pools}, {s['batching']} batching, {s['routing']} routing", [
+    origin = " (built-in example; -f FILE for a scenario)" if builtin else ""
+    key_values(f"serving {s['model']}{origin}: {pools}, {s['batching']} batching, {s['routing']} routing", [
         ("requests (completed / rejected / in flight)",
          f"{r['requests']:,} ({r['completed']:,} / {r['rejected']:,} / {r['in_flight_at_end']:,})"),
         ("TTFT p50 / p95 / p99 (ms)", _ms(r["ttft_s"])),

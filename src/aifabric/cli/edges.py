@@ -1,0 +1,81 @@
+"""The command line's edges, in one home: JSON on stdout, errors on stderr, exit codes, files.
+
+Every command module imports this module (never the app root, ``aifabric.cli``), so there is
+one rule for each edge:
+
+- success with ``--json``: one JSON object on stdout, strict JSON (``allow_nan=False``: a NaN
+  or infinity is a bug to surface, never ``NaN`` text a JSON parser refuses);
+- an input error: one line on stderr and exit status :data:`EXIT_INPUT_ERROR` (2, the status
+  Click gives usage errors): ``aifabric: error: MESSAGE``, or with ``--json`` the JSON object
+  ``{"error": "MESSAGE"}`` on one line;
+- output files: checked before any work and written whole or not at all, by
+  :mod:`aifabric.outputs` (re-exported here so a command needs one import).
+
+Only ``typer`` (for the option declarations) and the standard library are imported at module
+level, so ``import aifabric.cli`` stays light: numpy, Rich and pydantic load inside commands.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from aifabric.outputs import check_output_path, write_atomic
+
+__all__ = [
+    "EXIT_INPUT_ERROR",
+    "EXIT_OK",
+    "JsonFlag",
+    "ScenarioFile",
+    "check_output_path",
+    "emit_json",
+    "print_error",
+    "wants_json",
+    "write_atomic",
+]
+
+EXIT_OK = 0
+EXIT_INPUT_ERROR = 2  # Click's status for usage errors; ours for every input error
+
+JsonFlag = Annotated[
+    bool,
+    typer.Option("--json", help="Print one JSON object (base units); errors as JSON on stderr."),
+]
+ScenarioFile = Annotated[Path | None, typer.Option("-f", "--file", help="Scenario YAML file.")]
+
+
+def emit_json(obj: Any) -> None:
+    """Write ``obj`` to stdout as one indented JSON object (strict: no NaN or infinity)."""
+    sys.stdout.write(json.dumps(obj, indent=2, allow_nan=False) + "\n")
+
+
+def wants_json(argv: Sequence[str]) -> bool:
+    """Whether the command line asks for JSON (``--json`` before any ``--`` terminator).
+
+    Read from the raw arguments, not the parsed options, so that a usage error found before
+    Click reached ``--json`` (an unknown flag, a bad integer) is reported in JSON too.
+    """
+    for arg in argv:
+        if arg == "--":
+            return False
+        if arg == "--json":
+            return True
+    return False
+
+
+def print_error(message: str, *, as_json: bool) -> int:
+    """Print one error line on stderr and return :data:`EXIT_INPUT_ERROR`.
+
+    The message is folded to one line (Click wraps long usage errors over several).
+    """
+    line = " ".join(message.split())
+    if as_json:
+        sys.stderr.write(json.dumps({"error": line}) + "\n")
+    else:
+        sys.stderr.write(f"aifabric: error: {line}\n")
+    return EXIT_INPUT_ERROR
