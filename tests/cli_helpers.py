@@ -34,3 +34,10 @@ def run_error(capsys: pytest.CaptureFixture[str], *args: str) -> str:
     assert lines[0].startswith("aifabric: error: ")
     return lines[0]
 
+
+def main_in_process(capsys: pytest.CaptureFixture[str], *args: str) -> str:
+    """Run the CLI in-process and return what it printed on stdout (exit status 0)."""
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    return out
