@@ -17,11 +17,10 @@ from aifabric.units import parse_bandwidth, parse_bytes, parse_duration
 
 
 def _load_yaml(name: str) -> dict[str, Any]:
-    import yaml
+    from aifabric.yaml_input import load_text
 
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     text = resources.files("aifabric.catalog").joinpath("data", name).read_text("utf-8")
-    data = yaml.load(text, Loader=loader)
+    data = load_text(text, f"catalog file {name}")
     if not isinstance(data, dict):
         raise ConfigError(f"catalog file {name} is not a mapping")
     return data

@@ -45,7 +45,8 @@ Positive = Annotated[float, Field(gt=0)]
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+    # allow_inf_nan=False: NaN and infinity are refused for every float key
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False, allow_inf_nan=False)
 
 
 class Lengths(_Section):
@@ -190,7 +191,7 @@ class Metrics(_Section):
 
 
 class ServeScenario(_Section):
-    seed: int = 0
+    seed: Annotated[int, Field(ge=0)] = 0  # NumPy's generators take non-negative seeds
     model: str | dict[str, Any] = "llama3-8b"
     gpu: str = "h100-sxm"
     max_sim_time_s: Positive | None = None  # stop the clock here; unfinished work is counted
@@ -209,6 +210,8 @@ def apply_sets(data: dict[str, Any], sets: list[str]) -> dict[str, Any]:
     """Apply ``dotted.key=value`` overrides (values read as YAML) to a nested mapping."""
     import yaml
 
+    from aifabric.yaml_input import load_text
+
     out: dict[str, Any] = _deep_copy(data)
     for item in sets:
         key, sep, raw = item.partition("=")
@@ -216,8 +219,10 @@ def apply_sets(data: dict[str, Any], sets: list[str]) -> dict[str, Any]:
         if not sep or not key:
             raise ConfigError(f"--set {item!r}: expected dotted.key=value")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError:
+            value = load_text(raw, f"--set {key}") if raw.strip() else ""
+        except ConfigError:  # past the size, depth or alias limits
+            raise
+        except (yaml.YAMLError, ValueError, OverflowError):  # not YAML: the text itself
             value = raw
         node = out
         parts = key.split(".")

@@ -49,21 +49,61 @@ def detect_format(path: Path) -> str:
     return "azure" if path.suffix.lower() == ".csv" else "mooncake"
 
 
+MAX_TRACE_TOKENS = 100_000_000  # per request: 10x the longest published context (10M)
+MAX_TRACE_TIMESTAMP_MS = 1e15  # ~31,700 years of milliseconds (Mooncake: ms from the start)
+
+
 def read_trace(path: str | Path, fmt: str | None = None) -> Trace:
     """Read a trace file (format from the extension unless given).
 
+    Every record is checked at the edge: token counts are whole numbers in
+    [1, MAX_TRACE_TOKENS] (outputs may be 0), timestamps finite numbers >= 0.
+
     Raises:
-        ConfigError: unreadable file, unknown format, or a malformed line (named).
+        ConfigError: unreadable, binary or non-UTF-8 file, unknown format, a malformed or
+            absurd record (its line named), or no requests.
     """
     p = Path(path)
     fmt = fmt or detect_format(p)
     if fmt not in FORMATS:
         raise ConfigError(f"trace format(={fmt!r}) must be one of {', '.join(FORMATS)}")
     try:
-        with p.open(encoding="utf-8") as f:
-            return _read_mooncake(f, p.name) if fmt == "mooncake" else _read_azure(f, p.name)
+        with p.open("rb") as f:
+            lines = _text_lines(f, p.name)
+            return (
+                _read_mooncake(lines, p.name) if fmt == "mooncake" else _read_azure(lines, p.name)
+            )
+    except IsADirectoryError:
+        raise ConfigError(f"cannot read trace {str(p)!r}: it is a directory; give a file") from None
     except OSError as exc:
         raise ConfigError(f"cannot read trace {str(p)!r}: {exc.strerror}") from None
+
+
+def _text_lines(f: Any, name: str) -> Any:
+    """Decoded lines of a binary file; a NUL byte or non-UTF-8 bytes stop with the line."""
+    for number, raw in enumerate(f, 1):
+        if b"\x00" in raw:
+            raise ConfigError(
+                f"trace {name} is a binary file (NUL byte at line {number}); give a text trace"
+            )
+        try:
+            yield raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(
+                f"trace {name} is not UTF-8 text (byte 0x{raw[exc.start]:02x} at line {number}); "
+                "save it as UTF-8"
+            ) from None
+
+
+def _tokens(value: Any, field: str, low: int) -> int:
+    """A token count: a whole number (not a boolean, not text) in [low, MAX_TRACE_TOKENS]."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{field}(={value!r}) must be a whole number of tokens")
+    if isinstance(value, float) and not value.is_integer():
+        raise ValueError(f"{field}(={value!r}) must be a whole number of tokens")
+    if not low <= value <= MAX_TRACE_TOKENS:
+        raise ValueError(f"{field}(={value!r}) must be in [{low}, {MAX_TRACE_TOKENS:,}] tokens")
+    return int(value)
 
 
 def _read_mooncake(lines: Any, name: str) -> Trace:
@@ -73,42 +113,74 @@ def _read_mooncake(lines: Any, name: str) -> Trace:
             continue
         try:
             rec = json.loads(line)
-            times.append(float(rec["timestamp"]) / 1e3)
-            ins.append(int(rec["input_length"]))
-            outs.append(int(rec["output_length"]))
-            hashes.append([int(h) for h in rec.get("hash_ids", [])])
-        except (ValueError, KeyError, TypeError) as exc:
+            if not isinstance(rec, dict):
+                raise TypeError("a record is a JSON object")
+            stamp = rec["timestamp"]
+            if isinstance(stamp, bool) or not isinstance(stamp, int | float):
+                raise ValueError(f"timestamp(={stamp!r}) must be a number of milliseconds")
+            if not 0 <= stamp <= MAX_TRACE_TIMESTAMP_MS:  # NaN fails too
+                raise ValueError(f"timestamp(={stamp!r}) must be finite ms in [0, 1e15]")
+            ids = rec.get("hash_ids", [])
+            if not isinstance(ids, list) or not all(
+                isinstance(h, int) and not isinstance(h, bool) for h in ids
+            ):
+                raise ValueError("hash_ids must be a list of integers")
+            times.append(float(stamp) / 1e3)
+            ins.append(_tokens(rec["input_length"], "input_length", 1))
+            outs.append(_tokens(rec["output_length"], "output_length", 0))
+            hashes.append(ids)
+        except (ValueError, KeyError, TypeError, RecursionError) as exc:
+            problem = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
             raise ConfigError(
                 f"{name} line {number}: not a Mooncake record (timestamp, input_length, "
-                f"output_length, hash_ids): {exc}"
+                f"output_length, hash_ids): {problem}"
             ) from None
     return _sorted(name, times, ins, outs, hashes)
+
+
+_AZURE_COLUMNS = ("TIMESTAMP", "ContextTokens", "GeneratedTokens")
 
 
 def _read_azure(lines: Any, name: str) -> Trace:
     reader = csv.DictReader(lines)
     times, ins, outs = [], [], []
-    for number, row in enumerate(reader, 2):
-        try:
-            stamp = row["TIMESTAMP"].strip()
-            if "." in stamp:  # 7-digit fractions: keep microseconds
-                head, frac = stamp.split(".")
-                stamp = f"{head}.{frac[:6]}"
-            times.append(datetime.fromisoformat(stamp).replace(tzinfo=UTC).timestamp())
-            ins.append(int(row["ContextTokens"]))
-            outs.append(int(row["GeneratedTokens"]))
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+    number = 1
+    try:
+        header = reader.fieldnames
+        if header is None or not set(_AZURE_COLUMNS) <= set(header):
             raise ConfigError(
-                f"{name} line {number}: not an Azure record (TIMESTAMP, ContextTokens, "
-                f"GeneratedTokens): {exc}"
-            ) from None
+                f"trace {name}: the first line must be the Azure header "
+                f"{','.join(_AZURE_COLUMNS)} (got {','.join(header or []) or 'nothing'})"
+            )
+        for number, row in enumerate(reader, 2):
+            try:
+                stamp = row["TIMESTAMP"].strip()
+                if "." in stamp:  # 7-digit fractions: keep microseconds
+                    head, frac = stamp.split(".")
+                    stamp = f"{head}.{frac[:6]}"
+                times.append(datetime.fromisoformat(stamp).replace(tzinfo=UTC).timestamp())
+                ins.append(_tokens(_whole(row["ContextTokens"]), "ContextTokens", 1))
+                outs.append(_tokens(_whole(row["GeneratedTokens"]), "GeneratedTokens", 0))
+            except (ValueError, KeyError, TypeError, AttributeError, OverflowError) as exc:
+                raise ConfigError(
+                    f"{name} line {number}: not an Azure record (TIMESTAMP, ContextTokens, "
+                    f"GeneratedTokens): {exc}"
+                ) from None
+    except csv.Error as exc:
+        raise ConfigError(f"{name} line {number + 1}: not CSV: {exc}") from None
     return _sorted(name, times, ins, outs, None)
+
+
+def _whole(text: Any) -> int:
+    if not isinstance(text, str):
+        raise ValueError("a column is missing")
+    return int(text)
 
 
 def _sorted(name: str, times: list[float], ins: list[int], outs: list[int],
             hashes: list[list[int]] | None) -> Trace:  # fmt: skip
     if not times:
-        raise ConfigError(f"trace {name} has no requests")
+        raise ConfigError(f"trace {name} has no requests; give a trace with at least one")
     t = np.asarray(times, dtype=np.float64)
     order = np.argsort(t, kind="stable")
     t = t[order] - t[order[0]]

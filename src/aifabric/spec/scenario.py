@@ -116,8 +116,17 @@ def _dtype(key: str) -> Callable[[Any], str]:
     return lambda value: as_str(value).lower()
 
 
-def _quantity(parse: Callable[..., float], key: str) -> Callable[[Any], float]:
-    return lambda value: parse(value, what=key)
+def _quantity(parse: Callable[..., float], key: str,
+              positive: bool = False) -> Callable[[Any], float]:  # fmt: skip
+    """A unit-bearing quantity (finite and >= 0 by the parser); ``positive``: also > 0."""
+
+    def convert(value: Any) -> float:
+        number = parse(value, what=key)
+        if positive and number <= 0:
+            raise ConfigError(f"{key}(={value!r}) must be > 0")
+        return number
+
+    return convert
 
 
 def _model(value: Any) -> ModelSpec:
@@ -173,7 +182,7 @@ INFER_KEYS: dict[str, Callable[[Any], Any]] = {
     "pd": _bool("pd"), "tokens_per_s": _float("tokens_per_s"),
     "parallel_efficiency": _float("parallel_efficiency"),
     "kv_deadline": _quantity(parse_duration, "kv_deadline"),
-    "nic_speed": _quantity(parse_bandwidth, "nic_speed"), "accounting": _str("accounting"),
+    "nic_speed": _quantity(parse_bandwidth, "nic_speed", positive=True), "accounting": _str("accounting"),
     "algorithm": _str("algorithm"), "scaleup_domain_size": _int("scaleup_domain_size"),
     "in_network_reduction": _bool("in_network_reduction"),
 }  # fmt: skip
