@@ -97,9 +97,20 @@ def build(spec: FabricSpec, design: str | None = None) -> Topology:
 
 
 def plan_fabric(options: dict[str, Any], job: Any | None = None, *, matrix: bool = False,
-                prices: str | None = None) -> tuple[dict[str, Any], Topology, Any]:  # fmt: skip
-    """Build and describe a fabric; with a training job, place it and split its traffic."""
+                prices: str | None = None,
+                max_work: float | None = None) -> tuple[dict[str, Any], Topology, Any]:  # fmt: skip
+    """Build and describe a fabric; with a training job, place it and split its traffic.
+
+    Raises:
+        WorkLimitError: the fabric's estimated links (``estimated_links``) above
+            aifabric.guards.MAX_PLAN_LINKS, or the job's rank-rows above its limit
+            (see training_traffic); ``max_work`` replaces both limits.
+    """
+    from aifabric.guards import MAX_PLAN_LINKS, check_work, limit_for
+
     spec, gpu_name, info = fabric_spec(options)
+    check_work("plan", estimated_links(spec), limit_for(MAX_PLAN_LINKS, max_work), "links",
+               basis=f"{spec.num_gpus:,} GPUs x NIC links per GPU x {spec.tiers or 3} tiers")  # fmt: skip
     topo = build(spec, info.get("design"))
     gpu = get_gpu(gpu_name)
     parts = load_parts(prices)
@@ -141,8 +152,17 @@ def plan_fabric(options: dict[str, Any], job: Any | None = None, *, matrix: bool
     matrix_out = None
     if job is not None:
         placement = options.get("placement", "contiguous")
-        matrix_out = _job_on_fabric(result, job, topo, gpu, matrix, placement)
+        matrix_out = _job_on_fabric(result, job, topo, gpu, matrix, placement, max_work)
     return result, topo, matrix_out
+
+
+def estimated_links(spec: FabricSpec) -> float:
+    """Links a fabric will have, before building it: endpoint links (servers x NICs x
+    planes) once per tier, as a non-blocking Clos has about as many links in each tier
+    (tiers None: 3, the most a planner picks). A 30,000-GPU rail-optimized H100 fabric:
+    90,000 estimated, 90,416 built."""
+    endpoint_links = spec.num_gpus / spec.gpus_per_node * spec.nics_per_node * spec.planes
+    return endpoint_links * (spec.tiers or 3)
 
 
 def oversubscription_warnings(spec: FabricSpec, built: dict[str, float]) -> list[str]:
@@ -187,7 +207,7 @@ def _frontend(topo: Topology, nic: str, gpu_name: str, parts: dict[str, Any]) ->
 
 
 def _job_on_fabric(result: dict[str, Any], job: Any, topo: Topology, gpu: Any,
-                   matrix: bool, placement: str) -> Any:  # fmt: skip
+                   matrix: bool, placement: str, max_work: float | None = None) -> Any:  # fmt: skip
     from aifabric.fabric.placement import tier_requirements, traffic_by_tier
     from aifabric.traffic.training import training_traffic
 
@@ -195,7 +215,7 @@ def _job_on_fabric(result: dict[str, Any], job: Any, topo: Topology, gpu: Any,
         job = replace(job, gpu=gpu)
     if job.domain_size != topo.scaleup_domain_size:
         job = replace(job, scaleup_domain_size=topo.scaleup_domain_size)
-    traffic = training_traffic(job)
+    traffic = training_traffic(job, max_work=max_work)
     placed = traffic_by_tier(list(traffic.rows), job.plan, topo, matrix=matrix, placement=placement,
                              stage_weights=traffic.stage_weights or None)  # fmt: skip
     result["placement"] = placement

@@ -26,6 +26,7 @@ from aifabric.des import Simulator
 from aifabric.errors import ConfigError
 from aifabric.serving.compute import RooflineTiming
 from aifabric.serving.config import ServeScenario
+from aifabric.serving.estimate import check_serving_work, synthetic_figures
 from aifabric.serving.instance import Instance
 from aifabric.serving.kvstore import ConsistentHashRing, KVStore, Tier
 from aifabric.serving.kvstore.flat import FlatPrefixCache
@@ -40,7 +41,11 @@ Progress = Callable[[int, int], None]
 class ServingSimulation:
     """Build from a validated scenario, then ``run()`` for the metrics dictionary."""
 
-    def __init__(self, scenario: ServeScenario, *, progress: Progress | None = None) -> None:
+    def __init__(self, scenario: ServeScenario, *, progress: Progress | None = None,
+                 max_work: float | None = None) -> None:  # fmt: skip
+        """Raises WorkLimitError (aifabric.guards) when the run's estimated events or
+        time-series samples exceed their limits, before the workload is drawn; ``max_work``
+        replaces those limits (None: the defaults)."""
         from aifabric.catalog import get_gpu
         from aifabric.spec.scenario import _model
 
@@ -50,8 +55,6 @@ class ServingSimulation:
         self.progress = progress
         self.model = _model(sc.model)
         cl = sc.cluster
-        self.workload: Workload = _build_workload(sc, self.rng)
-        self.block_tokens = self.workload.block_tokens
         store = sc.kv_store
         self.store_enabled = store.enabled
 
@@ -66,15 +69,25 @@ class ServingSimulation:
             except ConfigError as exc:
                 raise ConfigError(f"scenario key {key}: {exc}") from None
 
-        self.instances: list[Instance] = []
-        self.network = FlowNetwork(self.sim, latency=sc.network.latency_s)
         if cl.mode == "colocated":
-            t = timing(sc.gpu, cl.tp, "cluster.tp")
-            self.entry = [self._instance("colocated", t, "cluster.tp") for _ in range(cl.instances)]
-            self.decoders: list[Instance] = []
+            tp_p, tp_d = timing(sc.gpu, cl.tp, "cluster.tp"), None
         else:
             tp_p = timing(cl.prefill_gpu or sc.gpu, cl.prefill_tp or cl.tp, "cluster.prefill_tp")
             tp_d = timing(cl.decode_gpu or sc.gpu, cl.decode_tp or cl.tp, "cluster.decode_tp")
+        if sc.workload.source != "trace":  # a trace's size is known once it is read
+            check_serving_work(sc, tp_p, tp_d, synthetic_figures(sc), max_work)
+        self.workload: Workload = _build_workload(sc, self.rng)
+        if sc.workload.source == "trace":
+            check_serving_work(sc, tp_p, tp_d, _trace_figures(self.workload), max_work)
+        self.block_tokens = self.workload.block_tokens
+        self.instances: list[Instance] = []
+        self.network = FlowNetwork(self.sim, latency=sc.network.latency_s)
+        if tp_d is None:
+            self.entry = [
+                self._instance("colocated", tp_p, "cluster.tp") for _ in range(cl.instances)
+            ]
+            self.decoders: list[Instance] = []
+        else:
             self.entry = [
                 self._instance("prefill", tp_p, "cluster.prefill_tp")
                 for _ in range(cl.prefill_instances)
@@ -408,6 +421,17 @@ class ServingSimulation:
         blocks = self.workload.blocks_for(-1, prev.session, prev.turn + 1, prompt)
         req = self._new_request(prompt, output, prev.tier, prev.session, prev.turn + 1, blocks)
         self._admit(req)
+
+
+def _trace_figures(wl: Workload) -> dict[str, Any]:
+    """Requests, arrival span and mean lengths of a read trace (first turns only)."""
+    n = wl.total
+    return {
+        "requests": n,
+        "span": float(wl.times[-1] - wl.times[0]) if wl.times.shape[0] else 0.0,
+        "mean_prompt": float(wl.prompts.mean()) if n else 0.0,
+        "mean_output": float(wl.outputs.mean()) if n else 0.0,
+    }
 
 
 def _build_workload(sc: ServeScenario, rng: np.random.Generator) -> Workload:
