@@ -175,10 +175,10 @@ def training_traffic(job: TrainingJob, *, max_work: float | None = None) -> Trai
     from aifabric.guards import MAX_TRAINING_RANK_ROWS, check_work, limit_for
 
     plan = job.plan
-    rows = max(2, 2 * sum(1 for d in (plan.tp, plan.cp, plan.pp, plan.ep, plan.dp) if d > 1))
-    check_work("traffic train", float(plan.world_size) * rows,
+    num_rows = max(2, 2 * sum(1 for d in (plan.tp, plan.cp, plan.pp, plan.ep, plan.dp) if d > 1))
+    check_work("traffic train", float(plan.world_size) * num_rows,
                limit_for(MAX_TRAINING_RANK_ROWS, max_work), "rank-rows",
-               basis=f"{plan.world_size:,} ranks x {rows} traffic rows")  # fmt: skip
+               basis=f"{plan.world_size:,} ranks x {num_rows} traffic rows")  # fmt: skip
     tokens = float(job.global_batch * job.seq_len)
     flops = job.model.training_flops_per_token(job.seq_len) * tokens
     compute = flops / (job.plan.world_size * job.gpu.peak_flops(job.compute_dtype) * job.mfu)
