@@ -62,11 +62,17 @@ def test_wants_json_stops_at_the_option_terminator() -> None:
     assert not wants_json(["plan", "--json-ish"])
 
 
-def test_emit_json_refuses_non_finite(capsys) -> None:
-    with pytest.raises(ValueError):
-        emit_json({"x": math.nan})
-    emit_json({"calls": 3})
-    assert json.loads(capsys.readouterr().out) == {"calls": 3}
+def test_emit_json_non_finite_becomes_null_with_a_note(capsys) -> None:
+    """Issue 9 item 3: no NaN/Infinity text; null plus a notes entry naming the key."""
+    import numpy as np
+
+    emit_json({"x": math.nan, "rows": [{"y": math.inf}], "calls": np.int64(3), "t": 0.1 + 0.2})
+    out = json.loads(capsys.readouterr().out)
+    assert out["x"] is None and out["rows"][0]["y"] is None
+    assert out["calls"] == 3 and isinstance(out["calls"], int)
+    assert out["t"] == 0.3
+    assert any("x is nan" in n for n in out["notes"])
+    assert any("rows[0].y is inf" in n for n in out["notes"])
 
 
 def test_python_dash_m_aifabric() -> None:

@@ -3,8 +3,8 @@
 Every command module imports this module (never the app root, ``aifabric.cli``), so there is
 one rule for each edge:
 
-- success with ``--json``: one JSON object on stdout, strict JSON (``allow_nan=False``: a NaN
-  or infinity is a bug to surface, never ``NaN`` text a JSON parser refuses);
+- success with ``--json``: one JSON object on stdout, strict JSON: a NaN or infinity becomes
+  ``null`` with a ``notes`` entry naming it, never ``NaN`` text a JSON parser refuses;
 - an input error: one line on stderr and exit status :data:`EXIT_INPUT_ERROR` (2, the status
   Click gives usage errors): ``aifabric: error: MESSAGE``, or with ``--json`` the JSON object
   ``{"error": "MESSAGE"}`` on one line;
@@ -50,8 +50,40 @@ ScenarioFile = Annotated[Path | None, typer.Option("-f", "--file", help="Scenari
 
 
 def emit_json(obj: Any) -> None:
-    """Write ``obj`` to stdout as one indented JSON object (strict: no NaN or infinity)."""
-    sys.stdout.write(json.dumps(obj, indent=2, allow_nan=False) + "\n")
+    """Write ``obj`` to stdout as one indented JSON object, strict JSON.
+
+    A non-finite number becomes ``null`` and the object's ``notes`` list says where and
+    why; floats are written with 15 significant digits, so unit arithmetic's noise
+    (0.30000000000000004) does not reach scripts; integral numpy scalars stay integers.
+    """
+    notes: list[str] = []
+    clean = _json_safe(obj, "", notes)
+    if notes and isinstance(clean, dict):
+        existing = clean.get("notes")
+        clean["notes"] = (list(existing) if isinstance(existing, list) else []) + notes
+    sys.stdout.write(json.dumps(clean, indent=2, allow_nan=False) + "\n")
+
+
+def _json_safe(value: Any, path: str, notes: list[str]) -> Any:
+    """A copy of ``value`` with plain JSON types; see emit_json."""
+    import math
+
+    if isinstance(value, dict):
+        return {
+            k: _json_safe(v, f"{path}.{k}" if path else str(k), notes) for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [_json_safe(v, f"{path}[{i}]", notes) for i, v in enumerate(value)]
+    if isinstance(value, bool) or value is None or isinstance(value, str | int):
+        return value
+    if hasattr(value, "item") and callable(value.item):  # numpy scalar
+        return _json_safe(value.item(), path, notes)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            notes.append(f"{path} is {value} (not a finite number); reported as null")
+            return None
+        return float(f"{value:.15g}")
+    return value
 
 
 def wants_json(argv: Sequence[str]) -> bool:
