@@ -164,3 +164,18 @@ def test_cli_refuses_in_one_line(capsys: pytest.CaptureFixture[str], argv: list[
     message = run_error(capsys, *argv)
     assert time.perf_counter() - start < 1.0
     assert "estimated" in message and "--max-work" in message
+
+
+def test_cli_max_work_flag_lifts_and_validates(capsys) -> None:
+    """--max-work on plan, traffic train and simulate serve reaches the guard: a value
+    above the estimate lets the run through, a non-positive or NaN one is refused."""
+    from tests.cli_helpers import run_json
+
+    assert "--max-work" in run_error(capsys, "plan", "--gpus", "100000000")
+    assert run_json(capsys, "plan", "--gpus", "64", "--max-work", "1e6", "--json")
+    for argv in (
+        ["plan", "--gpus", "64", "--max-work", "-1"],
+        ["traffic", "train", "--model", "llama3-8b", "--max-work", "0"],
+        ["simulate", "serve", "--max-work", "nan"],
+    ):
+        assert "max_work" in run_error(capsys, *argv).replace("-", "_")

@@ -31,6 +31,7 @@ __all__ = [
     "EXIT_INPUT_ERROR",
     "EXIT_OK",
     "JsonFlag",
+    "MaxWork",
     "ScenarioFile",
     "check_output_path",
     "emit_json",
@@ -47,6 +48,14 @@ JsonFlag = Annotated[
     typer.Option("--json", help="Print one JSON object (base units); errors as JSON on stderr."),
 ]
 ScenarioFile = Annotated[Path | None, typer.Option("-f", "--file", help="Scenario YAML file.")]
+MaxWork = Annotated[
+    float | None,
+    typer.Option(
+        "--max-work",
+        help="Lift the resource guard (aifabric.guards): the work this run may take, in the "
+        "units a refusal names (events, samples, rank-rows, links).",
+    ),
+]
 
 
 def emit_json(obj: Any) -> None:

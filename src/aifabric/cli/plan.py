@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from aifabric.cli.edges import JsonFlag, check_output_path, emit_json, write_atomic
+from aifabric.cli.edges import JsonFlag, MaxWork, check_output_path, emit_json, write_atomic
 
 plan_app = typer.Typer(help="Plan a fabric: topology, bill of materials, cost, traffic per tier.")
 
@@ -81,6 +81,7 @@ def plan(
     frontend_nic: Annotated[
         str | None, Opt(help="Add a front-end network: NIC rate per server, e.g. 200G.")
     ] = None,
+    max_work: MaxWork = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Build a fabric and report switches, links, optics, cost, power and capacity.
@@ -121,6 +122,7 @@ def plan(
     if frontend_nic is not None:
         fabric_opts["frontend_nic"] = frontend_nic
     result, topo, node_matrix = plan_fabric(fabric_opts, job, matrix=matrix is not None,
+                                            max_work=max_work,
                                             prices=prices)  # fmt: skip
     if graphml is not None:
         topo.write_graphml(graphml)

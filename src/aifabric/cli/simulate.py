@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from aifabric.cli.edges import JsonFlag, emit_json, write_atomic
+from aifabric.cli.edges import JsonFlag, MaxWork, emit_json, write_atomic
 
 simulate_app = typer.Typer(no_args_is_help=True, help="Simulate serving (and, later, training).")
 
@@ -64,8 +64,10 @@ def simulate_serve(
         Path | None, Opt("--requests", help="Write one CSV row per completed request.")
     ] = None,
     progress: Annotated[
-        bool | None, Opt("--progress/--no-progress", help="Progress bar (default: on a TTY).")
+        bool | None,
+        Opt("--progress/--no-progress", help="Progress bar on stderr (default: when a TTY)."),
     ] = None,
+    max_work: MaxWork = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Simulate LLM serving on a scenario: TTFT/TBT per SLO tier, throughput, KV traffic.
@@ -80,9 +82,9 @@ def simulate_serve(
         if path is not None:
             check_output_path(path, what=what)
     scenario = load_serve_scenario(file, sets or [], seed)
-    simulation = ServingSimulation(scenario)
+    simulation = ServingSimulation(scenario, max_work=max_work)
     show = sys.stderr.isatty() if progress is None else progress
-    with _progress_bar(show and not as_json, simulation.workload.total) as update:
+    with _progress_bar(show, simulation.workload.total) as update:  # stderr, so --json too
         simulation.progress = update
         result = simulation.run()
     if timeseries is not None:

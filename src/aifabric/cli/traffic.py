@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from aifabric.cli.edges import JsonFlag, ScenarioFile, emit_json
+from aifabric.cli.edges import JsonFlag, MaxWork, ScenarioFile, emit_json
 
 traffic_app = typer.Typer(no_args_is_help=True, help="Analytic traffic of training and inference.")
 
@@ -66,6 +66,7 @@ def traffic_train(
     mfu: Annotated[
         float | None, typer.Option(help="Model FLOPs utilisation for step time.")
     ] = None,
+    max_work: MaxWork = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Bytes on the wire per iteration and per epoch, by parallel dimension and scope."""
@@ -82,7 +83,7 @@ def traffic_train(
              "pipeline_layers": pipeline_layers, "expert_tp": expert_tp}  # fmt: skip
     scenario = load_scenario(file) if file else {}
     job = training_job(merge_options(TRAIN_KEYS, scenario, flags))
-    result = training_traffic(job).to_dict()
+    result = training_traffic(job, max_work=max_work).to_dict()
     if as_json:
         emit_json(result)
         return
