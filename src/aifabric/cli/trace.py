@@ -36,12 +36,13 @@ def trace_stats_cmd(
 
     hit = result["prefix_cache"]["hit_ratio"]
     cv = result["interarrival_cv"]
+    rate = result["arrival_rate_rps"]  # None when the trace spans no time
     key_values(f"trace {result['trace']}", [
         ("requests", f"{result['requests']:,}"),
         ("duration", f"{result['duration_s']:,.0f} s"),
         ("mean input / output tokens",
          f"{result['mean_input_tokens']:,.0f} / {result['mean_output_tokens']:,.0f}"),
-        ("arrival rate", f"{result['arrival_rate_rps']:.3f} requests/s"),
+        ("arrival rate", "-" if rate is None else f"{rate:.3f} requests/s"),
         ("inter-arrival CV (1 = Poisson)", "-" if cv is None else f"{cv:.2f}"),
         ("prefix-cache hit ratio (prompt tokens)", "-" if hit is None else f"{hit:.1%}"),
     ])  # fmt: skip
