@@ -321,3 +321,8 @@ def test_virtual_stages_must_divide_each_stage():
 def test_json_calls_are_integers_when_whole():
     rows = training_traffic(_job(pp=4)).to_dict()["per_iteration"]["rows"]
     assert all(isinstance(r["calls"], int) for r in rows)
+
+
+def test_absurd_sequence_length_is_refused():
+    with pytest.raises(ConfigError, match=r"seq_len\(=100000000000000000000\) must be in"):
+        _job(seq_len=10**20)

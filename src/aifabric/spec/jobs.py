@@ -11,6 +11,7 @@ from aifabric.spec.parallel import ParallelPlan
 
 ACCOUNTINGS = ("algorithmic", "seed")
 RECOMPUTE_CHOICES = ("none", "selective", "full")
+MAX_SEQ_LEN = 100_000_000  # tokens; the trace readers use the same sanity bound
 
 
 def check_accounting(accounting: str) -> None:
@@ -63,8 +64,11 @@ class TrainingJob:
             raise ConfigError(
                 f"recompute(={self.recompute!r}) must be one of {', '.join(RECOMPUTE_CHOICES)}"
             )
-        if self.seq_len < 1:
-            raise ConfigError(f"seq_len(={self.seq_len}) must be >= 1")
+        if not 1 <= self.seq_len <= MAX_SEQ_LEN:
+            raise ConfigError(
+                f"seq_len(={self.seq_len}) must be in [1, {MAX_SEQ_LEN:,}] tokens (10 x the "
+                "longest published context window)"
+            )
         if self.dataset_tokens <= 0:
             raise ConfigError(f"dataset_tokens(={self.dataset_tokens}) must be > 0")
         if self.samples is not None and self.samples <= 0:
