@@ -79,9 +79,13 @@ def _as_text(value: str | float | int, what: str) -> str | float:
     if isinstance(value, bool):
         raise ConfigError(f"{what}: expected a number or a string with units, got {value!r}")
     if isinstance(value, int | float):
-        if not math.isfinite(value):
+        try:
+            number = float(value)
+        except OverflowError:
+            raise ConfigError(f"{what}: the number is too large (above 1.8e308)") from None
+        if not math.isfinite(number):
             raise ConfigError(f"{what}: {value!r} is not a finite number")
-        return float(value)
+        return number
     if not isinstance(value, str):
         raise ConfigError(f"{what}: expected a number or a string with units, got {value!r}")
     return value.strip()

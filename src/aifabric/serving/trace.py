@@ -79,9 +79,21 @@ def read_trace(path: str | Path, fmt: str | None = None) -> Trace:
         raise ConfigError(f"cannot read trace {str(p)!r}: {exc.strerror}") from None
 
 
+MAX_TRACE_LINE_BYTES = 1 << 20  # one request record; a longer "line" is not a trace
+
+
 def _text_lines(f: Any, name: str) -> Any:
-    """Decoded lines of a binary file; a NUL byte or non-UTF-8 bytes stop with the line."""
-    for number, raw in enumerate(f, 1):
+    """Decoded lines of a binary file; a NUL byte, non-UTF-8 bytes or a line over
+    MAX_TRACE_LINE_BYTES stop with the line (so /dev/zero or a newline-free blob is refused
+    before it fills memory)."""
+    number = 0
+    while raw := f.readline(MAX_TRACE_LINE_BYTES + 1):
+        number += 1
+        if len(raw) > MAX_TRACE_LINE_BYTES:
+            raise ConfigError(
+                f"trace {name}: line {number} is longer than {MAX_TRACE_LINE_BYTES:,} bytes; "
+                "give one JSON record or CSV row per line"
+            )
         if b"\x00" in raw:
             raise ConfigError(
                 f"trace {name} is a binary file (NUL byte at line {number}); give a text trace"

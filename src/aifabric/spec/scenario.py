@@ -38,8 +38,19 @@ def load_scenario(path: str | Path) -> dict[str, Any]:
     return data
 
 
+MAX_INTEGER = 10**15  # above any count a plan or scenario means (GPUs, tokens, batch)
+
+
 def _int(key: str) -> Callable[[Any], int]:
     def convert(value: Any) -> int:
+        number = _any_int(value)
+        if abs(number) > MAX_INTEGER:
+            raise ConfigError(
+                f"{key}: {_short(number)} is too large; give at most {MAX_INTEGER:.0e}"
+            )
+        return number
+
+    def _any_int(value: Any) -> int:
         if isinstance(value, bool):
             raise ConfigError(f"{key}: expected an integer, got {value!r}")
         if isinstance(value, int):
@@ -53,6 +64,12 @@ def _int(key: str) -> Callable[[Any], int]:
         raise ConfigError(f"{key}: expected an integer, got {value!r}")
 
     return convert
+
+
+def _short(number: int) -> str:
+    """A huge integer for a message: its digit count, not its digits."""
+    digits = len(str(abs(number))) if abs(number) < 10**4000 else 4000
+    return f"an integer of {digits:,} digits" if digits > 18 else str(number)
 
 
 def _int_list(key: str) -> Callable[[Any], tuple[int, ...]]:

@@ -59,6 +59,7 @@ from aifabric.errors import ConfigError
 
 OPERATIONS = ("all_reduce", "reduce_scatter", "all_gather", "all_to_all", "broadcast", "send_recv")
 SCALE_UP, SCALE_OUT = "scale-up", "scale-out"
+MAX_RANKS = 10**9  # ranks in one collective group: far beyond any machine
 DOMAIN_AWARE = frozenset({"hierarchical", "tree", "nvls", "sharp"})
 IN_NETWORK = frozenset({"nvls", "sharp"})
 
@@ -203,8 +204,9 @@ def collective(
     Raises:
         ConfigError: unknown operation/algorithm, n < 1, size < 0, bad domain split.
     """
-    if not isinstance(num_ranks, int) or num_ranks < 1:
-        raise ConfigError(f"num_ranks(={num_ranks!r}) must be an integer >= 1")
+    if not isinstance(num_ranks, int) or not 1 <= num_ranks <= MAX_RANKS:
+        shown = num_ranks if not isinstance(num_ranks, int) or num_ranks < 10**18 else "huge"
+        raise ConfigError(f"num_ranks(={shown!r}) must be an integer in 1..{MAX_RANKS:.0e}")
     if not size >= 0:
         raise ConfigError(f"size(={size!r}) must be >= 0 bytes")
     bus_factor(operation, num_ranks)

@@ -19,6 +19,7 @@ from typing import Any
 from aifabric.spec.jobs import InferenceJob
 from aifabric.spec.model import dtype_bytes
 from aifabric.traffic.collectives import collective
+from aifabric.traffic.network import whole_devices
 from aifabric.traffic.rows import algorithm_rule, choose_algorithm
 from aifabric.traffic.seeds import seed_allreduce_bytes
 
@@ -124,7 +125,7 @@ def inference_traffic(job: InferenceJob) -> dict[str, Any]:
         "nic_speed": nic,
         "required_bandwidth": {
             "kv_transfer": kv_rate,
-            "kv_transfer_nics": math.ceil(kv_rate / nic) if kv_rate else 0,
+            "kv_transfer_nics": whole_devices(kv_rate / nic) if kv_rate else 0,
             "allreduce_per_gpu_per_user": ar_rank / comm_budget,
             "aggregate_peak": step_bytes / comm_budget + job.users * kv_rate,
             # Each user has one request in flight for S_out / tokens_per_s seconds.

@@ -38,5 +38,15 @@ def devices_for_deadline(
 
 
 def whole_devices(fraction: float) -> int:
-    """Whole devices for a fractional requirement (tolerates float noise just above an int)."""
+    """Whole devices for a fractional requirement (tolerates float noise just above an int).
+
+    Raises:
+        ConfigError: the requirement is not finite (a deadline or rate so small that the
+            devices needed overflow), so no count can be given.
+    """
+    if not math.isfinite(fraction) or fraction > 1e18:
+        raise ConfigError(
+            f"the requirement ({fraction:.3g} devices) has no finite answer; give a longer "
+            "deadline, a higher rate or fewer bytes"
+        )
     return math.ceil(fraction - 1e-9)
