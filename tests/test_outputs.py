@@ -71,3 +71,36 @@ def test_serve_bad_output_path(capsys, tmp_path: Path) -> None:
         "--timeseries", str(tmp_path / "no" / "t.csv"),
     )  # fmt: skip
     assert "--timeseries" in err
+
+
+def test_several_outputs_are_all_or_none(tmp_path: Path) -> None:
+    """A write that fails on the second file leaves the first target untouched."""
+    from aifabric.outputs import write_all_atomic
+
+    first = tmp_path / "a.csv"
+    first.write_text("old", encoding="utf-8")
+
+    def failing(f):  # type: ignore[no-untyped-def]
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        write_all_atomic([(first, "new"), (tmp_path / "b.csv", failing)])
+    assert first.read_text(encoding="utf-8") == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.csv"]
+
+
+def test_same_file_twice_and_long_names(capsys, tmp_path: Path) -> None:
+    job = ["plan", "--gpus", "64", "--model", "llama3-8b", "--tp", "8", "--dp", "8"]
+    same = str(tmp_path / "same.out")
+    err = run_error(capsys, *job, "--svg", same, "--matrix", same)
+    assert "name the same file" in err
+    too_long = str(tmp_path / ("x" * 300))
+    assert "longer than the file system allows" in run_error(
+        capsys, *job, "--graphml", str(tmp_path / "g.xml"), "--svg", too_long
+    )
+    assert list(tmp_path.iterdir()) == []
+    near_limit = tmp_path / ("y" * 250)  # valid; the temp file's name must not depend on it
+    from tests.cli_helpers import run_json
+
+    run_json(capsys, *job, "--svg", str(near_limit), "--json")
+    assert near_limit.exists()

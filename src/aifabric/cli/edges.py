@@ -25,7 +25,12 @@ from typing import Annotated, Any
 
 import typer
 
-from aifabric.outputs import check_output_path, write_atomic
+from aifabric.outputs import (
+    check_output_path,
+    check_output_paths,
+    write_all_atomic,
+    write_atomic,
+)
 
 __all__ = [
     "EXIT_INPUT_ERROR",
@@ -34,9 +39,11 @@ __all__ = [
     "MaxWork",
     "ScenarioFile",
     "check_output_path",
+    "check_output_paths",
     "emit_json",
     "print_error",
     "wants_json",
+    "write_all_atomic",
     "write_atomic",
 ]
 

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from aifabric.cli.edges import JsonFlag, MaxWork, check_output_path, emit_json, write_atomic
+from aifabric.cli.edges import JsonFlag, MaxWork, check_output_paths, emit_json, write_all_atomic
 
 plan_app = typer.Typer(help="Plan a fabric: topology, bill of materials, cost, traffic per tier.")
 
@@ -103,10 +103,8 @@ def plan(
              "sequence_parallel": sequence_parallel, "seq_len": seq_len,
              "global_batch": global_batch, "micro_batch": micro_batch, "algorithm": algorithm,
              "in_network_reduction": in_network_reduction}  # fmt: skip
-    for what, path in (("graphml", graphml), ("export", export), ("matrix", matrix),
-                       ("svg", svg)):  # fmt: skip
-        if path is not None:
-            check_output_path(path, what=f"--{what}")
+    check_output_paths([("--graphml", graphml), ("--export", export), ("--matrix", matrix),
+                        ("--svg", svg)])  # fmt: skip
     scenario = load_scenario(file) if file else {}
     fabric_opts, job_opts = split_plan_options(scenario, flags)
     if (svg is not None or matrix is not None) and job_opts is None:
@@ -124,19 +122,22 @@ def plan(
     result, topo, node_matrix = plan_fabric(fabric_opts, job, matrix=matrix is not None,
                                             max_work=max_work,
                                             prices=prices)  # fmt: skip
+    outputs: list[tuple[Path, Any]] = []  # written together, only when all are ready
     if graphml is not None:
-        topo.write_graphml(graphml)
+        outputs.append((graphml, topo.graphml_writer()))
         result["graphml"] = str(graphml)
     if export is not None:
         import json
 
-        write_atomic(export, json.dumps(topo.to_dict(include_links=True)))
+        outputs.append((export, json.dumps(topo.to_dict(include_links=True))))
         result["export"] = str(export)
     if matrix is not None and node_matrix is not None:
-        _write_matrix(matrix, node_matrix)
+        outputs.append((matrix, _matrix_writer(node_matrix)))
         result["matrix"] = str(matrix)
     if svg is not None:
-        _write_svg(svg, result)
+        outputs.append((svg, _svg_text(result)))
+        result["svg"] = str(svg)
+    write_all_atomic(outputs)
     if as_json:
         emit_json(result)
         return
@@ -145,7 +146,8 @@ def plan(
     plan_report(result)
 
 
-def _write_svg(path: Path, result: dict[str, Any]) -> None:
+def _svg_text(result: dict[str, Any]) -> str:
+    """The per-tier traffic chart of a planned job, as SVG text."""
     from aifabric.errors import ConfigError
     from aifabric.report.svg import tier_traffic_svg
 
@@ -153,8 +155,7 @@ def _write_svg(path: Path, result: dict[str, Any]) -> None:
         raise ConfigError("--svg draws a job's traffic per tier: add --model and a parallel plan")
     title = f"{result['job']['model']}: bytes per iteration by tier"
     label = str(result.get("preset") or result.get("design"))
-    write_atomic(path, tier_traffic_svg([(label, result["bytes_by_tier"])], title=title))
-    result["svg"] = str(path)
+    return tier_traffic_svg([(label, result["bytes_by_tier"])], title=title)
 
 
 def _job_defaults(options: dict[str, Any]) -> dict[str, Any]:
@@ -166,8 +167,8 @@ def _job_defaults(options: dict[str, Any]) -> dict[str, Any]:
     return opts
 
 
-def _write_matrix(path: Path, node_matrix: Any) -> None:
-    """CSV of inter-server bytes per iteration, written whole or not at all."""
+def _matrix_writer(node_matrix: Any) -> Any:
+    """A function writing the CSV of inter-server bytes per iteration."""
     from typing import TextIO
 
     src, dst, nbytes = node_matrix
@@ -177,7 +178,7 @@ def _write_matrix(path: Path, node_matrix: Any) -> None:
         for a, b, v in zip(src.tolist(), dst.tolist(), nbytes.tolist(), strict=True):
             f.write(f"{a},{b},{v:.0f}\n")
 
-    write_atomic(path, write)
+    return write
 
 
 @plan_app.command("compare")

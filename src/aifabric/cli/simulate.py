@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from aifabric.cli.edges import JsonFlag, MaxWork, emit_json, write_atomic
+from aifabric.cli.edges import JsonFlag, MaxWork, emit_json
 
 simulate_app = typer.Typer(no_args_is_help=True, help="Simulate serving (and, later, training).")
 
@@ -74,23 +74,23 @@ def simulate_serve(
 
     Without -f it runs the built-in example, every scenario key at its default (llama3-8b on one colocated H100 instance, 1,000 synthetic Poisson requests, seed 0); --set and --seed still apply. A fuller scenario: -f examples/serve/poisson-colocated.yaml.
     """
-    from aifabric.outputs import check_output_path
+    from aifabric.outputs import check_output_paths, write_all_atomic
     from aifabric.serving.cluster import ServingSimulation
     from aifabric.serving.config import load_serve_scenario
 
-    for what, path in (("--timeseries", timeseries), ("--requests", requests_csv)):
-        if path is not None:
-            check_output_path(path, what=what)
+    check_output_paths([("--timeseries", timeseries), ("--requests", requests_csv)])
     scenario = load_serve_scenario(file, sets or [], seed)
     simulation = ServingSimulation(scenario, max_work=max_work)
     show = sys.stderr.isatty() if progress is None else progress
     with _progress_bar(show, simulation.workload.total) as update:  # stderr, so --json too
         simulation.progress = update
         result = simulation.run()
+    outputs: list[tuple[Path, str]] = []  # written together, only when all are ready
     if timeseries is not None:
-        write_atomic(timeseries, _timeseries_csv(simulation))
+        outputs.append((timeseries, _timeseries_csv(simulation)))
     if requests_csv is not None:
-        write_atomic(requests_csv, _requests_csv(simulation))
+        outputs.append((requests_csv, _requests_csv(simulation)))
+    write_all_atomic(outputs)
     if as_json:
         emit_json(result)
         return

@@ -16,6 +16,7 @@ the same rail (NVIDIA DGX SuperPOD rail leaves; spines and top-of-rack leaves mi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -189,11 +190,13 @@ class Topology:
         return out
 
     def write_graphml(self, path: str | Path) -> None:
-        """Write the topology as GraphML: every node of ``node_table`` with its columns,
-        the cables (capacity in bytes/s, link tier 1..3) and the host links (tier 0, no
-        capacity). GraphML 1.0 primer: graphml.graphdrawing.org/primer/graphml-primer.html.
+        """Write the topology as GraphML (see ``graphml_writer``), whole or not at all."""
+        write_atomic(path, self.graphml_writer())
 
-        Written whole or not at all (aifabric.outputs.write_atomic).
+    def graphml_writer(self) -> Callable[[TextIO], None]:
+        """A function writing the topology as GraphML: every node of ``node_table`` with
+        its columns, the cables (capacity in bytes/s, link tier 1..3) and the host links
+        (tier 0, no capacity). GraphML 1.0 primer: graphml.graphdrawing.org/primer.
         """
         table = self.node_table()
         columns = [table[c].tolist() for c in NODE_COLUMNS]
@@ -223,4 +226,4 @@ class Topology:
                 f.write(f'<edge source="n{s}" target="n{d}"><data key="ltier">0</data></edge>\n')
             f.write("</graph>\n</graphml>\n")
 
-        write_atomic(path, write)
+        return write
