@@ -39,3 +39,18 @@ def test_newline_free_trace_is_refused_by_its_line_length(capsys, tmp_path: Path
     blob = tmp_path / "blob.jsonl"
     blob.write_bytes(b"x" * (2 << 20))
     assert "longer than 1,048,576 bytes" in run_error(capsys, "trace", "stats", str(blob))
+
+
+def test_guards_and_flags_a_review_found(capsys) -> None:
+    """A million serving instances is refused before they are built; plan compare takes
+    --max-work (its refusal advises it); a preset refuses fabric flags it would ignore,
+    and a preset size without a preset is refused."""
+    err = run_error(capsys, "simulate", "serve", "--set", "cluster.instances=1000000")
+    assert "instances" in err and "--max-work" in err
+    assert "--max-work" in run_error(capsys, "plan", "compare", "--gpus", "100000000")
+    assert "max_work" in run_error(capsys, "plan", "compare", "--max-work", "0")
+    assert "--planes" in run_error(capsys, "plan", "--preset", "dgx-superpod-h100", "--planes", "2")
+    assert "--su-nodes" in run_error(
+        capsys, "plan", "--preset", "dgx-superpod-h100", "--su-nodes", "1"
+    )
+    assert "--scalable-units" in run_error(capsys, "plan", "--gpus", "64", "--scalable-units", "3")

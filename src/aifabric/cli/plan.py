@@ -185,12 +185,13 @@ def _matrix_writer(node_matrix: Any) -> Any:
 def compare(
     gpus: Annotated[int, Opt(help="GPUs in each cluster.")] = 1024,
     gpu: Annotated[str, Opt(help="Catalog GPU.")] = "h100-sxm",
+    max_work: MaxWork = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Training fabric vs inference fabric for the same GPUs, and the hybrid strategies (seed 004)."""
     from aifabric.fabric.compare import compare_training_inference
 
-    result = compare_training_inference(gpus=gpus, gpu=gpu)
+    result = compare_training_inference(gpus=gpus, gpu=gpu, max_work=max_work)
     if as_json:
         emit_json(result)
         return

@@ -40,14 +40,17 @@ def _summary(result: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def compare_training_inference(*, gpus: int, gpu: str) -> dict[str, Any]:
-    """Side-by-side fabrics and hybrid strategies for ``gpus`` GPUs of type ``gpu``."""
+def compare_training_inference(
+    *, gpus: int, gpu: str, max_work: float | None = None
+) -> dict[str, Any]:
+    """Side-by-side fabrics and hybrid strategies for ``gpus`` GPUs of type ``gpu``
+    (``max_work``: as for plan_fabric's resource guard)."""
     train, _, _ = plan_fabric({"gpus": gpus, "gpu": gpu, "design": "rail-optimized",
-                               "switch": "quantum-2-qm9700"})  # fmt: skip
+                               "switch": "quantum-2-qm9700"}, max_work=max_work)  # fmt: skip
     infer, _, _ = plan_fabric({"gpus": gpus, "gpu": gpu, "design": "spine-leaf",
                                "nic": "100G", "nics_per_node": 2, "switch": "eth-12.8t",
                                "switch_radix": 128, "oversubscription": 4.0,
-                               "su_nodes": RACK_SERVERS})  # fmt: skip
+                               "su_nodes": RACK_SERVERS}, max_work=max_work)  # fmt: skip
     t_cost, i_cost = train["cost"]["total_usd"], infer["cost"]["total_usd"]
     gpu_cost = train["cost"].get("gpu_cost_usd", 0.0)
     strategies = []

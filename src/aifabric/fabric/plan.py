@@ -44,7 +44,8 @@ def fabric_spec(options: dict[str, Any]) -> tuple[FabricSpec, str, dict[str, Any
         size = options.get("scalable_units")
         size = options.get("pods") if size is None else size
         preset = get_preset(options["preset"], size)
-        clash = [k for k in ("gpus", "design", "nic", "switch_radix", "tiers") if k in options]
+        fixed = ("gpus", "design", "nic", "switch_radix", "tiers", "planes", "su_nodes")
+        clash = [k for k in fixed if k in options]
         if clash:
             raise ConfigError(
                 f"--preset fixes the fabric; drop {', '.join('--' + k.replace('_', '-') for k in clash)}"
@@ -54,6 +55,11 @@ def fabric_spec(options: dict[str, Any]) -> tuple[FabricSpec, str, dict[str, Any
                 "published": preset.published, "notes": preset.notes}  # fmt: skip
         check_fabric(preset.spec, switches())
         return preset.spec, options.get("gpu") or preset.gpu, info
+    sized = [k for k in ("scalable_units", "pods") if k in options]
+    if sized:
+        raise ConfigError(
+            f"--{sized[0].replace('_', '-')} sizes a preset: use it with --preset NAME, or drop it with --gpus"
+        )
     if "gpus" not in options:
         raise ConfigError("gpus is required: give --gpus N or --preset NAME")
     gpu = get_gpu(options.get("gpu", "h100-sxm"))

@@ -22,6 +22,7 @@ from typing import Any
 
 from aifabric.guards import (
     MAX_SERVE_EVENTS,
+    MAX_SERVE_INSTANCES,
     MAX_SERVE_SAMPLES,
     check_work,
     format_number,
@@ -106,6 +107,12 @@ def check_serving_work(scenario: ServeScenario, entry: IterationTiming,
         WorkLimitError: events above MAX_SERVE_EVENTS or samples above MAX_SERVE_SAMPLES
             (or above ``max_work`` when given).
     """
+    cl = scenario.cluster
+    instances = (
+        cl.instances if cl.mode == "colocated" else cl.prefill_instances + cl.decode_instances
+    )
+    check_work("simulate serve", instances, limit_for(MAX_SERVE_INSTANCES, max_work),
+               "instances", basis="cluster instances")  # fmt: skip
     est = serving_estimates(scenario, entry, decode, **figures)
     check_work("simulate serve", est["events"], limit_for(MAX_SERVE_EVENTS, max_work),
                "events", basis=f"{figures['requests']:,} requests x events per request")  # fmt: skip
