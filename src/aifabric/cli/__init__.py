@@ -90,6 +90,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return print_error(message, as_json=as_json)
     except BrokenPipeError:
         return EXIT_OK
+    except OSError as exc:  # stdout on a full or failing device: say so, not a traceback
+        import errno
+
+        if exc.errno not in (errno.ENOSPC, errno.EIO, errno.EDQUOT):
+            raise
+        print_error(f"cannot write the output: {exc.strerror}", as_json=as_json)
+        return 1
     return int(result) if isinstance(result, int) else EXIT_OK
 
 
