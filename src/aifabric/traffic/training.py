@@ -50,7 +50,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from aifabric.errors import ConfigError
 from aifabric.spec.jobs import TrainingJob
 from aifabric.spec.model import ModelSpec, dtype_bytes
 from aifabric.traffic.collectives import SCALE_OUT, SCALE_UP
@@ -62,8 +61,15 @@ from aifabric.traffic.rows import (
     p2p_rows,
     sum_rows,
 )
-from aifabric.traffic.seeds import seed_fsdp_epoch, seed_training_epoch
 from aifabric.traffic.storage import storage_traffic
+from aifabric.traffic.training_groups import (
+    FULL_RECOMPUTE,
+    group_rows,
+    layout,
+    tokens_per_microbatch,
+)
+from aifabric.traffic.training_moe import ep_rows
+from aifabric.traffic.training_seed import seed_rows
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,38 +195,6 @@ def training_traffic(job: TrainingJob, *, max_work: float | None = None) -> Trai
     return TrainingTraffic(job, rows, tokens, compute, tuple(w for _, w in staged))
 
 
-def _group_rows(
-    job: TrainingJob,
-    dimension: str,
-    *,
-    phase: str,
-    operation: str,
-    calls: float,
-    size: float,
-    group: str | None = None,
-    label: str | None = None,
-    note: str = "",
-) -> list[TrafficRow]:
-    plan = job.plan
-    group = group or dimension
-    n = plan.group_size(group)
-    rows = collective_rows(
-        dimension=label or dimension,
-        phase=phase,
-        operation=operation,
-        group_size=n,
-        num_groups=plan.world_size // n,
-        calls=calls,
-        size=size,
-        layout=_layout(job, group),
-        world_size=plan.world_size,
-        algorithm=job.algorithm,
-        in_network_reduction=job.in_network_reduction,
-        gpu=job.gpu,
-    )
-    return [replace(r, note=note) for r in rows] if note else rows
-
-
 def algorithmic_rows(job: TrainingJob) -> list[TrafficRow]:
     """Rows of one iteration with real collective algorithms."""
     return [row for row, _ in staged_rows(job)]
@@ -237,18 +211,13 @@ def staged_rows(job: TrainingJob) -> list[tuple[TrafficRow, Any]]:
     staged = [(r, w.tp_blocks) for r in _tp_rows(job)]
     staged += [(r, w.layers) for r in _cp_rows(job)]
     staged += _pp_rows(job, w)
-    staged += [(r, w.moe_layers) for r in _ep_rows(job)]
+    staged += [(r, w.moe_layers) for r in ep_rows(job)]
     staged += _embedding_rows(job, w)
     staged += [
         (r, w.expert_params if r.dimension == "dp-expert" else w.dense_params)
         for r in _dp_rows(job)
     ]
     return staged
-
-
-def _tokens_per_microbatch(job: TrainingJob) -> float:
-    """Tokens one rank processes per micro-batch (the sequence is split by cp)."""
-    return job.plan.micro_batch_size * job.seq_len / job.plan.cp
 
 
 INTERLEAVED_WRAP = "interleaved wrap: last rank -> first"
@@ -269,15 +238,12 @@ def tp_blocks(
     return 2.0 * dense + (1.0 + (1.0 if model.num_shared_experts else 0.0)) * moe
 
 
-FULL_RECOMPUTE = "full recompute"
-
-
 def _tp_rows(job: TrainingJob) -> list[TrafficRow]:
     """Two TP blocks (attention, MLP) per layer and micro-batch; see the module docstring."""
     plan, model = job.plan, job.model
     if plan.tp == 1:
         return []
-    size = _tokens_per_microbatch(job) * model.hidden_bytes_per_token(plan.activation_dtype)
+    size = tokens_per_microbatch(job) * model.hidden_bytes_per_token(plan.activation_dtype)
     mb = plan.num_microbatches(job.global_batch)
     calls = tp_blocks(model) / plan.pp * mb
     full = job.recompute == "full"
@@ -300,7 +266,7 @@ def _tp_rows(job: TrainingJob) -> list[TrafficRow]:
             plan_ops.append(("backward", "all_reduce", FULL_RECOMPUTE))
     rows: list[TrafficRow] = []
     for phase, op, note in plan_ops:
-        rows += _group_rows(job, "tp", phase=phase, operation=op, calls=calls, size=size, note=note)
+        rows += group_rows(job, "tp", phase=phase, operation=op, calls=calls, size=size, note=note)
     return rows
 
 
@@ -313,11 +279,11 @@ def _cp_rows(job: TrainingJob) -> list[TrafficRow]:
     )
     size = plan.micro_batch_size * job.seq_len * kv_width * dtype_bytes(plan.activation_dtype)
     calls = plan.layers_per_stage(model) * plan.num_microbatches(job.global_batch)
-    rows = _group_rows(job, "cp", phase="forward", operation="all_gather", calls=calls, size=size)
+    rows = group_rows(job, "cp", phase="forward", operation="all_gather", calls=calls, size=size)
     for op in ("all_gather", "reduce_scatter"):
-        rows += _group_rows(job, "cp", phase="backward", operation=op, calls=calls, size=size)
+        rows += group_rows(job, "cp", phase="backward", operation=op, calls=calls, size=size)
     if job.recompute == "full":
-        rows += _group_rows(
+        rows += group_rows(
             job, "cp", phase="backward", operation="all_gather", calls=calls, size=size,
             note=FULL_RECOMPUTE,
         )  # fmt: skip
@@ -335,13 +301,13 @@ def _pp_rows(job: TrainingJob, weights: _StageWeights) -> list[tuple[TrafficRow,
     plan, model = job.plan, job.model
     if plan.pp == 1:
         return []
-    size = _tokens_per_microbatch(job) * model.hidden_bytes_per_token(plan.activation_dtype)
+    size = tokens_per_microbatch(job) * model.hidden_bytes_per_token(plan.activation_dtype)
     if plan.sequence_parallel:
         size /= plan.tp
     mb = plan.num_microbatches(job.global_batch)
     v = plan.virtual_stages
-    layout = _layout(job, "pp")
-    wrap = DomainLayout(layout.domains[:, [-1, 0]])
+    chain = layout(job, "pp")
+    wrap = DomainLayout(chain.domains[:, [-1, 0]])
     staged: list[tuple[TrafficRow, Any]] = []
     for phase in ("forward", "backward"):
 
@@ -353,7 +319,7 @@ def _pp_rows(job: TrainingJob, weights: _StageWeights) -> list[tuple[TrafficRow,
                 calls_per_hop=calls, size=size, layout=where, world_size=plan.world_size,
             )  # fmt: skip
 
-        rows = sends(plan.pp, mb * v, layout)
+        rows = sends(plan.pp, mb * v, chain)
         senders = np.ones(plan.pp)
         senders[-1 if phase == "forward" else 0] = 0.0
         staged += [(r, senders * plan.pp / senders.sum()) for r in rows]
@@ -362,34 +328,6 @@ def _pp_rows(job: TrainingJob, weights: _StageWeights) -> list[tuple[TrafficRow,
             edge = weights.last if phase == "forward" else weights.first
             staged += [(replace(r, note=INTERLEAVED_WRAP), edge) for r in rows]
     return staged
-
-
-def _ep_rows(job: TrainingJob) -> list[TrafficRow]:
-    """MoE token exchange of every MoE layer and micro-batch, one row per direction.
-
-    Forward: dispatch (tokens to their experts) then combine (results back); the backward
-    repeats both directions (the combine's gradient travels like a dispatch, the dispatch's
-    like a combine), and full recomputation reruns the forward pair inside the backward.
-    Each direction is an all-to-all over the EP group (uniform top-k: Megatron-Core's
-    alltoall dispatcher, one copy per token-expert pair) or, for node-limited routing, the
-    node-aware exchange of ``_node_limited_rows``; with expert_tp > 1 the dispatched tokens
-    are all-gathered over the expert-TP group and the results reduce-scattered back
-    (Megatron-Core token_dispatcher.py, MoEAlltoAllTokenDispatcher.dispatch_postprocess /
-    combine_preprocess). Directions carry the model's dispatch and combine dtypes.
-    """
-    plan, model = job.plan, job.model
-    etp = plan.expert_tp_size
-    if not model.is_moe or plan.ep * etp == 1:
-        return []
-    calls = model.num_moe_layers / plan.pp * plan.num_microbatches(job.global_batch)
-    passes = [("forward", ""), ("backward", "")]
-    if job.recompute == "full":
-        passes.append(("backward", FULL_RECOMPUTE))
-    rows: list[TrafficRow] = []
-    for phase, recompute in passes:
-        for direction in ("dispatch", "combine"):
-            rows += _moe_direction_rows(job, phase, direction, calls, recompute)
-    return rows
 
 
 def _dp_rows(job: TrainingJob) -> list[TrafficRow]:
@@ -407,7 +345,7 @@ def _dp_rows(job: TrainingJob) -> list[TrafficRow]:
             phase: str, op: str, calls: float, size: float, _g: str = group, _label: str = label
         ) -> None:
             rows.extend(
-                _group_rows(
+                group_rows(
                     job,
                     "dp",
                     phase=phase,
@@ -469,7 +407,7 @@ def _embedding_rows(job: TrainingJob, weights: _StageWeights) -> list[tuple[Traf
     the tied-embedding gradient all-reduce between them; see the module docstring."""
     plan, model = job.plan, job.model
     mb = plan.num_microbatches(job.global_batch)
-    tokens = _tokens_per_microbatch(job)
+    tokens = tokens_per_microbatch(job)
     hidden = tokens * model.hidden_bytes_per_token(plan.activation_dtype)
     staged: list[tuple[TrafficRow, Any]] = []
     if plan.tp > 1:
@@ -485,11 +423,11 @@ def _embedding_rows(job: TrainingJob, weights: _StageWeights) -> list[tuple[Traf
             last = [("backward", "all_reduce", hidden)]
         for ops, where, note in ((first, weights.first, EMBEDDING), (last, weights.last, HEAD)):
             for phase, op, size in ops:
-                rows = _group_rows(
+                rows = group_rows(
                     job, "tp", phase=phase, operation=op, calls=mb, size=size, note=note
                 )
                 staged += [(_one_stage(r, plan.pp), where) for r in rows]
-        rows = _group_rows(
+        rows = group_rows(
             job, "tp", phase="forward", operation="all_reduce", calls=3 * mb,
             size=tokens * dtype_bytes("fp32"), note=CROSS_ENTROPY,
         )  # fmt: skip
@@ -523,187 +461,3 @@ EMBEDDING = "embedding (first stage)"
 HEAD = "LM head (last stage)"
 CROSS_ENTROPY = "cross-entropy, 3 x fp32/token"
 TIED_EMBEDDING = "tied embedding grads"
-
-
-def _layout(job: TrainingJob, group: str) -> DomainLayout:
-    """Where the members of every group of a dimension sit, by scale-up domain."""
-    return DomainLayout.of_ranks(job.plan.group_ranks(group), job.domain_size)
-
-
-def _seed_scope(job: TrainingJob, group: str) -> str:
-    layout = _layout(job, group)
-    if layout.all_inside():
-        return SCALE_UP
-    return SCALE_OUT if layout.all_apart() else "mixed"
-
-
-def seed_rows(job: TrainingJob) -> list[TrafficRow]:
-    """Rows of one iteration under seed 002's formulas (per-epoch figure / N)."""
-    plan, model = job.plan, job.model
-    if plan.cp > 1 or plan.ep > 1 or plan.zero in (1, 2):
-        raise ConfigError(
-            "the seed accounting has formulas for tp, pp, dp and FSDP only; "
-            "use --accounting algorithmic for cp, ep or zero 1/2"
-        )
-    if plan.zero == 3 and (plan.tp > 1 or plan.pp > 1):
-        raise ConfigError("the seed's FSDP formula is for pure data parallelism (tp = pp = 1)")
-    n_iter = job.iterations_per_epoch
-    p, world = float(model.num_params), plan.world_size
-    # The seed's b is bytes per parameter, for gradients too (its BF16 example).
-    b, a = dtype_bytes(plan.param_dtype), dtype_bytes(plan.activation_dtype)
-    tokens = job.dataset_tokens / n_iter  # T / N per iteration
-    h, layers = model.hidden_size, model.num_layers
-
-    def row(
-        dim: str, phase: str, op: str, group: str, calls: float, buf: float, total_epoch: float
-    ) -> TrafficRow:
-        n = plan.group_size(group) if group != "chain" else 2
-        groups = world // plan.group_size(group if group != "chain" else "pp")
-        total = total_epoch / n_iter
-        scope = _seed_scope(job, group if group != "chain" else "pp")
-        return TrafficRow(
-            dim, phase, op, "direct", n, groups, calls, buf, total, total / world, scope
-        )
-
-    rows: list[TrafficRow] = []
-    if plan.zero == 3:
-        bwd, fwd = seed_fsdp_epoch(minibatches=n_iter, params=p, gpus=plan.dp, param_bytes=b)
-        buf = b * p / (layers * plan.dp)
-        rows.append(row("dp", "backward", "all_reduce", "dp", layers, buf, bwd))
-        rows.append(row("dp", "forward", "all_gather", "dp", layers, buf, fwd))
-        return [r for r in rows if r.total_bytes > 0]
-    e = seed_training_epoch(
-        minibatches=n_iter,
-        params=p,
-        layers=layers,
-        tokens=job.dataset_tokens,
-        hidden=h,
-        tp=plan.tp,
-        pp=plan.pp,
-        dp=plan.dp,
-        param_bytes=b,
-        activation_bytes=a,
-    )
-    stage_shard = b * p / (plan.tp * plan.pp)
-    tok_per_group = tokens / (plan.dp * plan.pp)
-    rows.append(row("dp", "backward", "all_reduce", "dp", 1, stage_shard, e.dp_backward))
-    rows.append(
-        row("tp", "backward", "all_reduce", "tp", 2 * layers / plan.pp, stage_shard, e.tp_backward)
-    )
-    rows.append(
-        row("tp", "forward", "all_reduce", "tp", 2 * layers * tok_per_group, a * h, e.tp_forward)
-    )
-    for phase, total in (("backward", e.pp_backward), ("forward", e.pp_forward)):
-        rows.append(row("pp", phase, "send_recv", "chain", tokens / plan.dp, a * h, total))
-    return [r for r in rows if r.total_bytes > 0]
-
-
-# ----- MoE dispatch and combine (helpers of _ep_rows) ---------------------------------------
-
-
-def _moe_dtype(job: TrainingJob, direction: str) -> str:
-    """The format of one exchange direction: the model's published one, else activations."""
-    model = job.model
-    dtype = model.moe_dispatch_dtype if direction == "dispatch" else model.moe_combine_dtype
-    return dtype or job.plan.activation_dtype
-
-
-def _moe_direction_rows(
-    job: TrainingJob, phase: str, direction: str, calls: float, recompute: str
-) -> list[TrafficRow]:
-    """One direction (dispatch or combine) of one pass: EP exchange + expert-TP collective.
-
-    Per rank and call the exchange moves the rank's T tokens (micro-batch tokens / cp, and
-    / tp under sequence parallelism) towards experts_per_token experts; under expert TP each
-    rank then all-gathers (dispatch) or reduce-scatters (combine) the copies it holds over
-    its expert_tp ranks: buffer expert_tp x T x copies-received x hidden x dtype.
-    """
-    plan, model = job.plan, job.model
-    dtype = _moe_dtype(job, direction)
-    note = f"{recompute + ', ' if recompute else ''}{direction} ({dtype})"
-    tokens = _tokens_per_microbatch(job) / (plan.tp if plan.sequence_parallel else 1)
-    per_token = model.hidden_bytes_per_token(dtype)
-    expert_inputs = tokens * model.experts_per_token * per_token  # bytes
-    received = float(model.experts_per_token)  # copies a rank receives per token it sends
-    rows: list[TrafficRow] = []
-    if plan.ep > 1 and model.max_nodes_per_token:
-        fanout = _moe_fanout(job)
-        received = fanout.gpus
-        rows += _node_limited_rows(job, phase, calls, tokens * per_token, expert_inputs, fanout)
-        rows = [replace(r, note=note) for r in rows]
-    elif plan.ep > 1:
-        rows += _group_rows(
-            job, "ep", phase=phase, operation="all_to_all", calls=calls, size=expert_inputs,
-            note=note,
-        )  # fmt: skip
-    etp = plan.expert_tp_size
-    if etp > 1:
-        operation = "all_gather" if direction == "dispatch" else "reduce_scatter"
-        rows += _group_rows(
-            job, "ep", phase=phase, operation=operation, calls=calls, group="etp",
-            size=etp * tokens * received * per_token, note=f"{note}, expert-TP",
-        )  # fmt: skip
-    return rows
-
-
-def _moe_fanout(job: TrainingJob) -> Any:
-    """Expected copies per token of the node-aware dispatch over this job's EP groups.
-
-    Raises:
-        ConfigError: the EP groups do not put the same number of ranks on every scale-up
-            domain they span (the forwarding pairs each GPU with the same in-node index).
-    """
-    from aifabric.traffic.moe_dispatch import dispatch_fanout
-
-    plan, model = job.plan, job.model
-    m = _layout(job, "ep").uniform_members()
-    if m is None or plan.ep % m:
-        raise ConfigError(
-            f"ep(={plan.ep}) over scale-up domains of {job.domain_size}: node-limited "
-            f"dispatch (max_nodes_per_token of {model.name}) needs the same number of EP "
-            "ranks on every domain a group spans"
-        )
-    return dispatch_fanout(
-        num_experts=model.num_experts,
-        experts_per_token=model.experts_per_token,
-        num_nodes=plan.ep // m,
-        ranks_per_node=m,
-        max_nodes=model.max_nodes_per_token,
-    )
-
-
-def _node_limited_rows(
-    job: TrainingJob,
-    phase: str,
-    calls: float,
-    token_bytes: float,
-    expert_inputs: float,
-    fanout: Any,
-) -> list[TrafficRow]:
-    """Rows of a node-aware exchange: per rank and call, token_bytes (T tokens x hidden x
-    dtype) x the expected remote nodes on scale-out and x the NVLink copies on scale-up
-    (see traffic.moe_dispatch). buffer_bytes is the call's expert inputs (T x k x hidden x
-    dtype, the alltoall dispatcher's send buffer), which every routing delivers alike."""
-    plan = job.plan
-    world, n = plan.world_size, plan.ep
-    rows = []
-    for scope, copies in ((SCALE_UP, fanout.nvlink_copies), (SCALE_OUT, fanout.remote_nodes)):
-        per_rank = token_bytes * copies * calls
-        if per_rank <= 0:
-            continue
-        rows.append(
-            TrafficRow(
-                "ep",
-                phase,
-                "all_to_all",
-                "deepep",
-                n,
-                world // n,
-                calls,
-                expert_inputs,
-                per_rank * world,
-                per_rank,
-                scope,
-            )
-        )
-    return rows
