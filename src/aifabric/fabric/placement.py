@@ -202,7 +202,7 @@ def traffic_by_tier(rows: list[TrafficRow], plan: Any, topo: Topology, *,
             key = (row.dimension, "scale-up")
             by_dim[key] = by_dim.get(key, 0.0) + row.total_bytes
             continue
-        group = "etp" if row.note.endswith("expert-TP") else GROUP_OF[row.dimension]
+        group = row.group or GROUP_OF[row.dimension]
         if group not in members_cache:
             members_cache[group] = plan.group_ranks(group)
         a, b = row_pairs(row, members_cache[group], rank_domain)

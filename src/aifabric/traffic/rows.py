@@ -32,7 +32,9 @@ class TrafficRow:
     num_groups: groups doing the same; total_bytes: bytes sent over all GPUs of the job;
     bytes_per_gpu: total_bytes / job GPUs; scope: scale-up, scale-out (or mixed for the
     seed accounting, which does not split a group); note: what the row is when dimension,
-    phase and collective do not say it (e.g. the SP weight-gradient re-gather).
+    phase and collective do not say it (e.g. the SP weight-gradient re-gather); group: the
+    ParallelPlan group whose members carry the row when the dimension label does not name
+    it (expert-TP rows are labelled ep but run over the etp group), else "".
     For send_recv rows a "group" is one stage boundary (a pair of adjacent ranks) and calls
     are messages per boundary: one per micro-batch and direction (times virtual stages).
     """
@@ -49,6 +51,7 @@ class TrafficRow:
     bytes_per_gpu: float
     scope: str
     note: str = ""
+    group: str = ""
 
     def to_dict(self) -> dict[str, object]:
         """Fields as JSON values; ``calls`` is an integer when it is a whole count (a stage

@@ -42,7 +42,8 @@ def group_rows(
         in_network_reduction=job.in_network_reduction,
         gpu=job.gpu,
     )
-    return [replace(r, note=note) for r in rows] if note else rows
+    named = group if group != (label or dimension) else ""
+    return [replace(r, note=note, group=named) for r in rows] if note or named else rows
 
 
 def layout(job: TrainingJob, group: str) -> DomainLayout:
