@@ -1,4 +1,4 @@
-"""Benchmark: build a 100,000-GPU rail-optimised 3-tier fabric plus its bill of materials.
+"""Benchmark: build a 100,000-GPU rail-optimized 3-tier fabric plus its bill of materials.
 
 Target (issue 3): under 10 s on this 2-core machine. Also times `aifabric plan` end to end
 (process start included) for the same fabric, and placing a 16,384-GPU training job on a
@@ -45,7 +45,7 @@ def main() -> int:
         return topo, bom
 
     seconds, (topo, bom) = best_of(build_and_bom)
-    print(f"100,000-GPU rail-optimised 3-tier fabric + BOM: {seconds:.3f} s "
+    print(f"100,000-GPU rail-optimized 3-tier fabric + BOM: {seconds:.3f} s "
           f"(target {TARGET_S} s): {topo.switches_by_tier()}, {topo.link_src.size:,} links, "
           f"${bom['cost']['total_usd'] / 1e6:,.0f}M")  # fmt: skip
     argv = [CLI, "plan", "--gpus", "100000", "--nic", "400G", "--switch", "tomahawk-5",

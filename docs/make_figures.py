@@ -1,7 +1,7 @@
 """Regenerate the README's figures. Run: python docs/make_figures.py
 
 - docs/tier-traffic.svg: where Llama-3-70B TP8 x PP8 x DP16's bytes travel: the same job on
-  the same 1,024 H100s in a rail-optimised SuperPOD (4 SUs), a ToR Clos of the same
+  the same 1,024 H100s in a rail-optimized SuperPOD (4 SUs), a ToR Clos of the same
   switches, and the SuperPOD with servers placed at random.
 - docs/serving-mooncake.svg: the Mooncake conversation example
   (examples/serve/mooncake-conversation-pd.yaml): TTFT and TBT per SLO tier, queue depth.
@@ -44,9 +44,9 @@ def main() -> None:
     series = []
     # 1,024 GPUs: the SuperPOD preset at 4 SU holds 1,016 (one DGX gives way to UFM).
     for label, options in (
-        ("rail-optimised (SuperPOD-style)", {"gpus": 1024}),
+        ("rail-optimized (SuperPOD-style)", {"gpus": 1024}),
         ("ToR Clos", {"gpus": 1024, "design": "clos"}),
-        ("rail-optimised, random placement", {"gpus": 1024, "placement": "random"}),
+        ("rail-optimized, random placement", {"gpus": 1024, "placement": "random"}),
     ):  # fmt: skip
         result, _, _ = plan_fabric(options, job)
         series.append((label, result["bytes_by_tier"]))

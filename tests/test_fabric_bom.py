@@ -292,7 +292,7 @@ def test_gpu_line_is_outside_the_network_totals():
 
 def test_training_vs_inference_fabric_bills():
     """Seed 004's comparison for 1,024 H100: training = 8 x 400G per server on a
-    rail-optimised non-blocking Clos (1,024 NICs, optics at every link); inference = 2 x
+    rail-optimized non-blocking Clos (1,024 NICs, optics at every link); inference = 2 x
     100G per server on ToR copper with 4:1 at the leaves (256 NICs, optics only above the
     ToRs). 4 servers x 2 NICs per ToR at 4:1 need ceil(8 / 4) = 2 uplinks per ToR.
     Modules: training, one 400G module per NIC (1,024) and twin-port 800G OSFPs on the

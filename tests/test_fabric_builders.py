@@ -137,7 +137,7 @@ def test_superpod_plan_fabric_matches_tables():
 
 
 def test_superpod_rail_optimised_wiring():
-    """Rail optimisation (RA-11333-001 Fig. 'compute fabric'): leaf r of SU s takes NIC r
+    """Rail optimization (RA-11333-001 Fig. 'compute fabric'): leaf r of SU s takes NIC r
     of each of the 32 DGX of SU s (31 in the last SU, one DGX removed for UFM), so every
     leaf serves exactly one (SU, rail)."""
     topo = build_clos(get_preset("dgx-superpod-h100", 4).spec)

@@ -1,6 +1,6 @@
 """No overbuilding: a partial pod or a forced extra tier buys only what its endpoints use.
 
-Truth (Al-Fares et al., SIGCOMM 2008, generalised): a non-blocking 3-tier folded Clos of
+Truth (Al-Fares et al., SIGCOMM 2008, generalized): a non-blocking 3-tier folded Clos of
 radix k spends per endpoint 1/(k/2) leaf, 1/(k/2) spine and 1/k core switches, so N
 endpoints need about N (2/k + 2/k + 1/k) = 5N/k switches (k-ary fat tree: N = k^3/4,
 5k^2/4 switches); with tier radices k1, k2, k3 it holds k1 k2 / 2 endpoints in 2 tiers

@@ -5,7 +5,7 @@ Truth:
   sum to the job's training_traffic total per iteration, per dimension and per scope;
 - Megatron rank order (tp fastest, then cp, dp, pp): with tp = 8 = the HGX H100 NVLink
   domain, every TP group is one server, so TP bytes never leave NVLink;
-- rail optimisation (NVIDIA DGX SuperPOD RA-11333-001): GPU i of every DGX in a 32-node
+- rail optimization (NVIDIA DGX SuperPOD RA-11333-001): GPU i of every DGX in a 32-node
   scalable unit shares leaf i; a DP ring of 16 servers inside one SU, member i of each
   server talking to member i of the next, therefore stays on one leaf. On a top-of-rack
   fabric of radix-64 leaves (32 down ports = 4 servers of 8 NICs) the same ring of 16

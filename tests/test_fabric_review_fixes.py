@@ -4,7 +4,7 @@ Truth (derived by hand):
 - split_ports(k, r): the most down ports d with d / (k - d) <= r and at least one up port,
   i.e. the largest d in [1, k - 1] with d <= r (k - d), computed here in exact fractions;
   for r >= k - 1 that is (k - 1, 1): radix 64 builds at most 63:1.
-- 1,024 GPUs on 128 HGX servers (8 x 400G NICs), QM9700 radix 64, rail-optimised: at
+- 1,024 GPUs on 128 HGX servers (8 x 400G NICs), QM9700 radix 64, rail-optimized: at
   63:1 a leaf takes 63 of a rail's 128 NICs, so ceil(128 / 63) = 3 leaves per rail, 24
   leaves, each with 1 uplink: 24 leaf-spine links, bisection 24 x 400G / 2 = 4.8 Tb/s =
   24 / 1024 of the full 1,024 x 400G / 2.

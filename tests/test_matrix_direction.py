@@ -99,7 +99,7 @@ def test_direction_follows_phase_with_unequal_bytes():
 
 
 def test_llama70b_pp8_conservation_and_stage_boundaries():
-    """llama3-70b tp8 x pp8 x dp16 with SP on the default 1,024-GPU rail-optimised fabric:
+    """llama3-70b tp8 x pp8 x dp16 with SP on the default 1,024-GPU rail-optimized fabric:
     every server's out-bytes equal its in-bytes (before the fix the 16 first-stage servers
     sent the backward bytes they never received, and the 16 last-stage ones the reverse).
     Between stage s (servers 16 s ..) and s + 1 the only traffic is the pipeline's: one

@@ -139,7 +139,7 @@ def test_ranks_per_domain_examples() -> None:
     plan = ParallelPlan(tp=8, pp=8, dp=16)
     assert plan.ranks_per_domain("tp", 8) == 8  # the whole TP group is one HGX board
     assert plan.group_stride("dp") == 8
-    assert plan.ranks_per_domain("dp", 8) == 1  # DP neighbours are 8 ranks apart
+    assert plan.ranks_per_domain("dp", 8) == 1  # DP neighbors are 8 ranks apart
     assert plan.ranks_per_domain("pp", 8) == 1
     # NVL72 rack: DP members of stride 8 at ranks 0, 8, ..., 64 -> 9 of the 16 in one rack.
     assert plan.ranks_per_domain("dp", 72) == 9

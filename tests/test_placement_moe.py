@@ -2,7 +2,7 @@
 
 DeepEP's internode dispatch (DeepSeek-V3 report sec. 3.2.2; github deepseek-ai/DeepEP): a
 token bound for a remote node crosses the scale-out network once, to the GPU with the same
-in-node index, then fans out over NVLink. On a rail-optimised fabric that GPU hangs off the
+in-node index, then fans out over NVLink. On a rail-optimized fabric that GPU hangs off the
 same rail leaf, so for an EP group inside one scalable unit every scale-out byte of the
 dispatch stays on the leaf tier; an all-pairs exchange would send 7/8 of it across rails
 to the spines.

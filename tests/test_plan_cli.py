@@ -98,7 +98,7 @@ def test_plan_graphml(capsys, tmp_path):
         assert dst == src + 1  # every cable climbs one tier
         values = {d.get("key"): d.text for d in e.findall(f"{GML}data")}
         assert int(values["ltier"]) == dst
-        if dst > 0:  # host links (GPU to NIC, tier 0) carry no modelled capacity
+        if dst > 0:  # host links (GPU to NIC, tier 0) carry no modeled capacity
             assert float(values["cap"]) == pytest.approx(50e9)
     assert not (tmp_path / "fabric.graphml.tmp").exists()
 

@@ -7,7 +7,7 @@ Truth (each test names its table or section):
   "Compute and UFM" and "Spine-Leaf" cables; footnote 1: "This is a 32 node per SU design,
   however a DGX system must be removed to accommodate for UFM connectivity") and Table 3
   (larger SuperPODs: leaf, spine and core switches at 8, 16, 32 and 64 SU);
-- NVIDIA DGX SuperPOD RA, DGX B200, Table 3: the same QM9700 rail-optimised fabric of 32
+- NVIDIA DGX SuperPOD RA, DGX B200, Table 3: the same QM9700 rail-optimized fabric of 32
   8-NIC DGX per SU, with leaf-spine and spine-core cables of 256 per SU at 8-64 SU;
 - Imbue, "From bare metal to a 70B model" (2024): a 16-SU-class H100 cluster of 511 hosts
   and 4,088 GPUs, one host's ports kept for the UFM nodes;

@@ -198,7 +198,7 @@ def test_network_helpers() -> None:
 
     # 84.75 EB through 6.4 TB/s: 153.3 days
     assert transfer_time(84.747656896e18, 6.4e12) / DAY == pytest.approx(153.26, abs=0.01)
-    assert transfer_time(1e9, 1e9, utilisation=0.5) == 2.0
+    assert transfer_time(1e9, 1e9, utilization=0.5) == 2.0
     # 100 GB in 1 ms over 800 Gb/s ports: 1000 ports (seed 002, bits read correctly)
     assert devices_for_deadline(100e9, 1e-3, 100e9) == pytest.approx(1000)
     assert whole_devices(153.26) == 154
@@ -206,7 +206,7 @@ def test_network_helpers() -> None:
     assert whole_devices(20.01) == 21
     with pytest.raises(ConfigError, match=r"capacity\(=0\) must be > 0"):
         transfer_time(1, 0)
-    with pytest.raises(ConfigError, match=r"utilisation\(=1.5\) must be in \(0, 1\]"):
-        transfer_time(1, 1, utilisation=1.5)
+    with pytest.raises(ConfigError, match=r"utilization\(=1.5\) must be in \(0, 1\]"):
+        transfer_time(1, 1, utilization=1.5)
     with pytest.raises(ConfigError, match=r"deadline\(=0\) must be > 0"):
         devices_for_deadline(1, 0, 1)

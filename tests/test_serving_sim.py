@@ -1,4 +1,4 @@
-"""Behavioural tests of the LLM-serving simulator (aifabric.serving).
+"""Behavioral tests of the LLM-serving simulator (aifabric.serving).
 
 Every test checks the simulator against something derived independently of it: hand-computed
 roofline service times, queueing theory (Lindley's recursion, Pollaczek-Khinchine), conservation
@@ -190,8 +190,8 @@ def test_single_slot_queue_is_md1() -> None:
     wq = rho * s / (2 * (1 - rho))
     assert res["queue_wait_s"]["mean"] == pytest.approx(wq, rel=0.05)
     assert res["ttft_s"]["mean"] - prefill == pytest.approx(wq, rel=0.05)
-    # Utilisation = rho (busy time / clock), and the server never runs two at once.
-    assert res["utilisation"]["colocated"] == pytest.approx(rho, rel=0.03)
+    # Utilization = rho (busy time / clock), and the server never runs two at once.
+    assert res["utilization"]["colocated"] == pytest.approx(rho, rel=0.03)
     finishes = np.array([r.finish for r in recs])
     starts = finishes - s
     assert np.all(starts[1:] >= finishes[:-1] - 1e-6)
@@ -522,7 +522,7 @@ def test_priorities_protect_gold_under_overload() -> None:
     assert tiers["gold"]["slo_attainment"] > 0.9 > 0.5 > tiers["bronze"]["slo_attainment"]
     assert tiers["gold"]["ttft_s"]["p99"] < tiers["silver"]["ttft_s"]["p99"]
     assert tiers["silver"]["ttft_s"]["p99"] < tiers["bronze"]["ttft_s"]["p99"]
-    # attainment from the records, independently of summarise()
+    # attainment from the records, independently of summarize()
     for t, tier in enumerate(EQUAL_TIERS):
         recs = [r for r in sim.records if r.tier == t]
         good = sum(
@@ -741,7 +741,7 @@ def test_skip_ahead_matches_iteration_by_iteration_reference(policy: str) -> Non
     np.testing.assert_allclose(np.array([r.max_gap for r in recs])[multi], gap[multi],
                                rtol=0, atol=1e-6)  # fmt: skip
     # The run really batched: many iterations carried several sequences.
-    assert res["utilisation"]["colocated"] > 0.3
+    assert res["utilization"]["colocated"] > 0.3
 
 
 # ----- hand-derived timelines on tiny traces ----------------------------------------------------

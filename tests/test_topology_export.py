@@ -4,7 +4,7 @@ Truth:
 - GraphML 1.0 (graphml.graphdrawing.org/primer/graphml-primer.html): <key> elements
   declare each attribute's name and type; <node>/<edge> carry <data key=...>. The files are
   read here with the standard library's xml.etree only, never with aifabric code;
-- rail optimisation (NVIDIA DGX SuperPOD H100 RA-11333-001, "compute fabric"): in a
+- rail optimization (NVIDIA DGX SuperPOD H100 RA-11333-001, "compute fabric"): in a
   scalable unit (SU) leaf r takes NIC r of every server, so a rail leaf's ports are all on
   one rail and one per server; spines join every rail. On QM9700 leaves (64 x 400G,
   NVIDIA QM9700 datasheet) a non-blocking leaf has 32 down ports, so 1,024 GPUs = 128
@@ -73,7 +73,7 @@ def count(nodes: dict[str, dict[str, Any]], *columns: str) -> Counter:
     return Counter(tuple(n[c] for c in columns) for n in nodes.values())
 
 
-def neighbours(edges: list, nodes: dict) -> dict[str, list[str]]:
+def neighbors(edges: list, nodes: dict) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {n: [] for n in nodes}
     for s, d, _ in edges:
         out[s].append(d)
@@ -97,7 +97,7 @@ def test_small_rail_fabric_rebuilt_from_graphml(tmp_path):
                          ("leaf", -1): 8, ("spine", -1): spines}  # fmt: skip
     assert count(nodes, "plane") == {-1: 16, 0: 16 + 8 + spines}
     # The picture: each leaf takes its rail's NIC of each server; each GPU its own NIC.
-    near = neighbours(edges, nodes)
+    near = neighbors(edges, nodes)
     for node_id, n in nodes.items():
         below = [nodes[m] for m in near[node_id] if nodes[m]["tier"] == n["tier"] - 1]
         if n["role"] == "leaf":
@@ -138,7 +138,7 @@ def test_two_planes(tmp_path):
 
 
 def test_1024_gpus_matches_topology_counts(tmp_path):
-    """Default rail-optimised 1,024 GPUs: the file's counts equal the topology's own, and
+    """Default rail-optimized 1,024 GPUs: the file's counts equal the topology's own, and
     the RA's layout shows: 4 SUs x 8 rail leaves, 4 leaves per rail, one SU per group."""
     topo, nodes, _ = write_and_read(tmp_path, {"gpus": 1024})
     roles = count(nodes, "role")
@@ -158,7 +158,7 @@ def test_1024_gpus_matches_topology_counts(tmp_path):
 def test_top_of_rack_leaves_have_no_rail(tmp_path):
     """ToR, 4 servers per leaf: each leaf takes the 32 ports of 4 consecutive servers."""
     _, nodes, edges = write_and_read(tmp_path, {"gpus": 128, "design": "clos", "su_nodes": 4})
-    near = neighbours(edges, nodes)
+    near = neighbors(edges, nodes)
     leaves = [i for i, n in nodes.items() if n["role"] == "leaf"]
     assert len(leaves) == 4 and all(nodes[i]["rail"] == -1 for i in leaves)
     for i in leaves:

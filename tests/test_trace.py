@@ -111,7 +111,7 @@ def test_malformed_traces(tmp_path, text, suffix, match):
 
 
 def test_shipped_mooncake_conversation_trace():
-    """The release's conversation trace: 12,031 requests over ~1 h, timestamps quantised to
+    """The release's conversation trace: 12,031 requests over ~1 h, timestamps quantized to
     1,180 distinct values (traces/README.md)."""
     stats = trace_stats(read_trace(CONVERSATION))
     assert stats["requests"] == 12_031

@@ -342,7 +342,7 @@ def test_sequence_parallel_bytes_per_layer(llama8b: ModelSpec, h100: GpuSpec) ->
 
 def test_pp_sends_by_hand(llama8b: ModelSpec, h100: GpuSpec) -> None:
     """pp = 4, dp = 2, 4 micro-batches: 3 boundaries x 4 sends x 2 chains x S each way;
-    PP neighbours are 2 ranks apart, so all 4 stages share the 8-GPU board."""
+    PP neighbors are 2 ranks apart, so all 4 stages share the 8-GPU board."""
     job = _job(llama8b, h100, pp=4, dp=2, global_batch=8)
     rows = _rows(job, "pp")
     s = 4096 * 4096 * 2

@@ -15,7 +15,7 @@ net_app = typer.Typer(no_args_is_help=True, help="Network requirement helpers.")
 def net_time(
     nbytes: Annotated[str, typer.Option("--bytes", help="Data volume, e.g. 84.75EB.")],
     capacity: Annotated[str, typer.Option(help="Link or switch capacity, e.g. 51.2T (bits/s).")],
-    utilisation: Annotated[float, typer.Option(help="Share of capacity used.")] = 1.0,
+    utilization: Annotated[float, typer.Option(help="Share of capacity used.")] = 1.0,
     as_json: JsonFlag = False,
 ) -> None:
     """Time to move a volume through a link or switch."""
@@ -23,12 +23,12 @@ def net_time(
     from aifabric.units import format_duration, parse_bandwidth, parse_bytes
 
     volume, cap = parse_bytes(nbytes, what="--bytes"), parse_bandwidth(capacity, what="--capacity")
-    t = transfer_time(volume, cap, utilisation=utilisation)
-    result = {"bytes": volume, "capacity": cap, "utilisation": utilisation, "time": t}
+    t = transfer_time(volume, cap, utilization=utilization)
+    result = {"bytes": volume, "capacity": cap, "utilization": utilization, "time": t}
     if as_json:
         emit_json(result)
     else:
-        typer.echo(f"{format_duration(t)} to move {nbytes} through {capacity} at {utilisation:.0%}")
+        typer.echo(f"{format_duration(t)} to move {nbytes} through {capacity} at {utilization:.0%}")
 
 
 @net_app.command("switches")
@@ -36,7 +36,7 @@ def net_switches(
     nbytes: Annotated[str, typer.Option("--bytes", help="Data volume, e.g. 8475EB.")],
     deadline: Annotated[str, typer.Option(help="Time allowed, e.g. 100d.")],
     capacity: Annotated[str, typer.Option(help="Capacity of one switch, e.g. 51.2T.")] = "51.2T",
-    utilisation: Annotated[float, typer.Option(help="Share of capacity used.")] = 1.0,
+    utilization: Annotated[float, typer.Option(help="Share of capacity used.")] = 1.0,
     as_json: JsonFlag = False,
 ) -> None:
     """Switches of a capacity needed to carry a volume within a deadline."""
@@ -46,8 +46,8 @@ def net_switches(
     volume = parse_bytes(nbytes, what="--bytes")
     d = parse_duration(deadline, what="--deadline")
     cap = parse_bandwidth(capacity, what="--capacity")
-    need = devices_for_deadline(volume, d, cap, utilisation=utilisation)
-    result = {"bytes": volume, "deadline": d, "capacity": cap, "utilisation": utilisation,
+    need = devices_for_deadline(volume, d, cap, utilization=utilization)
+    result = {"bytes": volume, "deadline": d, "capacity": cap, "utilization": utilization,
               "switches": need, "whole_switches": whole_devices(need)}  # fmt: skip
     if as_json:
         emit_json(result)

@@ -152,7 +152,7 @@ def _print_result(r: dict[str, Any], *, builtin: bool = False) -> None:
         ("goodput (SLO met)", f"{r['goodput_requests_per_s']:.3f} req/s "
                               f"({r['slo_attainment']:.1%} of requests)"),
         ("queue depth mean / max", f"{r['queue_depth']['mean']:.2f} / {r['queue_depth']['max']}"),
-        ("utilisation (busy time)", ", ".join(f"{k} {v:.0%}" for k, v in r["utilisation"].items())),
+        ("utilization (busy time)", ", ".join(f"{k} {v:.0%}" for k, v in r["utilization"].items())),
         ("mean decode batch", ", ".join(f"{k} {v:.1f}" for k, v in r["mean_decode_batch"].items())),
         ("KV-cache hit ratio (HBM / DRAM / SSD)",
          f"{r['kv_cache']['hit_ratio']:.1%} ("

@@ -64,7 +64,7 @@ def traffic_train(
         ),
     ] = None,
     mfu: Annotated[
-        float | None, typer.Option(help="Model FLOPs utilisation for step time.")
+        float | None, typer.Option(help="Model FLOPs utilization for step time.")
     ] = None,
     max_work: MaxWork = None,
     as_json: JsonFlag = False,

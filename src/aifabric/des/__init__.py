@@ -2,7 +2,7 @@
 
 Imports nothing else from aifabric. Events at equal time fire by priority (lower first),
 then in scheduling order, so a run is deterministic. Handlers may schedule more events and
-may cancel pending ones (lazily: a cancelled event is skipped when it reaches the top).
+may cancel pending ones (lazily: a canceled event is skipped when it reaches the top).
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ class Event:
     seq: int
     handler: Handler = field(compare=False)
     args: tuple[Any, ...] = field(compare=False, default=())
-    cancelled: bool = field(compare=False, default=False)
+    canceled: bool = field(compare=False, default=False)
 
     def cancel(self) -> None:
-        self.cancelled = True
+        self.canceled = True
 
 
 class Simulator:
@@ -58,7 +58,7 @@ class Simulator:
     def peek(self) -> float:
         """Time of the next live event, or inf when none is pending."""
         heap = self._heap
-        while heap and heap[0][3].cancelled:
+        while heap and heap[0][3].canceled:
             heapq.heappop(heap)
         return heap[0][0] if heap else math.inf
 
@@ -84,4 +84,4 @@ class Simulator:
         return self.now
 
     def __len__(self) -> int:
-        return sum(1 for e in self._heap if not e[3].cancelled)
+        return sum(1 for e in self._heap if not e[3].canceled)

@@ -1,8 +1,8 @@
 """Training vs inference fabrics for the same GPUs, and seed 004's hybrid strategies.
 
-Training: rail-optimised non-blocking Clos, one 400G-class NIC per GPU (seed 004: DGX H100,
+Training: rail-optimized non-blocking Clos, one 400G-class NIC per GPU (seed 004: DGX H100,
 8 x 400G). Inference: ToR spine-leaf with 2 x 100G per 8-GPU server and 4:1
-oversubscription (seed 004: 25 Gb/s per GPU, 4:1 to 10:1), one ToR per rack of 4 servers. Utilisation ranges of the
+oversubscription (seed 004: 25 Gb/s per GPU, 4:1 to 10:1), one ToR per rack of 4 servers. Utilization ranges of the
 strategies are seed 004's (separate clusters 50-60 %, time-division multiplexing 80-90 %).
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 from aifabric.fabric.plan import plan_fabric
 
 RACK_SERVERS = 4  # 8-GPU servers per rack (~10 kW each): one ToR per rack
-UTILISATION = {"separate-clusters": (0.50, 0.60), "time-division": (0.80, 0.90),
+UTILIZATION = {"separate-clusters": (0.50, 0.60), "time-division": (0.80, 0.90),
                "separate-networks": None}  # fmt: skip
 
 
@@ -60,12 +60,12 @@ def compare_training_inference(
         ("separate-networks", gpus, t_cost + i_cost),
     ):
         gpu_bill = gpu_cost * n_gpus / gpus
-        util = UTILISATION[name]
+        util = UTILIZATION[name]
         capex = gpu_bill + network
         strategies.append({
             "strategy": name, "gpus": n_gpus, "network_cost_usd": network,
             "gpu_cost_usd": gpu_bill, "capex_usd": capex,
-            "utilisation": None if util is None else {"low": util[0], "high": util[1]},
+            "utilization": None if util is None else {"low": util[0], "high": util[1]},
             "capex_per_utilised_gpu_usd": None if util is None
             else capex / (n_gpus * (util[0] + util[1]) / 2),
         })  # fmt: skip

@@ -8,7 +8,7 @@ training model (traffic.training) the scale-out bytes are spread over the GPU pa
 carry them:
 
 - hierarchical collectives: the rail-aligned rings between domains (local rank i of each
-  domain talks to local rank i of the next), which a rail-optimised fabric keeps on one
+  domain talks to local rank i of the next), which a rail-optimized fabric keeps on one
   leaf inside a scalable unit;
 - flat rings and trees: consecutive members in different domains, member i sending to
   member i + 1 (mod n), a closed cycle, so every domain sends what it receives;

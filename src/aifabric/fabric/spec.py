@@ -26,7 +26,7 @@ class FabricSpec:
     switch builds at most (k - 1):1 and any larger ratio (1000, 1e18, 1e308) builds that,
     which the plan reports as a warning. A leaf below spines needs an up port, so
     leaf_up_ports=0 is refused unless one switch per plane takes every endpoint. grouping "rail" puts NIC
-    i of every server of a scalable unit on the same leaf (rail-optimised); "tor" puts all
+    i of every server of a scalable unit on the same leaf (rail-optimized); "tor" puts all
     NICs of consecutive servers on one leaf (top of rack). tiers: None picks the fewest.
 
     gpus_per_node counts the GPUs of one server (a DGX H100: 8; a GB200 compute tray: 4);

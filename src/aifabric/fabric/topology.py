@@ -7,7 +7,7 @@ No Python object exists per node or link, so a 100,000-GPU fabric builds in well
 second and exports to JSON or GraphML.
 
 Exports add the GPUs as nodes E+S..E+S+G-1, each joined by a host link (tier 0, PCIe, no
-capacity modelled) to its NIC's port in every plane, and give every node its role (gpu,
+capacity modeled) to its NIC's port in every plane, and give every node its role (gpu,
 nic, leaf, spine, core), server, rail, plane and group (``node_table``), so a reader can
 redraw the fabric from the file alone. -1 means "not applicable": a switch has no server,
 a GPU spans all planes, and a switch has a rail only when every NIC port below it is on

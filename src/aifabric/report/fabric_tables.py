@@ -120,12 +120,12 @@ def compare_report(r: dict[str, Any]) -> None:
         "network",
         "GPUs cost",
         "capex",
-        "utilisation",
-        "capex per utilised GPU",
+        "utilization",
+        "capex per utilized GPU",
     ):
         st.add_column(col)
     for s in r["strategies"]:
-        util = s["utilisation"]
+        util = s["utilization"]
         st.add_row(
             s["strategy"], f"{s['gpus']:,}", format_usd(s["network_cost_usd"]),
             format_usd(s["gpu_cost_usd"]), format_usd(s["capex_usd"]),

@@ -103,8 +103,8 @@ def _cdf_panel(out: list[str], x0: float, y0: float, w: float, h: float, title: 
         step = max(1, n // 400)
         idx = [*range(0, n, step), n - 1]
         pts = " ".join(f"{px(data[j]):.1f},{y0 + h * (1 - (j + 1) / n):.1f}" for j in idx)
-        colour = TIER_LINE_COLOURS[i % len(TIER_LINE_COLOURS)]
-        out.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{pts}">'
+        color = TIER_LINE_COLOURS[i % len(TIER_LINE_COLOURS)]
+        out.append(f'<polyline fill="none" stroke="{color}" stroke-width="2" points="{pts}">'
                    f"<title>{escape(label)}</title></polyline>")  # fmt: skip
 
 
@@ -135,8 +135,8 @@ def serving_svg(ttft: list[tuple[str, list[float]]], tbt: list[tuple[str, list[f
         out.append(f'<text x="{x0 + w / 2}" y="{y0 + h + 30}" text-anchor="middle">simulated time</text>')  # fmt: skip
     for i, (label, _) in enumerate(ttft):
         lx = 50 + i * 110
-        colour = TIER_LINE_COLOURS[i % len(TIER_LINE_COLOURS)]
-        out.append(f'<rect x="{lx}" y="{height - 26}" width="14" height="4" fill="{colour}"/>')
+        color = TIER_LINE_COLOURS[i % len(TIER_LINE_COLOURS)]
+        out.append(f'<rect x="{lx}" y="{height - 26}" width="14" height="4" fill="{color}"/>')
         out.append(f'<text x="{lx + 18}" y="{height - 20}">{escape(label)}</text>')
     out.append("</svg>")
     return "\n".join(out) + "\n"

@@ -194,7 +194,7 @@ class ServingSimulation:
     def run(self) -> dict[str, Any]:
         import time
 
-        from aifabric.serving.metrics import summarise
+        from aifabric.serving.metrics import summarize
 
         wall = time.perf_counter()
         wl = self.workload
@@ -202,7 +202,7 @@ class ServingSimulation:
             self.sim.schedule_at(float(wl.times[0]), self._arrival, 0)
         until = self.scenario.max_sim_time_s
         self.sim.run(math.inf if until is None else until)
-        result = summarise(self)
+        result = summarize(self)
         result["wall_seconds"] = time.perf_counter() - wall
         return result
 

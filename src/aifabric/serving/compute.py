@@ -173,7 +173,7 @@ class RooflineTiming:
     def decode_step_times(self, batch: int, context_tokens: float, steps: int) -> np.ndarray:
         """Times of ``steps`` consecutive decode steps; the context grows by ``batch`` a step.
 
-        Vectorised twin of ``decode_step_time`` (which it equals at every step): both the
+        Vectorized twin of ``decode_step_time`` (which it equals at every step): both the
         memory and the compute term are linear in the context, so a stretch of identical
         iterations costs one array expression instead of ``steps`` calls.
         """

@@ -14,7 +14,7 @@ roofline timing. Policies:
   filling max_batch_tokens, so decodes never stall behind a long prompt.
 
 Skip-ahead: a run of pure decode iterations is one event. Its k step times come from one
-vectorised call; k ends at the first finish or when KV runs out. An arrival that could join
+vectorized call; k ends at the first finish or when KV runs out. An arrival that could join
 cuts the stretch at the boundary of the step in progress, so results equal stepping one
 iteration at a time.
 

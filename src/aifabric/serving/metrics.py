@@ -1,5 +1,5 @@
 """Serving metrics: latency percentiles overall and per SLO tier, throughput, goodput,
-queue depth over time, utilisation, KV-cache reuse and network bytes by class.
+queue depth over time, utilization, KV-cache reuse and network bytes by class.
 
 Definitions (per request):
 
@@ -87,7 +87,7 @@ def wait_series(cluster: Any, grid: np.ndarray) -> np.ndarray:
         return np.where(count > 0, total / count, np.nan)
 
 
-def summarise(cluster: Any) -> dict[str, Any]:
+def summarize(cluster: Any) -> dict[str, Any]:
     sc = cluster.scenario
     sim_time = float(cluster.sim.now)
     table = request_table(cluster)
@@ -168,7 +168,7 @@ def summarise(cluster: Any) -> dict[str, Any]:
             "max": int(max(d for _, d in cluster.queue_trace)),
             "p99": float(np.percentile(depth, 99)) if depth.size else 0.0,
         },
-        "utilisation": {role: sum(v) / len(v) for role, v in roles.items()},
+        "utilization": {role: sum(v) / len(v) for role, v in roles.items()},
         "mean_decode_batch": {role: sum(v) / len(v) for role, v in batch.items()},
         "preemptions": sum(i.preemptions for i in cluster.instances),
         "kv_cache": {

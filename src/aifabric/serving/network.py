@@ -1,4 +1,4 @@
-"""KV movement on modelled links: flows share link capacity max-min fairly, plus latency.
+"""KV movement on modeled links: flows share link capacity max-min fairly, plus latency.
 
 Links are the instances' NIC ports (egress and ingress, tp x per-GPU NIC), the memory
 servers' NICs and SSD read bandwidth, and optionally an oversubscribed core that every

@@ -29,7 +29,7 @@ class TrainingJob:
     drop_last: iterations per epoch = floor(samples / global_batch) (else ceil).
     token_bytes: bytes per stored token id (None: 2 if the vocabulary fits 16 bits, else 4).
     checkpoint_bytes_per_param: 14 for BF16 weights + FP32 master copy + Adam m and v.
-    mfu: model FLOPs utilisation used to estimate the compute time of an iteration (model
+    mfu: model FLOPs utilization used to estimate the compute time of an iteration (model
     FLOPs exclude recomputation, so recompute lowers MFU rather than adding FLOPs here).
     recompute: activation recomputation as Megatron-Core names it (--recompute-granularity):
     "selective" recomputes core attention only, which has no collective; "full" reruns each

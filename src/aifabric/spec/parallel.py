@@ -124,7 +124,7 @@ class ParallelPlan:
         return self.zero == 3
 
     def group_stride(self, dimension: str) -> int:
-        """Distance in global rank between neighbours of a group of this dimension."""
+        """Distance in global rank between neighbors of a group of this dimension."""
         strides = {
             "tp": 1,
             "cp": self.tp,

@@ -15,7 +15,7 @@ The rule ``choose`` applies (``auto``):
 - all-gather, reduce-scatter, broadcast: ``ring``. tuning.cc offers AllGather and
   ReduceScatter only ring, PAT, NVLS and CollNet-Direct: PAT only with one GPU per node
   (``ncclPatEnable``), where it moves the ring's bytes; NVLS across nodes and CollNet only
-  with a CollNet (SHARP) plug-in that implements them; neither is modelled here.
+  with a CollNet (SHARP) plug-in that implements them; neither is modeled here.
 - all-reduce inside one scale-up domain: ``ring``. On one node NCCL's tree is a chain whose
   bandwidth is 0.92 x 1/2 of the bus bandwidth against the ring's n / 2(n-1); for n <= 8 the
   model below never prefers it (tests/test_nccl_choice.py), for 16- and 72-GPU domains it

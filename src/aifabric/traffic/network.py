@@ -12,21 +12,21 @@ import math
 from aifabric.errors import ConfigError
 
 
-def transfer_time(nbytes: float, capacity: float, *, utilisation: float = 1.0) -> float:
-    """Seconds to move ``nbytes`` through ``capacity`` bytes/s at a given utilisation.
+def transfer_time(nbytes: float, capacity: float, *, utilization: float = 1.0) -> float:
+    """Seconds to move ``nbytes`` through ``capacity`` bytes/s at a given utilization.
 
     Raises:
-        ConfigError: capacity <= 0 or utilisation outside (0, 1].
+        ConfigError: capacity <= 0 or utilization outside (0, 1].
     """
     if capacity <= 0:
         raise ConfigError(f"capacity(={capacity}) must be > 0 bytes/s")
-    if not 0 < utilisation <= 1:
-        raise ConfigError(f"utilisation(={utilisation}) must be in (0, 1]")
-    return nbytes / (capacity * utilisation)
+    if not 0 < utilization <= 1:
+        raise ConfigError(f"utilization(={utilization}) must be in (0, 1]")
+    return nbytes / (capacity * utilization)
 
 
 def devices_for_deadline(
-    nbytes: float, deadline: float, capacity: float, *, utilisation: float = 1.0
+    nbytes: float, deadline: float, capacity: float, *, utilization: float = 1.0
 ) -> float:
     """Fractional number of devices of ``capacity`` bytes/s that move ``nbytes`` in ``deadline`` s.
 
@@ -34,7 +34,7 @@ def devices_for_deadline(
     """
     if deadline <= 0:
         raise ConfigError(f"deadline(={deadline}) must be > 0 s")
-    return transfer_time(nbytes, capacity, utilisation=utilisation) / deadline
+    return transfer_time(nbytes, capacity, utilization=utilization) / deadline
 
 
 def whole_devices(fraction: float) -> int:

@@ -34,7 +34,7 @@ class TrafficRow:
     seed accounting, which does not split a group); note: what the row is when dimension,
     phase and collective do not say it (e.g. the SP weight-gradient re-gather); group: the
     ParallelPlan group whose members carry the row when the dimension label does not name
-    it (expert-TP rows are labelled ep but run over the etp group), else "".
+    it (expert-TP rows are labeled ep but run over the etp group), else "".
     For send_recv rows a "group" is one stage boundary (a pair of adjacent ranks) and calls
     are messages per boundary: one per micro-batch and direction (times virtual stages).
     """
@@ -177,7 +177,7 @@ class DomainLayout:
     def inside_fraction(self, algorithm: str) -> float:
         """Mean share of a flat algorithm's bytes that stay inside domains.
 
-        ring (and tree, approximated by its ring-ordered neighbours): a ring crosses a
+        ring (and tree, approximated by its ring-ordered neighbors): a ring crosses a
         boundary on each edge whose ends sit in different domains. direct: each rank sends
         equal chunks to the n-1 others, inside for sum c(c-1) of the n(n-1) ordered pairs.
         halving_doubling (n a power of two, nearest partners first): step j sends s/2^j to
@@ -232,7 +232,7 @@ def collective_rows(
     per domain one scale-out row; a split group's bytes go where the algorithm sends them:
     hierarchical (needs the same count in every domain, else ring), tree, nvls and sharp by
     domain count (collectives module), the other flat algorithms by the share of their
-    neighbour pairs inside domains.
+    neighbor pairs inside domains.
     """
     if group_size <= 1 or calls <= 0:
         return []

@@ -24,7 +24,7 @@ def group_rows(
     note: str = "",
 ) -> list[TrafficRow]:
     """Rows for ``calls`` calls of ``operation`` by every group of ``group`` (default: the
-    dimension), labelled ``label`` and ``note``, with the job's algorithm rule."""
+    dimension), labeled ``label`` and ``note``, with the job's algorithm rule."""
     plan = job.plan
     group = group or dimension
     n = plan.group_size(group)

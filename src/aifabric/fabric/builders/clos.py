@@ -1,11 +1,11 @@
 """Folded Clos (fat tree / leaf-spine) builder: 1, 2 or 3 switch tiers, any oversubscription.
 
-The other builders (rail-optimised, spine-leaf, front-end, presets) are this one with
+The other builders (rail-optimized, spine-leaf, front-end, presets) are this one with
 their own defaults. Construction, per plane:
 
 - Leaves: radix k split into d down and u up ports, d/u = oversubscription. "rail"
   grouping: one leaf per (scalable unit, rail) takes NIC ``rail`` of each of the SU's
-  su_nodes servers (NVIDIA's rail-optimised SuperPOD); with rail_by "slot" the rail is a
+  su_nodes servers (NVIDIA's rail-optimized SuperPOD); with rail_by "slot" the rail is a
   server's slot in its multi-server NVLink domain, and the leaf of (SU, slot) takes every
   NIC of that slot's tray in each of the SU's racks (NVL72: 18 leaves per 8-rack SU);
   "tor": consecutive NIC ports fill a leaf (top of rack). Management ports (UFM) take
@@ -15,7 +15,7 @@ their own defaults. Construction, per plane:
 - Three tiers: pods of up to ds leaves (spine down ports), each leaf with one link to each
   of its pod's u spines (a partial last pod: the fewest spines that take its leaves'
   uplinks); every spine uplink on one of C = ceil(spine uplinks / k) cores, round robin
-  (Al-Fares et al. 2008 generalised to oversubscription and partial pods), so a partial
+  (Al-Fares et al. 2008 generalized to oversubscription and partial pods), so a partial
   pod or a forced third tier buys about 5N/k switches, not whole pods.
 
 Closed forms (non-blocking, radix k, one plane): 2 tiers hold k^2/2 endpoints with 3k/2

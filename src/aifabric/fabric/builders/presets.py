@@ -94,7 +94,7 @@ def dgx_superpod_h100(scalable_units: int | None) -> Preset:
     return Preset(
         spec, "h100-sxm",
         "NVIDIA DGX SuperPOD Reference Architecture, DGX H100 (RA-11333-001 V11, 2023), "
-        "Tables 3 and 4: 32 DGX H100 per SU, 8 x ConnectX-7 NDR 400G, QM9700, rail-optimised "
+        "Tables 3 and 4: 32 DGX H100 per SU, 8 x ConnectX-7 NDR 400G, QM9700, rail-optimized "
         "full fat tree; one DGX removed for UFM connectivity (Table 4 footnote 1)",
         published,
         f"{nodes} DGX H100 = 32 x {su} SU - {SUPERPOD_REMOVED_NODES} removed for UFM; the "

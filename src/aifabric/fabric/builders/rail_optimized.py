@@ -1,4 +1,4 @@
-"""Rail-optimised multi-plane Clos, built from scalable units (NVIDIA DGX SuperPOD style).
+"""Rail-optimized multi-plane Clos, built from scalable units (NVIDIA DGX SuperPOD style).
 
 NIC i of every server in a scalable unit (SU) plugs into leaf i of that SU ("rail" i), so
 traffic between same-rank GPUs of different servers in one SU crosses a single leaf;
@@ -16,5 +16,5 @@ from aifabric.fabric.topology import Topology
 
 
 def build_rail_optimized(spec: FabricSpec) -> Topology:
-    """A rail-optimised Clos: ``spec`` with grouping forced to "rail"."""
+    """A rail-optimized Clos: ``spec`` with grouping forced to "rail"."""
     return build_clos(replace(spec, grouping="rail"))
