@@ -32,7 +32,7 @@ def mooncake(runs: int = 5) -> float:
         best = min(best, time.perf_counter() - start)
     print(
         f"Mooncake conversation trace, {result['requests']:,} requests, "
-        f"{result['simulated_seconds']:,.0f} simulated s, {result['events']:,} events: "
+        f"{result['simulated_s']:,.0f} simulated s, {result['events']:,} events: "
         f"{best:.2f} s wall (target {TARGET_S} s); TTFT p99 {result['ttft_s']['p99']:.2f} s, "
         f"SLO met {result['slo_attainment']:.1%}, KV hit {result['kv_cache']['hit_ratio']:.1%}"
     )
@@ -49,7 +49,7 @@ def synthetic(requests: int) -> None:
     start = time.perf_counter()
     result = ServingSimulation(scenario).run()
     wall = time.perf_counter() - start
-    sim = result["simulated_seconds"]
+    sim = result["simulated_s"]
     print(
         f"{requests:,} synthetic Poisson requests (Llama-3-8B, 32 colocated H100 instances, "
         f"160 req/s): {sim:,.0f} simulated s in {wall:.1f} s wall = "

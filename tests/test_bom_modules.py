@@ -41,12 +41,12 @@ def test_dgx_h100_uses_twin_port_osfps():
     """SuperPOD 4 SU: each DGX H100's 8 NICs on 4 twin-port 800G modules (127 x 4 = 508),
     each QM9700 leaf 16 twin-port modules down and 16 up, each spine 32 (64 / 2)."""
     result, _, _ = plan_fabric({"preset": "dgx-superpod-h100", "scalable_units": 4})
-    down = optics(result, "endpoint-leaf")
+    down = optics(result, "endpoint_leaf")
     assert down["server"]["count"] == result["nodes"] * 4
     assert down["server"]["links_per_module"] == 2
     assert down["server"]["item"].startswith("800G multimode module (2 x 400G)")
     assert down["leaf"]["count"] == 32 * 16 and down["leaf"]["links_per_module"] == 2
-    up = optics(result, "leaf-spine")
+    up = optics(result, "leaf_spine")
     assert (up["leaf"]["count"], up["spine"]["count"]) == (32 * 16, 16 * 32)
 
 
@@ -54,11 +54,11 @@ def test_generic_server_has_one_module_per_nic():
     """An HGX server of PCIe ConnectX-7 (the default plan): 1,024 single-port 400G modules
     at the servers, twin-port 800G OSFPs at the QM9700s (32 leaves x 16 down)."""
     result, _, _ = plan_fabric({"gpus": 1024})
-    down = optics(result, "endpoint-leaf")
+    down = optics(result, "endpoint_leaf")
     assert (down["server"]["count"], down["server"]["links_per_module"]) == (1024, 1)
     assert down["server"]["item"].startswith("400G multimode module (1 x 400G)")
     assert down["leaf"]["count"] == 512
-    assert result["transceivers"] == {"endpoint-leaf": 1024 + 512, "leaf-spine": 512 + 512}
+    assert result["transceivers"] == {"endpoint_leaf": 1024 + 512, "leaf_spine": 512 + 512}
 
 
 @pytest.mark.parametrize("args", [{"gpus": 1024}, {"preset": "dgx-superpod-h100"},
@@ -68,7 +68,7 @@ def test_modules_serve_every_link_end(args):
     """Per tier: ports served = 2 x optical links; modules x links-per-module >= ports,
     and each line wastes less than one module per device."""
     result, topo, _ = plan_fabric(args)
-    for t, tier in ((1, "endpoint-leaf"), (2, "leaf-spine"), (3, "spine-core")):
+    for t, tier in ((1, "endpoint_leaf"), (2, "leaf_spine"), (3, "spine_core")):
         optical = int(((topo.link_tier == t) & (topo.link_reach > 0)).sum())
         assert result["transceiver_ports"].get(tier, 0) == 2 * optical
         for ln in optics(result, tier).values():
@@ -80,7 +80,7 @@ def test_q3400_modules_carry_two_800g_links(capsys):
     """144 x 800G on 72 cages: the switch-side module is a 1.6T twin-port OSFP."""
     data = run_json(capsys, "plan", "--gpus", "1024", "--nic", "800G", "--switch",
                     "quantum-x800-q3400", "--json")  # fmt: skip
-    down = optics(data, "endpoint-leaf")
+    down = optics(data, "endpoint_leaf")
     assert down["leaf"]["links_per_module"] == 2
     assert down["leaf"]["item"].startswith("1600G multimode module (2 x 800G)")
 
@@ -126,7 +126,7 @@ def test_power_is_switches_plus_nics_plus_modules():
 def test_oversubscription_warning(capsys):
     """--oversubscription 10 with --su-nodes 4 (ToR): 8:1 built, said in the JSON and the
     table; a plan that builds what it asks warns of nothing."""
-    args = ("plan", "--gpus", "1024", "--design", "spine-leaf", "--oversubscription", "10",
+    args = ("plan", "--gpus", "1024", "--design", "spine_leaf", "--oversubscription", "10",
             "--su-nodes", "4")  # fmt: skip
     data = run_json(capsys, *args, "--json")
     assert data["oversubscription"]["leaf"] == pytest.approx(8.0)

@@ -75,9 +75,9 @@ def test_catalog_gpus_json(capsys):
     gpus = {g["name"]: g for g in run_json(capsys, "catalog", "gpus", "--json")["gpus"]}
     assert {"a100-80g", "h100-sxm", "h200", "h800", "h20", "b200", "mi300x"} <= set(gpus)
     h100 = gpus["h100-sxm"]
-    assert h100["scaleup_bandwidth"] == 900e9  # bytes/s, bidirectional
-    assert h100["scaleup_bandwidth_per_direction"] == 450e9
-    assert h100["scaleup_domain_size"] == 8
+    assert h100["scale_up_bandwidth_bytes_per_s"] == 900e9  # bytes/s, bidirectional
+    assert h100["scale_up_bandwidth_per_direction_bytes_per_s"] == 450e9
+    assert h100["scale_up_domain_size"] == 8
 
 
 @pytest.mark.parametrize("kind", ["nics", "switches"])
@@ -169,7 +169,7 @@ def test_traffic_infer_seed_reproduces_seed_000(capsys):
     )
     assert data["total_bytes"] == 24_075_304_960_000
     assert data["kv_bytes_per_request"] == 1_174_405_120
-    assert data["required_bandwidth"]["kv_transfer"] == pytest.approx(1_174_405_120 / 0.010)
+    assert data["required_bytes_per_s"]["kv_transfer"] == pytest.approx(1_174_405_120 / 0.010)
     assert {"kv_bytes_per_token", "allreduce_bytes_per_token"} <= set(data)
 
 
@@ -188,15 +188,15 @@ def test_collective_json_busbw(capsys):
         "0s",
         "--json",
     )
-    assert data["busbw"] == pytest.approx(50e9)  # ring busbw equals the link rate
-    assert data["time"] == pytest.approx(data["lower_bound_time"])
+    assert data["busbw_bytes_per_s"] == pytest.approx(50e9)  # ring busbw equals the link rate
+    assert data["time_s"] == pytest.approx(data["lower_bound_time_s"])
 
 
 def test_net_commands(capsys):
     t = run_json(capsys, "net", "time", "--bytes", "6.4TB", "--capacity", "51.2T", "--json")
-    assert t["time"] == pytest.approx(1.0)
+    assert t["time_s"] == pytest.approx(1.0)
     s = run_json(capsys, "net", "switches", "--bytes", "640TB", "--deadline", "10s", "--json")
-    assert s["switches"] == pytest.approx(10.0)
+    assert s["fractional_switches"] == pytest.approx(10.0)
     assert s["whole_switches"] == 10
 
 

@@ -54,18 +54,18 @@ CASES: dict[str, tuple[FabricSpec, str]] = {
     "superpod-16su": (get_preset("dgx-superpod-h100", 16).spec, "clos"),
     "hpn": (get_preset("alibaba-hpn").spec, "clos"),
     "tor-spine-leaf": (FabricSpec(num_gpus=512, nic_speed=400 * GBPS, oversubscription=3.0,
-                                  switch_radix=32), "spine-leaf"),
+                                  switch_radix=32), "spine_leaf"),
     "two-planes-3-tier": (FabricSpec(num_gpus=1024, nic_speed=800 * GBPS, planes=2,
                                      switch_radix=16, grouping="tor"), "clos"),
     "inference-2x100g": (FabricSpec(num_gpus=256, nics_per_node=2, nic_speed=100 * GBPS,
                                     switch_radix=128, oversubscription=4.0, su_nodes=4),
-                         "spine-leaf"),
+                         "spine_leaf"),
 }  # fmt: skip
 
 
 def build(case: str) -> tuple[Topology, FabricSpec]:
     spec, builder = CASES[case]
-    topo = build_spine_leaf(spec) if builder == "spine-leaf" else build_clos(spec)
+    topo = build_spine_leaf(spec) if builder == "spine_leaf" else build_clos(spec)
     return topo, spec
 
 
@@ -79,7 +79,7 @@ def test_optics_and_cables_per_link(case):
     topo, spec = build(case)
     bom = bill_of_materials(topo, nic_speed=spec.nic_speed, switch_model=spec.switch_model)
     links = topo.links_by_tier()
-    for t, name in ((1, "endpoint-leaf"), (2, "leaf-spine"), (3, "spine-core")):
+    for t, name in ((1, "endpoint_leaf"), (2, "leaf_spine"), (3, "spine_core")):
         mask = topo.link_tier == t
         copper = int((topo.link_reach[mask] == 0).sum())
         optical = int(mask.sum()) - copper
@@ -104,10 +104,10 @@ def test_spine_leaf_endpoint_links_are_copper():
     topo, spec = build("tor-spine-leaf")
     assert bool((topo.link_reach[topo.link_tier == 1] == 0).all())
     bom = bill_of_materials(topo, nic_speed=spec.nic_speed)
-    assert bom["cables"]["endpoint-leaf"] == 512
-    assert "endpoint-leaf" not in bom["transceivers"]
-    assert bom["transceivers"]["leaf-spine"] == 2 * bom["cables"]["leaf-spine"]
-    items = {ln["item"] for ln in lines_of(bom, "cable") if ln["tier"] == "endpoint-leaf"}
+    assert bom["cables"]["endpoint_leaf"] == 512
+    assert "endpoint_leaf" not in bom["transceivers"]
+    assert bom["transceivers"]["leaf_spine"] == 2 * bom["cables"]["leaf_spine"]
+    items = {ln["item"] for ln in lines_of(bom, "cable") if ln["tier"] == "endpoint_leaf"}
     assert items == {"copper cable"}
 
 
@@ -162,12 +162,12 @@ def test_superpod_4su_bill_by_hand():
     )
     assert result["power"]["total_w"] == pytest.approx(power)
     assert result["nics"] == 1016
-    assert result["cables"] == {"endpoint-leaf": 1020, "leaf-spine": 1024}
-    assert result["transceivers"] == {"endpoint-leaf": 508 + 4 + 512, "leaf-spine": 512 + 512}
-    assert result["transceiver_ports"] == {"endpoint-leaf": 2 * 1020, "leaf-spine": 2 * 1024}
+    assert result["cables"] == {"endpoint_leaf": 1020, "leaf_spine": 1024}
+    assert result["transceivers"] == {"endpoint_leaf": 508 + 4 + 512, "leaf_spine": 512 + 512}
+    assert result["transceiver_ports"] == {"endpoint_leaf": 2 * 1020, "leaf_spine": 2 * 1024}
     gpu_price = parts["gpus"]["h100-sxm"]["price"]["likely"]
     assert result["cost"]["gpu_cost_usd"] == pytest.approx(1016 * gpu_price)
-    assert result["cost"]["network_share_of_gpu_cost"] == pytest.approx(
+    assert result["cost"]["network_to_gpu_cost_ratio"] == pytest.approx(
         result["cost"]["total_usd"] / (1016 * gpu_price)
     )
 
@@ -178,8 +178,8 @@ def test_hpn_nics_are_not_doubled_by_planes():
     topo, spec = build("hpn")
     bom = bill_of_materials(topo, nic_speed=spec.nic_speed, switch_model=spec.switch_model)
     assert bom["nics"] == 1920 * 8
-    assert bom["cables"]["endpoint-leaf"] == 2 * 15360
-    optics = [ln for ln in lines_of(bom, "transceiver") if ln["tier"] == "endpoint-leaf"]
+    assert bom["cables"]["endpoint_leaf"] == 2 * 15360
+    optics = [ln for ln in lines_of(bom, "transceiver") if ln["tier"] == "endpoint_leaf"]
     by_end = {ln["end"]: ln for ln in optics}
     assert set(by_end) == {"server", "leaf"}
     # one 200G module per NIC port; the 51.2T ToR runs 200G as 4 per 800G cage (256 / 64)
@@ -307,10 +307,10 @@ def test_training_vs_inference_fabric_bills():
     assert infer["transceivers"] == 32 + 16
     assert train["transceivers"] == 1024 + 1536
     assert train["cost"]["total_usd"] > infer["cost"]["total_usd"]
-    assert out["training_to_inference_cost"] == pytest.approx(
+    assert out["training_to_inference_cost_ratio"] == pytest.approx(
         train["cost"]["total_usd"] / infer["cost"]["total_usd"]
     )
     for side in (train, infer):
         split = side["cost"]["nics_usd"] + side["cost"]["switches_usd"] + side["cost"]["optics_usd"]
         assert split == pytest.approx(side["cost"]["total_usd"])
-    assert np.isclose(infer["bandwidth_per_gpu"], 2 * 100 * GBPS / 8)
+    assert np.isclose(infer["bandwidth_per_gpu_bytes_per_s"], 2 * 100 * GBPS / 8)

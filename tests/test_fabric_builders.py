@@ -119,10 +119,10 @@ def test_superpod_cable_counts(su):
     topo = build_clos(get_preset("dgx-superpod-h100", su).spec)
     links = topo.links_by_tier()
     leaf = SUPERPOD[su][0]
-    assert links["endpoint-leaf"] == 8 * (32 * su - 1) + 4
-    assert links["leaf-spine"] == 32 * leaf
+    assert links["endpoint_leaf"] == 8 * (32 * su - 1) + 4
+    assert links["leaf_spine"] == 32 * leaf
     expected_core = {16: 4096, 32: 8192}.get(su, 256 * su if SUPERPOD[su][2] else 0)
-    assert links["spine-core"] == expected_core
+    assert links["spine_core"] == expected_core
     assert bisection_bandwidth(topo) == pytest.approx((8 * (32 * su - 1) + 4) * B400 / 2)
 
 
@@ -244,7 +244,7 @@ def test_two_tier_closed_form(k):
     assert topo.switches_by_tier() == {"leaf": k, "spine": k // 2, "core": 0}
     assert topo.num_switches == 3 * k // 2 == max_switches(k, 2)
     assert n == max_endpoints(k, 2)
-    assert topo.links_by_tier() == {"endpoint-leaf": n, "leaf-spine": n, "spine-core": 0}
+    assert topo.links_by_tier() == {"endpoint_leaf": n, "leaf_spine": n, "spine_core": 0}
     assert bool((topo.ports_used() == k).all())  # every port of every switch is used
     assert bisection_bandwidth(topo) == pytest.approx(n * B400 / 2)
 
@@ -261,7 +261,7 @@ def test_three_tier_closed_form(k):
                                        "core": k * k // 4}  # fmt: skip
     assert topo.num_switches == 5 * k * k // 4 == max_switches(k, 3)
     assert n == max_endpoints(k, 3) == max_gpus(k, 3)
-    assert topo.links_by_tier() == {"endpoint-leaf": n, "leaf-spine": n, "spine-core": n}
+    assert topo.links_by_tier() == {"endpoint_leaf": n, "leaf_spine": n, "spine_core": n}
     assert bool((topo.ports_used() == k).all())
     e = topo.num_endpoints
     t3 = topo.link_tier == 3
@@ -330,7 +330,7 @@ def test_oversubscribed_bisection(k, ratio, tiers):
 # --------------------------------------------------------------------------- invariants
 
 BUILDERS: dict[str, Callable[[FabricSpec], Topology]] = {
-    "clos": build_clos, "rail-optimized": build_rail_optimized, "spine-leaf": build_spine_leaf,
+    "clos": build_clos, "rail_optimized": build_rail_optimized, "spine_leaf": build_spine_leaf,
 }  # fmt: skip
 
 
@@ -373,7 +373,7 @@ def fits(spec: FabricSpec, grouping: str) -> bool:
 def _build_or_reject(builder: str, spec: FabricSpec) -> Topology:
     """Build; a CapacityError must come exactly when the design does not fit (then the
     example is dropped)."""
-    grouping = {"rail-optimized": "rail", "spine-leaf": "tor"}.get(builder, spec.grouping)
+    grouping = {"rail_optimized": "rail", "spine_leaf": "tor"}.get(builder, spec.grouping)
     if fits(spec, grouping):
         return BUILDERS[builder](spec)
     with pytest.raises(CapacityError, match=r"radix|rail leaves"):
@@ -421,7 +421,7 @@ def check_invariants(topo: Topology, spec: FabricSpec) -> None:
     # no idle switch: every switch built carries at least one link
     assert bool((topo.ports_used() > 0).all()) or s == 0
     # NIC capacity: every NIC's full line rate reaches the leaves (split over planes)
-    assert topo.link_capacity_by_tier()["endpoint-leaf"] == pytest.approx(
+    assert topo.link_capacity_by_tier()["endpoint_leaf"] == pytest.approx(
         (nodes * nics + mgmt) * spec.nic_speed
     )
     # a leaf never takes more endpoints than its down ports
@@ -449,7 +449,7 @@ def test_builder_invariants(case):
     builder, spec = case
     topo = _build_or_reject(builder, spec)
     check_invariants(topo, spec)
-    expected = {"rail-optimized": "rail", "spine-leaf": "tor"}.get(builder, spec.grouping)
+    expected = {"rail_optimized": "rail", "spine_leaf": "tor"}.get(builder, spec.grouping)
     assert topo.meta["design"] == expected
 
 

@@ -44,10 +44,10 @@ def test_partial_pod_does_not_buy_a_full_pod():
     used = topo.ports_used()[last_pod[0]]
     down = int((topo.link_dst == e + last_pod[0]).sum())
     assert (down, used) == (32, 64)
-    assert result["bisection_bandwidth"] == pytest.approx(2056 * B400 / 2)
+    assert result["bisection_bandwidth_bytes_per_s"] == pytest.approx(2056 * B400 / 2)
 
 
-@pytest.mark.parametrize(("gpus", "design", "total"), [(1024, "rail-optimized", 80),
+@pytest.mark.parametrize(("gpus", "design", "total"), [(1024, "rail_optimized", 80),
                                                         (256, "clos", 20)])  # fmt: skip
 def test_forced_third_tier_matches_the_closed_form(gpus, design, total):
     """A forced 3rd tier buys 5N/k switches, not full pods and a core group per spine."""

@@ -37,7 +37,7 @@ from aifabric.traffic.training import training_traffic
 
 # Four full SUs of 32 DGX H100 (the dgx-superpod-h100 preset removes one DGX for UFM,
 # RA-11333-001 Table 4, and so holds 1,016 GPUs; these plans need all 1,024).
-SUPERPOD_4SU = {"gpus": 1024, "design": "rail-optimized", "su_nodes": 32}
+SUPERPOD_4SU = {"gpus": 1024, "design": "rail_optimized", "su_nodes": 32}
 NVLINK_H100 = 450e9  # bytes/s per direction per GPU (900 GB/s bidirectional)
 
 
@@ -78,12 +78,12 @@ def test_bytes_are_conserved(name):
     traffic = training_traffic(j)
     result, _, _ = plan_fabric(SUPERPOD_4SU, j)
     by_tier = result["bytes_by_tier"]
-    assert set(by_tier) == {"scale-up", "leaf", "spine", "core"}
+    assert set(by_tier) == {"scale_up", "leaf", "spine", "core"}
     assert sum(by_tier.values()) == pytest.approx(traffic.total_bytes, rel=1e-12)
     assert result["job"]["iteration_bytes"] == pytest.approx(traffic.total_bytes)
     up = sum(r.total_bytes for r in traffic.rows if r.scope == SCALE_UP)
     out = traffic.total_bytes - up
-    assert by_tier["scale-up"] == pytest.approx(up, rel=1e-12, abs=1.0)
+    assert by_tier["scale_up"] == pytest.approx(up, rel=1e-12, abs=1.0)
     assert by_tier["leaf"] + by_tier["spine"] + by_tier["core"] == pytest.approx(
         out, rel=1e-12, abs=1.0
     )
@@ -103,7 +103,7 @@ def test_tp8_stays_in_the_server(name):
     """tp = 8 = NVLink domain of an HGX H100: all TP bytes are scale-up."""
     result, _, _ = plan_fabric(SUPERPOD_4SU, job(**PLANS[name]))
     tp = dim_bytes(result["traffic_by_tier"])["tp"]
-    assert set(tp) == {"scale-up"} and tp["scale-up"] > 0
+    assert set(tp) == {"scale_up"} and tp["scale_up"] > 0
 
 
 def test_rail_optimised_keeps_dp_on_one_leaf():
@@ -167,7 +167,7 @@ def test_random_placement_keeps_bytes_but_climbs(seed):
     shuffled = _placed("tp8-dp16", "random", seed)
     a, b = contiguous["by_tier"], shuffled["by_tier"]
     assert sum(b.values()) == pytest.approx(sum(a.values()), rel=1e-12)
-    assert b["scale-up"] == pytest.approx(a["scale-up"])
+    assert b["scale_up"] == pytest.approx(a["scale_up"])
     assert b["leaf"] < a["leaf"]
     assert b["spine"] > a["spine"] == 0
     assert b["spine"] > 0.4 * (b["leaf"] + b["spine"])
@@ -237,19 +237,19 @@ def test_min_communication_time_is_worst_layer(name):
     by = result["bytes_by_tier"]
     nic = 400e9 / 8
     loads = {
-        "scale-up": (by["scale-up"], 1024 * NVLINK_H100),
-        "endpoint-leaf": (by["leaf"] + by["spine"] + by["core"], 1024 * nic),
-        "leaf-spine": (by["spine"] + by["core"], 32 * 32 * nic),
+        "scale_up": (by["scale_up"], 1024 * NVLINK_H100),
+        "endpoint_leaf": (by["leaf"] + by["spine"] + by["core"], 1024 * nic),
+        "leaf_spine": (by["spine"] + by["core"], 32 * 32 * nic),
     }
     expected = max(b / c for b, c in loads.values())
     assert result["min_communication_time_s"] == pytest.approx(expected)
     layers = {x["layer"]: x for x in result["tier_bandwidth"]}
     for name_, (b, c) in loads.items():
         assert layers[name_]["bytes"] == pytest.approx(b)
-        assert layers[name_]["available_bandwidth"] == pytest.approx(c)
+        assert layers[name_]["available_bytes_per_s"] == pytest.approx(c)
         step = result["job"]["compute_time_s"]
-        assert layers[name_]["required_bandwidth"] == pytest.approx(b / step)
-    assert "spine-core" not in layers  # 2 tiers: no core layer
+        assert layers[name_]["required_bytes_per_s"] == pytest.approx(b / step)
+    assert "spine_core" not in layers  # 2 tiers: no core layer
     assert result["min_communication_time_s"] == max(x["min_time_s"] for x in layers.values())
 
 

@@ -75,7 +75,7 @@ def test_800g_on_a_51t_switch_is_64_ports(capsys):
                     "spectrum-4-sn5600", "--json")  # fmt: skip
     assert data["switch_radix"] == 64
     assert data["switches"] == {"leaf": 32, "spine": 16, "core": 0, "total": 48}
-    assert data["bisection_bandwidth"] * 8 / 1e12 == pytest.approx(409.6)
+    assert data["bisection_bandwidth_bytes_per_s"] * 8 / 1e12 == pytest.approx(409.6)
 
 
 def test_sn5600_runs_128_x_400g_for_100k_gpus(capsys):
@@ -85,7 +85,7 @@ def test_sn5600_runs_128_x_400g_for_100k_gpus(capsys):
                     "--tiers", "3", "--json")  # fmt: skip
     assert data["switch_radix"] == 128 and data["tiers"] == 3
     assert data["max_endpoints_nonblocking"] == 128**3 // 4
-    assert data["bisection_bandwidth"] == pytest.approx(100000 * 400 * GBPS / 2)
+    assert data["bisection_bandwidth_bytes_per_s"] == pytest.approx(100000 * 400 * GBPS / 2)
     assert 64**3 // 4 < 100000 <= 128**3 // 4
 
 
@@ -109,7 +109,7 @@ def test_planes_need_a_port_speed_the_switch_has(capsys):
     assert "link speed 133.333 Gb/s (nic 400 Gb/s / planes(=3))" in msg
     data = run_json(capsys, "plan", "--gpus", "1024", "--planes", "2", "--json")
     assert data["switch_radix"] == 128
-    assert data["bisection_bandwidth"] == pytest.approx(1024 * 400 * GBPS / 2)
+    assert data["bisection_bandwidth_bytes_per_s"] == pytest.approx(1024 * 400 * GBPS / 2)
 
 
 def test_frontend_radix_follows_its_speed(capsys):
@@ -117,7 +117,7 @@ def test_frontend_radix_follows_its_speed(capsys):
     assert radix_at(get_switch("eth-12.8t"), 200 * GBPS) == 64
     assert radix_at(get_switch("eth-12.8t"), 400 * GBPS) == 32
     data = run_json(capsys, "plan", "--gpus", "1024", "--frontend-nic", "400G", "--json")
-    assert data["frontend"]["links"]["endpoint-leaf"] == 128
+    assert data["frontend"]["links"]["endpoint_leaf"] == 128
 
 
 def test_mixed_speed_leaf_must_fit_the_sum():

@@ -62,8 +62,8 @@ def test_huge_leaf_oversubscription_builds_63_to_1(capsys):
     for asked in ("1e18", "1e308"):
         data = run_json(capsys, "plan", "--gpus", "1024", "--oversubscription", asked, "--json")
         assert data["switches"] == {"leaf": 24, "spine": 1, "core": 0, "total": 25}
-        assert data["links"]["leaf-spine"] == 24
-        assert data["bisection_bandwidth"] == pytest.approx(24 * B400 / 2)
+        assert data["links"]["leaf_spine"] == 24
+        assert data["bisection_bandwidth_bytes_per_s"] == pytest.approx(24 * B400 / 2)
         assert data["bisection_ratio"] == pytest.approx(24 / 1024)
         assert data["warnings"] == [
             f"leaf oversubscription built 63:1, not the {float(asked):g}:1 asked"
@@ -80,8 +80,8 @@ def test_huge_spine_oversubscription_builds_one_uplink_per_spine(capsys):
     data = run_json(capsys, "plan", "--gpus", "1024", "--spine-oversubscription", "1e308",
                     "--tiers", "3", "--json")  # fmt: skip
     assert data["switches"] == {"leaf": 32, "spine": 32, "core": 1, "total": 65}
-    assert data["links"]["spine-core"] == 32
-    assert data["bisection_bandwidth"] == pytest.approx(32 * B400 / 2)
+    assert data["links"]["spine_core"] == 32
+    assert data["bisection_bandwidth_bytes_per_s"] == pytest.approx(32 * B400 / 2)
     assert data["warnings"] == [
         "spine oversubscription built 32:1, not the 1e+308:1 asked (whole ports per switch)"
     ]
@@ -122,14 +122,14 @@ def test_multi_plane_nic_buys_one_module_per_nic(capsys):
     the 2 x 4,096 optical link ends is served."""
     data = run_json(capsys, "plan", "--gpus", "1024", "--nic", "400G", "--planes", "4", "--json")
     ends = {ln["end"]: ln for ln in data["bom"]
-            if ln["category"] == "transceiver" and ln["tier"] == "endpoint-leaf"}  # fmt: skip
+            if ln["category"] == "transceiver" and ln["tier"] == "endpoint_leaf"}  # fmt: skip
     assert data["switches"]["leaf"] == 64 and data["nics"] == 1024
     server, leaf = ends["server"], ends["leaf"]
     assert server["item"] == "400G multimode module (4 x 100G), server end"
     assert (server["count"], server["links_per_module"], server["ports"]) == (1024, 4, 4096)
     assert leaf["item"] == "400G multimode module (4 x 100G), leaf end"
     assert (leaf["count"], leaf["links_per_module"], leaf["ports"]) == (1024, 4, 4096)
-    assert data["transceiver_ports"]["endpoint-leaf"] == 2 * 4096
+    assert data["transceiver_ports"]["endpoint_leaf"] == 2 * 4096
 
 
 def test_nic_with_a_cage_per_plane_buys_a_module_per_link():

@@ -45,7 +45,7 @@ NAMED = {
     "preset": ["dgx-superpod-h100", "dgx-superpod-gb200", "meta-llama3-24k", "alibaba-hpn", "z"],
     "switch": ["quantum-2-qm9700", "spectrum-4-sn5600", "tomahawk-5", "seed-51.2t", "q"],
     "nic": ["400G", "800G", "200G", "100G", "400", "1e9G", "-400G", "fast"],
-    "design": ["rail-optimized", "clos", "spine-leaf", "torus"],
+    "design": ["rail_optimized", "clos", "spine_leaf", "torus"],
     "algorithm": ["auto", "ring", "tree", "direct", "hierarchical", "nvls", "sharp", "x"],
     "accounting": ["algorithmic", "seed", "x"],
     "placement": ["contiguous", "random", "x"],

@@ -65,8 +65,8 @@ def test_small_run_estimates_close_to_the_count() -> None:
     est = serving_estimates(sc, sim.entry[0].timing, None, **synthetic_figures(sc))
     result = sim.run()
     assert result["events"] / 2 <= est["events"] <= 2 * result["events"]
-    assert est["simulated_seconds"] <= result["simulated_seconds"] * 1.05
-    assert est["simulated_seconds"] >= result["simulated_seconds"] / 2
+    assert est["simulated_s"] <= result["simulated_s"] * 1.05
+    assert est["simulated_s"] >= result["simulated_s"] / 2
 
 
 def test_max_work_lifts_the_serving_limit() -> None:

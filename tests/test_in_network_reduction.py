@@ -182,8 +182,8 @@ def test_traffic_train_flag(capsys: pytest.CaptureFixture[str]) -> None:
     off = _json(capsys, *base)
     algos = {r["algorithm"] for r in on["per_iteration"]["rows"]}
     assert {"nvls", "sharp"} <= algos
-    assert on["per_iteration"]["by_dimension"]["dp"] == pytest.approx(
-        off["per_iteration"]["by_dimension"]["dp"] * 16 / 30, rel=1e-12
+    assert on["per_iteration"]["bytes_by_dimension"]["dp"] == pytest.approx(
+        off["per_iteration"]["bytes_by_dimension"]["dp"] * 16 / 30, rel=1e-12
     )
 
 
@@ -191,7 +191,7 @@ def test_traffic_infer_flag(capsys: pytest.CaptureFixture[str]) -> None:
     data = _json(capsys, "traffic", "infer", "--model", "llama3-70b", "--tp", "8",
                  "--in-network-reduction", "--json")  # fmt: skip
     assert data["in_network_reduction"] is True
-    assert data["algorithm_rule"] == "nccl-tuning"
+    assert data["algorithm_rule"] == "nccl_tuning"
     assert data["tp_algorithm"] == "ring"  # 16 KiB per token: below NVLS's ~1 MB crossover
 
 

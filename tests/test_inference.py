@@ -70,10 +70,10 @@ def test_seed000_kv_time_and_budget(h100: GpuSpec) -> None:
     assert out["communication_budget_s"] == pytest.approx(1e-3, rel=1e-12)
     assert out["token_time_budget_s"] == pytest.approx(1e-2)
     # 1.174 GB in 10 ms = 117.4 GB/s = 939.5 Gb/s: two 800G NICs.
-    req = out["required_bandwidth"]
+    req = out["required_bytes_per_s"]
     assert req["kv_transfer"] == pytest.approx(1_174_405_120 / 0.010)
     assert req["kv_transfer"] * 8 / 1e9 == pytest.approx(939.5, abs=0.1)
-    assert req["kv_transfer_nics"] == 2
+    assert out["kv_transfer_nics"] == 2
 
 
 def test_seed_formula_helpers() -> None:
@@ -108,15 +108,15 @@ def test_llama70b_algorithmic_by_hand(h100: GpuSpec, llama70b: ModelSpec) -> Non
     per_request = (s_in + s_out) * ar_total + 327_680 * s_in
     assert out["bytes_per_request"] == pytest.approx(per_request, rel=1e-12)
     assert out["total_bytes"] == pytest.approx(users * per_request, rel=1e-12)
-    assert out["nic_speed"] == 50e9  # H100 default: 400G
+    assert out["nic_speed_bytes_per_s"] == 50e9  # H100 default: 400G
     assert out["kv_transfer_time_one_nic_s"] == pytest.approx(327_680 * s_in / 50e9)
-    assert out["required_bandwidth"]["allreduce_per_gpu_per_user"] == pytest.approx(ar_rank / 1e-3)
+    assert out["required_bytes_per_s"]["allreduce_per_gpu_per_user"] == pytest.approx(ar_rank / 1e-3)
 
 
 def test_no_disaggregation_ships_no_kv(h100: GpuSpec, llama70b: ModelSpec) -> None:
     out = inference_traffic(InferenceJob(model=llama70b, gpu=h100, tp=8, pd=False))
     assert out["kv_bytes_per_request"] == 0
-    assert out["required_bandwidth"]["kv_transfer_nics"] == 0
+    assert out["kv_transfer_nics"] == 0
 
 
 def test_tp1_has_no_all_reduce(h100: GpuSpec, llama8b: ModelSpec) -> None:
@@ -182,7 +182,7 @@ def test_totals_scale_linearly_with_users(users: int, s_in: int, s_out: int) -> 
     assert many["total_bytes"] == pytest.approx(
         many["total_kv_bytes"] + many["total_activation_bytes"], rel=1e-12
     )
-    assert math.isfinite(many["required_bandwidth"]["aggregate_sustained"])
+    assert math.isfinite(many["required_bytes_per_s"]["aggregate_sustained"])
 
 
 # ----- errors -----------------------------------------------------------------------------
@@ -217,7 +217,7 @@ def test_sustained_bandwidth_conserves_bytes_per_request(h100: GpuSpec) -> None:
     out = inference_traffic(_seed000(h100))
     assert out["bytes_per_request"] == 240_753_049_600
     expected = 100 * 240_753_049_600 * 100 / 4096
-    assert out["required_bandwidth"]["aggregate_sustained"] == pytest.approx(expected, rel=1e-9)
+    assert out["required_bytes_per_s"]["aggregate_sustained"] == pytest.approx(expected, rel=1e-9)
 
 
 def test_peak_bandwidth_by_hand(h100: GpuSpec) -> None:
@@ -226,10 +226,10 @@ def test_peak_bandwidth_by_hand(h100: GpuSpec) -> None:
     out = inference_traffic(_seed000(h100))
     step = 100 * 280 * 196_608
     kv_rate = 1_174_405_120 / 0.010
-    assert out["required_bandwidth"]["aggregate_peak"] == pytest.approx(
+    assert out["required_bytes_per_s"]["aggregate_peak"] == pytest.approx(
         step / 1e-3 + 100 * kv_rate, rel=1e-9
     )
     # per GPU and user: 280 all-reduces x 196,608 B / 4 ranks in 1 ms
-    assert out["required_bandwidth"]["allreduce_per_gpu_per_user"] == pytest.approx(
+    assert out["required_bytes_per_s"]["allreduce_per_gpu_per_user"] == pytest.approx(
         280 * 196_608 / 4 / 1e-3, rel=1e-9
     )

@@ -237,9 +237,9 @@ def test_zero_duration_trace_has_no_rate_and_no_nan(tmp_path):
     both = _write(tmp_path, "same.jsonl", _moon(OK, OK.replace("5", "6")))
     stats = trace_stats(read_trace(both))
     assert stats["duration_s"] == 0.0
-    assert stats["arrival_rate_rps"] is None and stats["interarrival_cv"] is None
+    assert stats["arrival_rate_per_s"] is None and stats["interarrival_cv"] is None
     one = trace_stats(read_trace(_write(tmp_path, "one.jsonl", _moon(OK))))
-    assert one["requests"] == 1 and one["arrival_rate_rps"] is None
+    assert one["requests"] == 1 and one["arrival_rate_per_s"] is None
 
 
 def test_zero_output_tokens_accepted():

@@ -349,7 +349,7 @@ def test_expert_tp_params_dp_group_and_rows_agree() -> None:
             model=mixtral, plan=plan, gpu=get_gpu("h100-sxm"), seq_len=4096, global_batch=8
         )
         rows = training_traffic(job).rows
-        edp = [r for r in rows if r.dimension == "dp-expert"]
+        edp = [r for r in rows if r.dimension == "dp_expert"]
         assert sum_rows(edp) == pytest.approx(groups * 2 * (n - 1) * p_e / (4 * etp) * 2)
         a2a = [r for r in rows if r.dimension == "ep" and r.collective == "all_to_all"]
         assert {r.buffer_bytes for r in a2a} == {t * 2 * 4096 * 2}

@@ -245,7 +245,7 @@ def test_a_name_the_operation_lacks_falls_back_to_the_ring() -> None:
 
 
 def test_algorithm_rule_names_the_choice() -> None:
-    assert algorithm_rule("auto") == "nccl-tuning"
+    assert algorithm_rule("auto") == "nccl_tuning"
     assert algorithm_rule("ring") == "fixed: ring"
 
 
@@ -264,5 +264,5 @@ def test_collective_cli_auto_uses_the_rule(capsys) -> None:
     assert main(["collective", "all_reduce", "--ranks", "1024", "--ranks-per-domain", "8",
                  "--size", "1GB", "--algorithm", "auto", "--json"]) == 0  # fmt: skip
     data = json.loads(capsys.readouterr().out)
-    assert (data["algorithm"], data["algorithm_rule"]) == ("tree", "nccl-tuning")
+    assert (data["algorithm"], data["algorithm_rule"]) == ("tree", "nccl_tuning")
     assert data["scale_out_bytes_per_rank"] * 1024 == pytest.approx(254 * GB, rel=1e-12)

@@ -36,10 +36,10 @@ GML = "{http://graphml.graphdrawing.org/xmlns}"
 def test_plan_json_contract(capsys):
     data = run_json(capsys, *PRESET_4SU, "--json")
     assert {"gpus", "nodes", "switches", "links", "transceivers", "cables", "cost", "power",
-            "bisection_bandwidth"} <= set(data)  # fmt: skip
+            "bisection_bandwidth_bytes_per_s"} <= set(data)  # fmt: skip
     assert data["gpus"] == 1016 and data["nodes"] == 127
     assert data["switches"] == {"leaf": 32, "spine": 16, "core": 0, "total": 48}
-    assert data["links"] == {"endpoint-leaf": 1020, "leaf-spine": 1024, "spine-core": 0}
+    assert data["links"] == {"endpoint_leaf": 1020, "leaf_spine": 1024, "spine_core": 0}
     assert sum(data["cables"].values()) == 2044
     # twin-port 800G OSFP modules, two 400G links each (hand count: tests/test_bom_modules.py)
     assert sum(data["transceivers"].values()) == 2048
@@ -48,7 +48,7 @@ def test_plan_json_contract(capsys):
     assert {"total_usd", "per_gpu_usd"} <= set(data["cost"])
     assert data["cost"]["per_gpu_usd"] == pytest.approx(data["cost"]["total_usd"] / 1016)
     assert data["power"]["total_w"] > 0
-    assert data["bisection_bandwidth"] == pytest.approx(1020 * 400e9 / 8 / 2)  # 25.5 TB/s
+    assert data["bisection_bandwidth_bytes_per_s"] == pytest.approx(1020 * 400e9 / 8 / 2)  # 25.5 TB/s
     assert "traffic_by_tier" not in data
 
 
@@ -59,7 +59,7 @@ def test_plan_json_with_job(capsys):
     rows = data["traffic_by_tier"]
     assert rows and all({"dimension", "tier", "bytes"} <= set(r) for r in rows)
     tiers = {(r["dimension"], r["tier"]) for r in rows}
-    assert tiers == {("tp", "scale-up"), ("dp", "leaf")}
+    assert tiers == {("tp", "scale_up"), ("dp", "leaf")}
     assert sum(r["bytes"] for r in rows) == pytest.approx(data["job"]["iteration_bytes"])
     assert data["placement"] == "contiguous"
     assert data["min_communication_time_s"] > 0
@@ -152,11 +152,11 @@ def test_plan_compare_json(capsys):
     train, infer = data["training"]["cost"]["total_usd"], data["inference"]["cost"]["total_usd"]
     assert train > infer > 0
     names = [s["strategy"] for s in data["strategies"]]
-    assert names == ["separate-clusters", "time-division", "separate-networks"]
+    assert names == ["separate_clusters", "time_division", "separate_networks"]
     by = {s["strategy"]: s for s in data["strategies"]}
-    assert by["separate-clusters"]["gpus"] == 2 * by["time-division"]["gpus"] == 2048
-    assert by["time-division"]["network_cost_usd"] == pytest.approx(train)
-    assert by["separate-networks"]["network_cost_usd"] == pytest.approx(train + infer)
+    assert by["separate_clusters"]["gpus"] == 2 * by["time_division"]["gpus"] == 2048
+    assert by["time_division"]["network_cost_usd"] == pytest.approx(train)
+    assert by["separate_networks"]["network_cost_usd"] == pytest.approx(train + infer)
 
 
 @pytest.mark.parametrize(
@@ -226,7 +226,7 @@ def test_frontend_network_is_planned(capsys):
     """128 servers, one 200G front-end NIC each, ToR spine-leaf at ~4:3 (SuperPOD storage)."""
     data = run_json(capsys, "plan", "--gpus", "1024", "--frontend-nic", "200G", "--json")
     front = data["frontend"]
-    assert front["links"]["endpoint-leaf"] == 128
+    assert front["links"]["endpoint_leaf"] == 128
     assert front["switches"]["total"] >= 3
     assert front["cost"]["total_usd"] > 0
 

@@ -61,9 +61,9 @@ def test_superpod_h100_table4_every_count(su: int) -> None:
     assert topo.num_gpus == gpus
     assert topo.switches_by_tier() == {"leaf": leaf, "spine": spine, "core": 0}
     links = topo.links_by_tier()
-    assert links["endpoint-leaf"] == compute_ufm
-    assert links["leaf-spine"] == spine_leaf
-    assert links["spine-core"] == 0
+    assert links["endpoint_leaf"] == compute_ufm
+    assert links["leaf_spine"] == spine_leaf
+    assert links["spine_core"] == 0
     assert topo.num_management_endpoints == compute_ufm - gpus == 4
 
 
@@ -76,10 +76,10 @@ def test_superpod_h100_table3_switches_and_cables(su: int) -> None:
     topo = build_clos(get_preset("dgx-superpod-h100", su).spec)
     assert topo.switches_by_tier() == {"leaf": leaf, "spine": spine, "core": core}
     links = topo.links_by_tier()
-    assert links["leaf-spine"] == leaf_spine
-    assert links["spine-core"] == spine_core
+    assert links["leaf_spine"] == leaf_spine
+    assert links["spine_core"] == spine_core
     assert topo.num_nodes == 32 * su - 1
-    assert links["endpoint-leaf"] == 8 * (32 * su - 1) + 4
+    assert links["endpoint_leaf"] == 8 * (32 * su - 1) + 4
 
 
 def test_superpod_h100_16su_matches_a_built_cluster() -> None:
@@ -115,10 +115,10 @@ def test_superpod_h100_plan_reports_published_and_built_alike() -> None:
     assert {t: pub[t] for t in ("leaf", "spine", "core")} == {
         t: result["switches"][t] for t in ("leaf", "spine", "core")
     }
-    assert pub["cables"] == {"endpoint-leaf": 1020, "leaf-spine": 1024}
-    assert result["links"]["endpoint-leaf"] == 1020
+    assert pub["cables"] == {"endpoint_leaf": 1020, "leaf_spine": 1024}
+    assert result["links"]["endpoint_leaf"] == 1020
     assert result["management_ports"] == 4
-    assert result["bandwidth_per_gpu"] == pytest.approx(400 * GBPS)
+    assert result["bandwidth_per_gpu_bytes_per_s"] == pytest.approx(400 * GBPS)
 
 
 def test_management_ports_without_room_are_refused() -> None:
@@ -138,8 +138,8 @@ def test_meta_llama3_24k_published_counts() -> None:
     topo = build_clos(preset.spec)
     assert (topo.num_gpus, topo.num_nodes) == (24576, 3072)
     assert topo.switches_by_tier()["leaf"] == 1536
-    assert topo.links_by_tier()["endpoint-leaf"] == 24576
-    assert topo.links_by_tier()["leaf-spine"] == 16 * 1536
+    assert topo.links_by_tier()["endpoint_leaf"] == 24576
+    assert topo.links_by_tier()["leaf_spine"] == 16 * 1536
     pub = preset.published
     assert (pub["gpus"], pub["nodes"], pub["leaf"], pub["pods"]) == (24576, 3072, 1536, 8)
     assert "spine" not in pub and "core" not in pub
@@ -154,8 +154,8 @@ def test_alibaba_hpn_published_counts() -> None:
     topo = build_clos(preset.spec)
     assert (topo.num_gpus, topo.num_nodes) == (15360, 1920)
     assert topo.switches_by_tier() == {"leaf": 240, "spine": 120, "core": 0}
-    assert topo.links_by_tier()["endpoint-leaf"] == 1920 * 8 * 2
-    assert topo.links_by_tier()["leaf-spine"] == 240 * 60
+    assert topo.links_by_tier()["endpoint_leaf"] == 1920 * 8 * 2
+    assert topo.links_by_tier()["leaf_spine"] == 240 * 60
     pub = preset.published
     assert (pub["gpus"], pub["leaf"], pub["spine"], pub["segments"]) == (15360, 240, 120, 15)
 

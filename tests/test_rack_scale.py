@@ -62,7 +62,7 @@ def test_gb200_preset_published_counts(su: int) -> None:
     assert topo.num_nodes == 144 * su  # compute trays
     assert topo.gpus_per_node == 4 and topo.nics_per_node == 4
     assert topo.scaleup_domain_size == 72
-    assert topo.links_by_tier()["endpoint-leaf"] == 576 * su
+    assert topo.links_by_tier()["endpoint_leaf"] == 576 * su
     assert float(topo.link_capacity[topo.link_tier == 1][0]) == pytest.approx(400 * GBPS)
     pub = preset.published
     assert pub["racks"] == 8 * su
@@ -78,10 +78,10 @@ def test_gb200_scale_up_tier_is_the_rack() -> None:
     result, _, _ = plan_fabric({"preset": "dgx-superpod-gb200"})
     up = result["scale_up"]
     assert (up["domain_size"], up["domains"], up["switch_chips"]) == (72, 8, 144)
-    assert up["bandwidth_per_gpu"] == pytest.approx(900e9)
+    assert up["bandwidth_per_gpu_bytes_per_s"] == pytest.approx(900e9)
     assert result["gpu"] == "gb200-nvl72"
     assert (result["gpus"], result["nodes"]) == (576, 144)
-    assert result["bandwidth_per_gpu"] == pytest.approx(400 * GBPS)
+    assert result["bandwidth_per_gpu_bytes_per_s"] == pytest.approx(400 * GBPS)
 
 
 def test_gb200_slot_rails_wiring() -> None:
@@ -151,7 +151,7 @@ def test_gb200_tp8_stays_on_nvlink_across_trays(placement: str) -> None:
     job = gb200_job(model="llama3-70b", tp=8, pp=4, dp=16)
     result, _, _ = plan_fabric({"preset": "dgx-superpod-gb200", "placement": placement}, job)
     dims = by_dim_tier(result)
-    tp_up = dims.get(("tp", "scale-up"), 0.0)
+    tp_up = dims.get(("tp", "scale_up"), 0.0)
     assert tp_up > 0
     assert all(dims.get(("tp", t), 0.0) == 0.0 for t in ("leaf", "spine", "core"))
     from aifabric.traffic.training import training_traffic
@@ -177,7 +177,7 @@ def test_gb200_domain_is_not_the_tray() -> None:
         placed = traffic_by_tier(list(training_traffic(j).rows), j.plan,
                                  replace(topo, scaleup_domain_size=domain))  # fmt: skip
         return sum(r["bytes"] for r in placed["rows"]
-                   if r["dimension"] == "tp" and r["tier"] != "scale-up")  # fmt: skip
+                   if r["dimension"] == "tp" and r["tier"] != "scale_up")  # fmt: skip
 
     assert tp_on_fabric(4) > 0
     assert tp_on_fabric(72) == 0.0
@@ -189,7 +189,7 @@ def test_gb200_expert_parallel_fits_the_rack() -> None:
     job = gb200_job(model="mixtral-8x7b", tp=1, ep=8, dp=72)
     result, _, _ = plan_fabric({"preset": "dgx-superpod-gb200"}, job)
     dims = by_dim_tier(result)
-    assert dims.get(("ep", "scale-up"), 0.0) > 0
+    assert dims.get(("ep", "scale_up"), 0.0) > 0
     assert all(dims.get(("ep", t), 0.0) == 0.0 for t in ("leaf", "spine", "core"))
 
 

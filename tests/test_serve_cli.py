@@ -75,7 +75,7 @@ def test_json_contract(base):
         for p in PCTS:
             assert tier["ttft_s"][p] > 0 and tier["tbt_s"][p] > 0
     thr = d["throughput"]
-    assert thr["requests_per_s"] == pytest.approx(d["completed"] / d["simulated_seconds"])
+    assert thr["requests_per_s"] == pytest.approx(d["completed"] / d["simulated_s"])
     assert thr["output_tokens_per_s"] > thr["requests_per_s"]
     assert 0 <= d["goodput_requests_per_s"] <= thr["requests_per_s"] * (1 + 1e-12)
     assert 0.0 <= d["kv_cache"]["hit_ratio"] <= 1.0
@@ -84,8 +84,8 @@ def test_json_contract(base):
     assert d["network_bytes"]["kv_transfer"] == 0
     assert d["network_bytes"]["prefix_fetch"] == 0
     assert d["network_bytes"]["tp_allreduce"] == 0
-    assert d["simulated_seconds"] > 0
-    assert d["wall_seconds"] >= 0
+    assert d["simulated_s"] > 0
+    assert d["wall_s"] >= 0
     # e2e >= ttft for every percentile of a distribution of per-request e2e >= ttft
     assert d["e2e_s"]["p99"] >= d["ttft_s"]["p50"]
 
@@ -108,7 +108,7 @@ def test_table_output_runs(capsys, scenario):
 # ----- seed and overrides ----------------------------------------------------------------------
 def _strip_wall(d: dict) -> dict:
     d = dict(d)
-    d.pop("wall_seconds")
+    d.pop("wall_s")
     return d
 
 
@@ -129,8 +129,8 @@ def test_seed_changes_result(capsys, scenario, base):
 def test_set_rate_takes_effect(capsys, scenario, base):
     slow = _serve(capsys, scenario, "--set", "workload.rate_rps=2")
     # 300 Poisson arrivals at 2/s span about 150 s; at 20/s about 15 s.
-    assert slow["simulated_seconds"] > 100
-    assert base["simulated_seconds"] < 40
+    assert slow["simulated_s"] > 100
+    assert base["simulated_s"] < 40
     assert slow["throughput"]["requests_per_s"] < base["throughput"]["requests_per_s"]
 
 
@@ -237,7 +237,7 @@ def test_timeseries_and_requests_csv(capsys, scenario, tmp_path):
     assert times[0] == 0.0
     for a, b in itertools.pairwise(times):
         assert b - a == pytest.approx(interval, rel=1e-5)
-    end = d["simulated_seconds"]
+    end = d["simulated_s"]
     assert len(rows) == math.floor(end / interval + 0.5) + 1
     assert times[-1] == pytest.approx(end, abs=interval / 2 + 1e-6)
     depths = [int(r[1]) for r in rows]
@@ -259,7 +259,7 @@ def test_timeseries_and_requests_csv(capsys, scenario, tmp_path):
         assert float(r[col["e2e"]]) >= float(r[col["ttft"]]) > 0
     # The file agrees with the JSON summary.
     output_tokens = sum(int(float(r[col["output"]])) for r in rows)
-    assert output_tokens / d["simulated_seconds"] == pytest.approx(
+    assert output_tokens / d["simulated_s"] == pytest.approx(
         d["throughput"]["output_tokens_per_s"]
     )
 
@@ -308,7 +308,7 @@ def test_poisson_colocated_example_runs(capsys):
     assert d["scenario"]["routing"] == "least_loaded"
     assert d["scenario"]["seed"] == 7
     # 500 arrivals at 20/s take about 25 s.
-    assert 15 < d["simulated_seconds"] < 60
+    assert 15 < d["simulated_s"] < 60
 
 
 def test_progress_bar_runs_and_reports_through_the_callback(capsys, scenario):

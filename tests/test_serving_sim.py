@@ -125,13 +125,13 @@ def conserved(sim: ServingSimulation, res: dict[str, Any]) -> None:
         assert sim.queue_depth == 0
     # Tokens: throughput x time = the outputs of completed requests.
     outputs = sum(r.output for r in sim.records)
-    if res["simulated_seconds"] > 0:
-        tok = res["throughput"]["output_tokens_per_s"] * res["simulated_seconds"]
+    if res["simulated_s"] > 0:
+        tok = res["throughput"]["output_tokens_per_s"] * res["simulated_s"]
         assert tok == pytest.approx(outputs, rel=1e-9)
-        req = res["throughput"]["requests_per_s"] * res["simulated_seconds"]
+        req = res["throughput"]["requests_per_s"] * res["simulated_s"]
         assert req == pytest.approx(res["completed"], rel=1e-9)
     for r in sim.records:
-        assert r.arrival <= r.first_token <= r.finish <= res["simulated_seconds"] + 1e-9
+        assert r.arrival <= r.first_token <= r.finish <= res["simulated_s"] + 1e-9
         assert r.generated == r.output
 
 
@@ -245,7 +245,7 @@ def test_request_token_and_byte_conservation(name: str) -> None:
         assert res["completed"] + res["rejected"] == res["requests"]
     else:
         # The clock stops at the limit; exactly the arrivals before it were counted.
-        assert res["simulated_seconds"] == pytest.approx(cut)
+        assert res["simulated_s"] == pytest.approx(cut)
         assert res["requests"] == int((arrivals <= cut).sum())
         assert res["requests"] < arrivals.shape[0]
         assert res["in_flight_at_end"] > 0
@@ -331,7 +331,7 @@ def test_same_seed_same_result_other_seed_differs() -> None:
     _, b = simulate(data)
     _, c = simulate({**data, "seed": 1})
     for r in (a, b, c):
-        r.pop("wall_seconds")
+        r.pop("wall_s")
     assert a == b
     assert a != c
     assert a["ttft_s"] != c["ttft_s"]
@@ -626,7 +626,7 @@ def test_mooncake_trace_replay_jitter_and_rescale() -> None:
     sim_f, fast = simulate(_trace(rate=2.0))
     assert sim_f.workload.times[-1] == pytest.approx(n / 2.0)
     assert slow["completed"] == fast["completed"] == n
-    ratio = slow["simulated_seconds"] / fast["simulated_seconds"]
+    ratio = slow["simulated_s"] / fast["simulated_s"]
     assert 1.7 < ratio < 2.1
     assert slow["throughput"]["requests_per_s"] < fast["throughput"]["requests_per_s"]
 

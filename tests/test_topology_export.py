@@ -107,7 +107,7 @@ def test_small_rail_fabric_rebuilt_from_graphml(tmp_path):
             (gpu,) = below
             assert (gpu["role"], gpu["server"], gpu["rail"]) == ("gpu", n["server"], n["rail"])
     cables = Counter(a["tier"] for _, _, a in edges if a["tier"] > 0)
-    assert cables == {1: 16, 2: topo.links_by_tier()["leaf-spine"]}
+    assert cables == {1: 16, 2: topo.links_by_tier()["leaf_spine"]}
     assert sum(1 for _, _, a in edges if a["tier"] == 0) == 16
     assert all("capacity_bytes_per_s" not in a for _, _, a in edges if a["tier"] == 0)
 

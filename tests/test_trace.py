@@ -43,7 +43,7 @@ def test_small_trace_statistics(small):
     assert stats["duration_s"] == pytest.approx(3.0)
     assert stats["mean_input_tokens"] == pytest.approx(1000.0)
     assert stats["mean_output_tokens"] == pytest.approx(20.0)
-    assert stats["arrival_rate_rps"] == pytest.approx(1.0)
+    assert stats["arrival_rate_per_s"] == pytest.approx(1.0)
     gaps = np.array([1.0, 2.0])
     assert stats["interarrival_cv"] == pytest.approx(gaps.std() / gaps.mean())
     assert stats["prefix_cache"]["hit_ratio"] == pytest.approx(0.512)
@@ -131,7 +131,7 @@ def test_finite_cache_never_beats_infinite():
 def test_trace_stats_cli(capsys, small):
     data = run_json(capsys, "trace", "stats", str(small), "--cache-capacity-tokens", "1M", "--json")
     for key in ("requests", "duration_s", "mean_input_tokens", "mean_output_tokens",
-                "arrival_rate_rps", "interarrival_cv"):  # fmt: skip
+                "arrival_rate_per_s", "interarrival_cv"):  # fmt: skip
         assert key in data
     assert data["prefix_cache"]["hit_ratio"] == pytest.approx(0.512)
     empty = small.with_name("e.jsonl")

@@ -402,7 +402,7 @@ def test_moe_dp_splits_dense_and_expert_gradients(mixtral: ModelSpec, h100: GpuS
     dense_s = (mixtral.num_params - expert) * 2
     expert_s = expert / 8 * 2
     dp_rows = [r for r in rows if r.dimension == "dp"]
-    edp_rows = [r for r in rows if r.dimension == "dp-expert"]
+    edp_rows = [r for r in rows if r.dimension == "dp_expert"]
     assert sum_rows(dp_rows) == pytest.approx(2 * 15 * dense_s, rel=1e-12)
     assert {r.buffer_bytes for r in edp_rows} == {expert_s}
     assert {r.scope for r in edp_rows} == {SCALE_OUT}
@@ -412,7 +412,7 @@ def test_moe_dp_splits_dense_and_expert_gradients(mixtral: ModelSpec, h100: GpuS
 
 def test_moe_with_ep_equal_dp_has_no_expert_dp_rows(mixtral: ModelSpec, h100: GpuSpec) -> None:
     rows = _rows(_job(mixtral, h100, dp=8, ep=8))
-    assert not [r for r in rows if r.dimension == "dp-expert"]
+    assert not [r for r in rows if r.dimension == "dp_expert"]
 
 
 # ----- invariants over many plans ------------------------------------------------------------
@@ -510,7 +510,7 @@ def test_to_dict_consistency(llama8b: ModelSpec, h100: GpuSpec) -> None:
     assert it["scale_up_bytes"] + it["scale_out_bytes"] == pytest.approx(  # type: ignore[index]
         it["total_bytes"]  # type: ignore[index]
     )
-    assert sum(it["by_dimension"].values()) == pytest.approx(it["total_bytes"])  # type: ignore[index]
+    assert sum(it["bytes_by_dimension"].values()) == pytest.approx(it["total_bytes"])  # type: ignore[index]
     assert it["bytes_per_gpu"] * 16 == pytest.approx(it["total_bytes"])  # type: ignore[index]
 
 
@@ -526,13 +526,13 @@ def test_storage_traffic(llama8b: ModelSpec, h100: GpuSpec) -> None:
     job = _job(llama8b, h100, dp=8, global_batch=64, dataset_tokens=15e12)
     s = storage_traffic(job, 2.0)
     assert s["checkpoint_bytes"] == 14 * llama8b.num_params
-    assert s["checkpoint_write_bandwidth"] == pytest.approx(14 * llama8b.num_params / 60)
-    assert s["checkpoint_write_bandwidth_per_gpu"] == pytest.approx(
+    assert s["checkpoint_write_bytes_per_s"] == pytest.approx(14 * llama8b.num_params / 60)
+    assert s["checkpoint_write_bytes_per_s_per_gpu"] == pytest.approx(
         14 * llama8b.num_params / 60 / 8
     )
     assert s["dataset_bytes_per_epoch"] == 15e12 * 4
     assert s["dataset_bytes_per_iteration"] == pytest.approx(64 * 4096 * 4)
-    assert s["dataset_read_bandwidth"] == pytest.approx(64 * 4096 * 4 / 2.0)
+    assert s["dataset_read_bytes_per_s"] == pytest.approx(64 * 4096 * 4 / 2.0)
     assert checkpoint_bytes(1e9) == 14e9
     assert write_bandwidth(1e12, 10) == 1e11
 

@@ -40,12 +40,10 @@ def catalog_gpus(as_json: JsonFlag = False) -> None:
 
 
 def _parts(kind: str, as_json: bool) -> None:
-    from dataclasses import asdict
-
     from aifabric import catalog
 
     table = catalog.nics() if kind == "nics" else catalog.switches()
-    rows = [asdict(part) for part in table.values()]
+    rows = [part.summary() for part in table.values()]
     if as_json:
         emit_json({kind: rows})
         return

@@ -65,17 +65,17 @@ def collective_cmd(
     cost = collective(
         operation, algorithm, num_ranks=ranks, size=nbytes, ranks_per_domain=ranks_per_domain
     )
-    split = any(p.scope == "scale-up" for p in cost.phases)
+    split = any(p.scope == "scale_up" for p in cost.phases)
     link, scaleout = (up_link, out_link) if split else (out_link, None)
     t = cost.time(link, scaleout)
     result: dict[str, Any] = {
         "operation": operation, "algorithm": algorithm, "algorithm_rule": rule,
-        "num_ranks": ranks, "size": nbytes,
+        "num_ranks": ranks, "size_bytes": nbytes,
         "steps": cost.steps, "bytes_per_rank": cost.bytes_per_rank, "total_bytes": cost.total_bytes,
-        "scale_up_bytes_per_rank": cost.bytes_per_rank_in("scale-up"),
-        "scale_out_bytes_per_rank": cost.bytes_per_rank_in("scale-out"),
-        "time": t, "algbw": cost.algbw(link, scaleout), "busbw": cost.busbw(link, scaleout),
-        "lower_bound_time": lower_bound_time(operation, ranks, nbytes, out_link.bandwidth),
+        "scale_up_bytes_per_rank": cost.bytes_per_rank_in("scale_up"),
+        "scale_out_bytes_per_rank": cost.bytes_per_rank_in("scale_out"),
+        "time_s": t, "algbw_bytes_per_s": cost.algbw(link, scaleout), "busbw_bytes_per_s": cost.busbw(link, scaleout),
+        "lower_bound_time_s": lower_bound_time(operation, ranks, nbytes, out_link.bandwidth),
     }  # fmt: skip
     if as_json:
         emit_json(result)
@@ -87,9 +87,9 @@ def collective_cmd(
         ("bytes sent per rank", format_bytes(result["bytes_per_rank"])),
         ("steps", str(result["steps"])),
         ("time (alpha-beta)", format_duration(t)),
-        ("algbw / busbw", f"{format_bandwidth(result['algbw'], bits=False)} / "
-                          f"{format_bandwidth(result['busbw'], bits=False)}"),
-        ("bandwidth lower bound", format_duration(result["lower_bound_time"])),
+        ("algbw / busbw", f"{format_bandwidth(result['algbw_bytes_per_s'], bits=False)} / "
+                          f"{format_bandwidth(result['busbw_bytes_per_s'], bits=False)}"),
+        ("bandwidth lower bound", format_duration(result["lower_bound_time_s"])),
     ])  # fmt: skip
 
 

@@ -24,7 +24,8 @@ def net_time(
 
     volume, cap = parse_bytes(nbytes, what="--bytes"), parse_bandwidth(capacity, what="--capacity")
     t = transfer_time(volume, cap, utilization=utilization)
-    result = {"bytes": volume, "capacity": cap, "utilization": utilization, "time": t}
+    result = {"bytes": volume, "capacity_bytes_per_s": cap, "capacity_bits_per_s": cap * 8.0,
+              "utilization": utilization, "time_s": t}  # fmt: skip
     if as_json:
         emit_json(result)
     else:
@@ -47,8 +48,9 @@ def net_switches(
     d = parse_duration(deadline, what="--deadline")
     cap = parse_bandwidth(capacity, what="--capacity")
     need = devices_for_deadline(volume, d, cap, utilization=utilization)
-    result = {"bytes": volume, "deadline": d, "capacity": cap, "utilization": utilization,
-              "switches": need, "whole_switches": whole_devices(need)}  # fmt: skip
+    result = {"bytes": volume, "deadline_s": d, "capacity_bytes_per_s": cap,
+              "capacity_bits_per_s": cap * 8.0, "utilization": utilization,
+              "fractional_switches": need, "whole_switches": whole_devices(need)}  # fmt: skip
     if as_json:
         emit_json(result)
     else:

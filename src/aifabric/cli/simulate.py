@@ -160,7 +160,7 @@ def _print_result(r: dict[str, Any], *, builtin: bool = False) -> None:
         ("network: KV transfer / prefix fetch / prefix store",
          " / ".join(format_bytes(net[k]) for k in ("kv_transfer", "prefix_fetch", "prefix_store"))),
         ("TP all-reduce (scale-up)", format_bytes(net["tp_allreduce"])),
-        ("simulated / wall", f"{r['simulated_seconds']:,.1f} s / {r['wall_seconds']:.2f} s"),
+        ("simulated / wall", f"{r['simulated_s']:,.1f} s / {r['wall_s']:.2f} s"),
     ])  # fmt: skip
     table = Table(title="SLO tiers")
     for col in ("tier", "requests", "SLO met", "TTFT target", "TTFT p50/p95/p99 ms",

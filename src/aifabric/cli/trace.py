@@ -36,7 +36,7 @@ def trace_stats_cmd(
 
     hit = result["prefix_cache"]["hit_ratio"]
     cv = result["interarrival_cv"]
-    rate = result["arrival_rate_rps"]  # None when the trace spans no time
+    rate = result["arrival_rate_per_s"]  # None when the trace spans no time
     key_values(f"trace {result['trace']}", [
         ("requests", f"{result['requests']:,}"),
         ("duration", f"{result['duration_s']:,.0f} s"),

@@ -284,7 +284,7 @@ def _summarise(topo: Topology, lines: list[dict[str, Any]], parts: dict[str, Any
     gpu_price = parts.get("gpus", {}).get(gpu or "", {}).get("price", {}).get("likely")
     if gpu_price:
         cost["gpu_cost_usd"] = gpu_price * topo.num_gpus
-        cost["network_share_of_gpu_cost"] = total["likely"] / cost["gpu_cost_usd"]
+        cost["network_to_gpu_cost_ratio"] = total["likely"] / cost["gpu_cost_usd"]
     return {
         "lines": lines,
         "nics": sum(ln["count"] for ln in lines if ln["category"] == "nic"),

@@ -100,9 +100,9 @@ def capacity_summary(topo: Topology) -> dict[str, Any]:
     radix = tier_radix(topo)
     limit = max_endpoints(k, tiers, spine_radix=radix.get(2), core_radix=radix.get(3)) if k else 0
     bisection = bisection_bandwidth(topo)
-    full = topo.link_capacity_by_tier()["endpoint-leaf"] / 2.0
+    full = topo.link_capacity_by_tier()["endpoint_leaf"] / 2.0
     return {
-        "bisection_bandwidth": bisection,
+        "bisection_bandwidth_bytes_per_s": bisection,
         "bisection_ratio": bisection / full if full else 0.0,
         "oversubscription": tier_oversubscription(topo),
         # endpoints as the topology counts them: one per NIC port per plane

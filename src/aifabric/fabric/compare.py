@@ -13,8 +13,8 @@ from typing import Any
 from aifabric.fabric.plan import plan_fabric
 
 RACK_SERVERS = 4  # 8-GPU servers per rack (~10 kW each): one ToR per rack
-UTILIZATION = {"separate-clusters": (0.50, 0.60), "time-division": (0.80, 0.90),
-               "separate-networks": None}  # fmt: skip
+UTILIZATION = {"separate_clusters": (0.50, 0.60), "time_division": (0.80, 0.90),
+               "separate_networks": None}  # fmt: skip
 
 
 def _split_cost(result: dict[str, Any]) -> dict[str, float]:
@@ -28,14 +28,14 @@ def _split_cost(result: dict[str, Any]) -> dict[str, float]:
 def _summary(result: dict[str, Any]) -> dict[str, Any]:
     return {
         "design": result.get("design"),
-        "nic_speed": result["nic_speed"],
+        "nic_speed_bytes_per_s": result["nic_speed_bytes_per_s"],
         "nics": result["nics"],
         "switches": result["switches"],
         "transceivers": sum(result["transceivers"].values()),
         "cost": {**result["cost"], **_split_cost(result)},
         "power": result["power"],
-        "bandwidth_per_gpu": result["bandwidth_per_gpu"],
-        "bisection_bandwidth": result["bisection_bandwidth"],
+        "bandwidth_per_gpu_bytes_per_s": result["bandwidth_per_gpu_bytes_per_s"],
+        "bisection_bandwidth_bytes_per_s": result["bisection_bandwidth_bytes_per_s"],
         "oversubscription": result["oversubscription"],
     }
 
@@ -45,9 +45,9 @@ def compare_training_inference(
 ) -> dict[str, Any]:
     """Side-by-side fabrics and hybrid strategies for ``gpus`` GPUs of type ``gpu``
     (``max_work``: as for plan_fabric's resource guard)."""
-    train, _, _ = plan_fabric({"gpus": gpus, "gpu": gpu, "design": "rail-optimized",
+    train, _, _ = plan_fabric({"gpus": gpus, "gpu": gpu, "design": "rail_optimized",
                                "switch": "quantum-2-qm9700"}, max_work=max_work)  # fmt: skip
-    infer, _, _ = plan_fabric({"gpus": gpus, "gpu": gpu, "design": "spine-leaf",
+    infer, _, _ = plan_fabric({"gpus": gpus, "gpu": gpu, "design": "spine_leaf",
                                "nic": "100G", "nics_per_node": 2, "switch": "eth-12.8t",
                                "switch_radix": 128, "oversubscription": 4.0,
                                "su_nodes": RACK_SERVERS}, max_work=max_work)  # fmt: skip
@@ -55,9 +55,9 @@ def compare_training_inference(
     gpu_cost = train["cost"].get("gpu_cost_usd", 0.0)
     strategies = []
     for name, n_gpus, network in (
-        ("separate-clusters", 2 * gpus, t_cost + i_cost),
-        ("time-division", gpus, t_cost),
-        ("separate-networks", gpus, t_cost + i_cost),
+        ("separate_clusters", 2 * gpus, t_cost + i_cost),
+        ("time_division", gpus, t_cost),
+        ("separate_networks", gpus, t_cost + i_cost),
     ):
         gpu_bill = gpu_cost * n_gpus / gpus
         util = UTILIZATION[name]
@@ -74,6 +74,6 @@ def compare_training_inference(
         "gpu": gpu,
         "training": _summary(train),
         "inference": _summary(infer),
-        "training_to_inference_cost": t_cost / i_cost if i_cost else None,
+        "training_to_inference_cost_ratio": t_cost / i_cost if i_cost else None,
         "strategies": strategies,
     }

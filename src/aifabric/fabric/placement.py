@@ -39,8 +39,8 @@ from aifabric.traffic.collectives import SCALE_UP
 from aifabric.traffic.rows import TrafficRow
 from aifabric.traffic.training import INTERLEAVED_WRAP, TIED_EMBEDDING
 
-TIERS = ("scale-up", "leaf", "spine", "core")
-GROUP_OF = {"tp": "tp", "cp": "cp", "pp": "pp", "ep": "ep", "dp": "dp_cp", "dp-expert": "edp"}
+TIERS = ("scale_up", "leaf", "spine", "core")
+GROUP_OF = {"tp": "tp", "cp": "cp", "pp": "pp", "ep": "ep", "dp": "dp_cp", "dp_expert": "edp"}
 DIRECT_PAIR_LIMIT = 512  # groups larger than this use ring pairs for direct patterns
 
 
@@ -199,7 +199,7 @@ def traffic_by_tier(rows: list[TrafficRow], plan: Any, topo: Topology, *,
     stage_size = max(1, plan.world_size // plan.pp)
     for i, row in enumerate(rows):
         if row.scope == SCALE_UP:
-            key = (row.dimension, "scale-up")
+            key = (row.dimension, "scale_up")
             by_dim[key] = by_dim.get(key, 0.0) + row.total_bytes
             continue
         group = row.group or GROUP_OF[row.dimension]
@@ -253,17 +253,17 @@ def tier_requirements(by_tier: dict[str, float], topo: Topology, *, step_time: f
     """
     caps = topo.link_capacity_by_tier()
     reach = {"leaf": ("leaf", "spine", "core"), "spine": ("spine", "core"), "core": ("core",)}
-    layers = [("scale-up", by_tier.get("scale-up", 0.0), scaleup_bandwidth_per_gpu * topo.num_gpus),
-              ("endpoint-leaf", sum(by_tier.get(t, 0.0) for t in reach["leaf"]), caps["endpoint-leaf"]),
-              ("leaf-spine", sum(by_tier.get(t, 0.0) for t in reach["spine"]), caps["leaf-spine"]),
-              ("spine-core", by_tier.get("core", 0.0), caps["spine-core"])]  # fmt: skip
+    layers = [("scale_up", by_tier.get("scale_up", 0.0), scaleup_bandwidth_per_gpu * topo.num_gpus),
+              ("endpoint_leaf", sum(by_tier.get(t, 0.0) for t in reach["leaf"]), caps["endpoint_leaf"]),
+              ("leaf_spine", sum(by_tier.get(t, 0.0) for t in reach["spine"]), caps["leaf_spine"]),
+              ("spine_core", by_tier.get("core", 0.0), caps["spine_core"])]  # fmt: skip
     out = []
     for name, nbytes, capacity in layers:
         if nbytes <= 0 and capacity <= 0:
             continue
         out.append({
-            "layer": name, "bytes": nbytes, "available_bandwidth": capacity,
-            "required_bandwidth": nbytes / step_time if step_time > 0 else 0.0,
+            "layer": name, "bytes": nbytes, "available_bytes_per_s": capacity,
+            "required_bytes_per_s": nbytes / step_time if step_time > 0 else 0.0,
             "min_time_s": nbytes / capacity if capacity > 0 else float("inf"),
         })  # fmt: skip
     return out

@@ -23,8 +23,8 @@ from aifabric.fabric.spec import FabricSpec
 from aifabric.fabric.topology import Topology
 from aifabric.units import parse_bandwidth
 
-DESIGNS = {"rail-optimized": build_rail_optimized, "clos": build_clos,
-           "spine-leaf": build_spine_leaf}  # fmt: skip
+DESIGNS = {"rail_optimized": build_rail_optimized, "clos": build_clos,
+           "spine_leaf": build_spine_leaf}  # fmt: skip
 
 
 def nic_speed_of(value: str) -> float:
@@ -63,7 +63,8 @@ def fabric_spec(options: dict[str, Any]) -> tuple[FabricSpec, str, dict[str, Any
     if "gpus" not in options:
         raise ConfigError("gpus is required: give --gpus N or --preset NAME")
     gpu = get_gpu(options.get("gpu", "h100-sxm"))
-    design = options.get("design", "rail-optimized")
+    # Enumerated values are snake_case; the hyphenated spelling users often type is accepted.
+    design = str(options.get("design", "rail_optimized")).replace("-", "_")
     if design not in DESIGNS:
         raise ConfigError(f"design(={design!r}) must be one of {', '.join(DESIGNS)}")
     switch_model = options.get("switch", "quantum-2-qm9700")
@@ -87,7 +88,7 @@ def fabric_spec(options: dict[str, Any]) -> tuple[FabricSpec, str, dict[str, Any
         nic_speed=nic, switch_radix=radix if radix is not None else switch.ports,
         oversubscription=options.get("oversubscription", 1.0),
         spine_oversubscription=options.get("spine_oversubscription", 1.0),
-        tiers=options.get("tiers"), grouping="rail" if design == "rail-optimized" else "tor",
+        tiers=options.get("tiers"), grouping="rail" if design == "rail_optimized" else "tor",
         su_nodes=options.get("su_nodes"), scaleup_domain_size=gpu.scaleup_domain_size,
         switch_model=switch_model,
     )  # fmt: skip
@@ -129,7 +130,7 @@ def plan_fabric(options: dict[str, Any], job: Any | None = None, *, matrix: bool
         "gpus": topo.num_gpus,
         "nodes": topo.num_nodes,
         "nics": bom["nics"],
-        "nic_speed": spec.nic_speed,
+        "nic_speed_bytes_per_s": spec.nic_speed,
         "planes": spec.planes,
         "tiers": topo.meta["tiers"],
         "switch_model": spec.switch_model,
@@ -144,13 +145,13 @@ def plan_fabric(options: dict[str, Any], job: Any | None = None, *, matrix: bool
         "cost": bom["cost"],
         "power": bom["power"],
         "bom": bom["lines"],
-        "bisection_bandwidth": cap["bisection_bandwidth"],
+        "bisection_bandwidth_bytes_per_s": cap["bisection_bandwidth_bytes_per_s"],
         "bisection_ratio": cap["bisection_ratio"],
         "oversubscription": cap["oversubscription"],
         "max_endpoints_nonblocking": cap["max_endpoints_nonblocking"],
         "scale_up": scaleup_summary(topo.num_gpus, gpu, spec.scaleup_domain_size),
         "management_ports": topo.num_management_endpoints,
-        "bandwidth_per_gpu": _server_link_capacity(topo) / topo.num_gpus,
+        "bandwidth_per_gpu_bytes_per_s": _server_link_capacity(topo) / topo.num_gpus,
         "warnings": oversubscription_warnings(spec, worst_oversubscription(topo)),
     }
     if options.get("frontend_nic"):
@@ -207,7 +208,7 @@ def _frontend(topo: Topology, nic: str, gpu_name: str, parts: dict[str, Any]) ->
                            nic_speed=speed, switch_radix=radix)  # fmt: skip
     bom = bill_of_materials(front, nic_speed=speed, switch_model="eth-12.8t", gpu=gpu_name,
                             parts=parts)  # fmt: skip
-    return {"nic_speed": speed, "switches": {**front.switches_by_tier(), "total": front.num_switches},
+    return {"nic_speed_bytes_per_s": speed, "switches": {**front.switches_by_tier(), "total": front.num_switches},
             "links": front.links_by_tier(), "transceivers": bom["transceivers"],
             "cables": bom["cables"], "cost": bom["cost"], "power": bom["power"]}  # fmt: skip
 

@@ -28,7 +28,7 @@ from aifabric.outputs import write_atomic
 TIER_NAMES = {1: "leaf", 2: "spine", 3: "core"}
 ROLES = ("gpu", "nic", "leaf", "spine", "core")  # role code = node tier + 1
 NODE_COLUMNS = ("role", "tier", "server", "rail", "plane", "group")
-LINK_TIER_NAMES = {1: "endpoint-leaf", 2: "leaf-spine", 3: "spine-core"}
+LINK_TIER_NAMES = {1: "endpoint_leaf", 2: "leaf_spine", 3: "spine_core"}
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -15,7 +15,7 @@ def plan_report(r: dict[str, Any]) -> None:
     title = r.get("preset") or r.get("design", "fabric")
     console.print(
         f"[bold]{title}[/]: {r['gpus']:,} x {r['gpu']} in {r['nodes']:,} servers, "
-        f"{r['nics']:,} NICs at {format_bandwidth(r['nic_speed'])}, {r['planes']} plane(s), "
+        f"{r['nics']:,} NICs at {format_bandwidth(r['nic_speed_bytes_per_s'])}, {r['planes']} plane(s), "
         f"{r['tiers']} tier(s) of {r['switch_model']} (radix {r['switch_radix']})"
     )
     if r.get("source"):
@@ -30,7 +30,7 @@ def plan_report(r: dict[str, Any]) -> None:
                       f"{line['power_w'] / 1e3:,.1f} kW", format_usd(line["cost_usd"]["likely"]))  # fmt: skip
     console.print(table)
     cost, power = r["cost"], r["power"]
-    share = cost.get("network_share_of_gpu_cost")
+    share = cost.get("network_to_gpu_cost_ratio")
     console.print(
         f"switches: {r['switches']['leaf']} leaf + {r['switches']['spine']} spine + "
         f"{r['switches']['core']} core = {r['switches']['total']}; network "
@@ -40,9 +40,9 @@ def plan_report(r: dict[str, Any]) -> None:
         + f"), {power['total_w'] / 1e3:,.0f} kW"
     )
     console.print(
-        f"bisection {format_bandwidth(r['bisection_bandwidth'])} "
-        f"({r['bisection_ratio']:.0%} of full), scale-out {format_bandwidth(r['bandwidth_per_gpu'])}/GPU,"
-        f" scale-up {format_bandwidth(r['scale_up']['bandwidth_per_gpu'], bits=False)}/GPU per direction"
+        f"bisection {format_bandwidth(r['bisection_bandwidth_bytes_per_s'])} "
+        f"({r['bisection_ratio']:.0%} of full), scale-out {format_bandwidth(r['bandwidth_per_gpu_bytes_per_s'])}/GPU,"
+        f" scale-up {format_bandwidth(r['scale_up']['bandwidth_per_gpu_bytes_per_s'], bits=False)}/GPU per direction"
         f" in {r['scale_up']['domains']:,} domain(s) of {r['scale_up']['domain_size']} GPUs"
         + (
             f"; {r['management_ports']} management (UFM) port(s)"
@@ -61,22 +61,22 @@ def _traffic(r: dict[str, Any]) -> None:
     job = r["job"]
     table = Table(title=f"{job['model']} per iteration, by tier")
     table.add_column("dimension")
-    for tier in ("scale-up", "leaf", "spine", "core"):
-        table.add_column(tier, justify="right")
+    for tier in ("scale_up", "leaf", "spine", "core"):
+        table.add_column(tier.replace("_", "-"), justify="right")
     dims: dict[str, dict[str, float]] = {}
     for row in r["traffic_by_tier"]:
         dims.setdefault(row["dimension"], {})[row["tier"]] = row["bytes"]
     for dim, tiers in dims.items():
         table.add_row(
-            dim, *(format_bytes(tiers.get(t, 0.0)) for t in ("scale-up", "leaf", "spine", "core"))
+            dim, *(format_bytes(tiers.get(t, 0.0)) for t in ("scale_up", "leaf", "spine", "core"))
         )
     console.print(table)
     layers = Table(title="Bandwidth per link layer")
     for col in ("layer", "bytes/iteration", "required", "available", "min time"):
         layers.add_column(col)
     for x in r["tier_bandwidth"]:
-        layers.add_row(x["layer"], format_bytes(x["bytes"]), format_bandwidth(x["required_bandwidth"]),
-                       format_bandwidth(x["available_bandwidth"]), format_duration(x["min_time_s"]))  # fmt: skip
+        layers.add_row(x["layer"], format_bytes(x["bytes"]), format_bandwidth(x["required_bytes_per_s"]),
+                       format_bandwidth(x["available_bytes_per_s"]), format_duration(x["min_time_s"]))  # fmt: skip
     console.print(layers)
     console.print(
         f"compute ~{format_duration(job['compute_time_s'])} per iteration; communication needs at "
@@ -93,25 +93,25 @@ def compare_report(r: dict[str, Any]) -> None:
     t, i = r["training"], r["inference"]
     rows = [
         ("design", t["design"], i["design"]),
-        ("NICs", f"{t['nics']:,} x {format_bandwidth(t['nic_speed'])}",
-         f"{i['nics']:,} x {format_bandwidth(i['nic_speed'])}"),
+        ("NICs", f"{t['nics']:,} x {format_bandwidth(t['nic_speed_bytes_per_s'])}",
+         f"{i['nics']:,} x {format_bandwidth(i['nic_speed_bytes_per_s'])}"),
         ("switches", f"{t['switches']['total']:,}", f"{i['switches']['total']:,}"),
         ("transceivers", f"{t['transceivers']:,}", f"{i['transceivers']:,}"),
         ("NIC cost", format_usd(t["cost"]["nics_usd"]), format_usd(i["cost"]["nics_usd"])),
         ("switch cost", format_usd(t["cost"]["switches_usd"]), format_usd(i["cost"]["switches_usd"])),
         ("optics + cables", format_usd(t["cost"]["optics_usd"]), format_usd(i["cost"]["optics_usd"])),
         ("network total", format_usd(t["cost"]["total_usd"]), format_usd(i["cost"]["total_usd"])),
-        ("share of GPU cost", f"{t['cost'].get('network_share_of_gpu_cost', 0):.1%}",
-         f"{i['cost'].get('network_share_of_gpu_cost', 0):.1%}"),
+        ("share of GPU cost", f"{t['cost'].get('network_to_gpu_cost_ratio', 0):.1%}",
+         f"{i['cost'].get('network_to_gpu_cost_ratio', 0):.1%}"),
         ("power", f"{t['power']['total_w'] / 1e3:,.0f} kW", f"{i['power']['total_w'] / 1e3:,.0f} kW"),
-        ("bandwidth per GPU", format_bandwidth(t["bandwidth_per_gpu"]),
-         format_bandwidth(i["bandwidth_per_gpu"])),
+        ("bandwidth per GPU", format_bandwidth(t["bandwidth_per_gpu_bytes_per_s"]),
+         format_bandwidth(i["bandwidth_per_gpu_bytes_per_s"])),
     ]  # fmt: skip
     for row in rows:
         table.add_row(*row)
     console.print(table)
     console.print(
-        f"training network costs {r['training_to_inference_cost']:.1f}x the inference network"
+        f"training network costs {r['training_to_inference_cost_ratio']:.1f}x the inference network"
     )
     st = Table(title="Hybrid strategies (seed 004)")
     for col in (

@@ -6,7 +6,7 @@ from html import escape
 
 from aifabric.units import format_bytes
 
-TIER_COLOURS = {"scale-up": "#4c78a8", "leaf": "#59a14f", "spine": "#f28e2b", "core": "#e15759"}
+TIER_COLOURS = {"scale_up": "#4c78a8", "leaf": "#59a14f", "spine": "#f28e2b", "core": "#e15759"}
 
 
 def tier_traffic_svg(series: list[tuple[str, dict[str, float]]], *, title: str,

@@ -46,7 +46,7 @@ def models_table(models: list[dict[str, Any]]) -> None:
             m["name"], format_count(m["num_params"]), format_count(m["num_active_params"]),
             str(m["num_layers"]), str(m["hidden_size"]),
             f"{m['num_attention_heads']}/{m['num_kv_heads']}", m["attention"], experts,
-            format_bytes(m["kv_bytes_per_token_bf16"], binary=True),
+            format_bytes(m["kv_bf16_bytes_per_token"], binary=True),
         )  # fmt: skip
     _console().print(table)
 
@@ -56,11 +56,14 @@ def gpus_table(gpus: list[dict[str, Any]]) -> None:
     for col in ("name", "BF16", "FP8", "HBM", "HBM bw", "scale-up", "domain", "TDP"):
         table.add_column(col)
     for g in gpus:
-        fp8 = format_flops(g["peak_fp8_flops"]) + "FLOP/s" if g["peak_fp8_flops"] else "-"
+        fp8 = g["peak_fp8_flop_per_s"]
+        fp8 = format_flops(fp8) + "FLOP/s" if fp8 else "-"
         table.add_row(
-            g["name"], format_flops(g["peak_bf16_flops"]) + "FLOP/s", fp8,
-            format_bytes(g["hbm_bytes"]), format_bandwidth(g["hbm_bandwidth"], bits=False),
-            format_bandwidth(g["scaleup_bandwidth"], bits=False), str(g["scaleup_domain_size"]),
+            g["name"], format_flops(g["peak_bf16_flop_per_s"]) + "FLOP/s", fp8,
+            format_bytes(g["hbm_bytes"]),
+            format_bandwidth(g["hbm_bandwidth_bytes_per_s"], bits=False),
+            format_bandwidth(g["scale_up_bandwidth_bytes_per_s"], bits=False),
+            str(g["scale_up_domain_size"]),
             f"{g['tdp_w']:.0f} W",
         )  # fmt: skip
     _console().print(table)
@@ -68,16 +71,17 @@ def gpus_table(gpus: list[dict[str, Any]]) -> None:
 
 def parts_table(title: str, parts: list[dict[str, Any]]) -> None:
     table = Table(title=title)
-    keys = [k for k in parts[0] if k != "source"] if parts else []
+    skip = ("source", "port_modes")
+    keys = [k for k in parts[0] if k not in skip and not k.endswith("_bits_per_s")] if parts else []
     for key in keys:
-        table.add_column(key)
+        table.add_column(key.removesuffix("_bytes_per_s").removesuffix("_s"))
     for part in parts:
         cells = []
         for key in keys:
             value = part[key]
-            if key in ("speed", "port_speed", "capacity"):
+            if key.endswith("_bytes_per_s"):
                 cells.append(format_bandwidth(value))
-            elif key == "latency" and value is not None:
+            elif key == "latency_s" and value is not None:
                 cells.append(format_duration(value))
             elif key == "buffer_bytes" and value is not None:
                 cells.append(format_bytes(value))
@@ -94,7 +98,7 @@ def training_report(result: dict[str, Any]) -> None:
     console.print(
         f"[bold]{result['model']}[/] on {plan['world_size']:,} x {result['gpu']}  "
         f"tp={plan['tp']} pp={plan['pp']} dp={plan['dp']} cp={plan['cp']} ep={plan['ep']} "
-        f"zero={plan['zero']}  scale-up domain {result['scaleup_domain_size']}  "
+        f"zero={plan['zero']}  scale-up domain {result['scale_up_domain_size']}  "
         f"accounting: {result['accounting']}"
     )
     extras = [f"recompute {result['recompute']}"]
@@ -133,7 +137,7 @@ def training_report(result: dict[str, Any]) -> None:
         f"per iteration: {format_bytes(it['total_bytes'])} on the wire "
         f"({format_bytes(it['bytes_per_gpu'])}/GPU; scale-out {format_bytes(it['scale_out_bytes'])}"
         f"), compute ~{format_duration(it['compute_time_s'])} at the given MFU -> scale-out "
-        f"needs {format_bandwidth(it['required_scale_out_bandwidth_per_gpu'])}/GPU to hide"
+        f"needs {format_bandwidth(it['required_scale_out_bytes_per_s_per_gpu'])}/GPU to hide"
     )
     console.print(
         f"per epoch: {ep['iterations']:,} iterations, {format_count(ep['tokens'])} tokens, "
@@ -143,9 +147,9 @@ def training_report(result: dict[str, Any]) -> None:
     st = result["storage"]
     console.print(
         f"storage: dataset {format_bytes(st['dataset_bytes_per_epoch'])}/epoch "
-        f"({format_bandwidth(st['dataset_read_bandwidth'], bits=False)} read); checkpoint "
+        f"({format_bandwidth(st['dataset_read_bytes_per_s'], bits=False)} read); checkpoint "
         f"{format_bytes(st['checkpoint_bytes'])} -> "
-        f"{format_bandwidth(st['checkpoint_write_bandwidth'], bits=False)} to write in "
+        f"{format_bandwidth(st['checkpoint_write_bytes_per_s'], bits=False)} to write in "
         f"{format_duration(st['checkpoint_stall_s'])}"
     )
 
@@ -162,7 +166,7 @@ def _algorithm_notes(result: dict[str, Any]) -> list[str]:
 
 def inference_report(r: dict[str, Any]) -> None:
     console = _console()
-    bw = r["required_bandwidth"]
+    bw = r["required_bytes_per_s"]
     console.print(
         f"[bold]{r['model']}[/] tp={r['tp']} ep={r['ep']} on {r['gpu']}, {r['users']:,} users, "
         f"S_in={r['prompt_tokens']:,} S_out={r['output_tokens']:,}, PD={'on' if r['pd'] else 'off'}"
@@ -187,10 +191,10 @@ def inference_report(r: dict[str, Any]) -> None:
         ("token time / communication budget",
          f"{format_duration(r['token_time_budget_s'])} / {format_duration(r['communication_budget_s'])}"),
         ("KV over one NIC", f"{format_duration(r['kv_transfer_time_one_nic_s'])} at "
-                            f"{format_bandwidth(r['nic_speed'])}"),
+                            f"{format_bandwidth(r['nic_speed_bytes_per_s'])}"),
         ("KV bandwidth for the deadline",
          f"{format_bandwidth(bw['kv_transfer'])} in {format_duration(r['kv_deadline_s'])} "
-         f"({bw['kv_transfer_nics']} NICs)"),
+         f"({r['kv_transfer_nics']} NICs)"),
         ("all-reduce bandwidth per GPU, per user", format_bandwidth(bw["allreduce_per_gpu_per_user"])),
         ("aggregate peak / sustained",
          f"{format_bandwidth(bw['aggregate_peak'])} / {format_bandwidth(bw['aggregate_sustained'])}"),

@@ -203,7 +203,7 @@ class ServingSimulation:
         until = self.scenario.max_sim_time_s
         self.sim.run(math.inf if until is None else until)
         result = summarize(self)
-        result["wall_seconds"] = time.perf_counter() - wall
+        result["wall_s"] = time.perf_counter() - wall
         return result
 
     def _arrival(self, i: int) -> None:

@@ -70,7 +70,7 @@ def simulated_seconds(scenario: ServeScenario, entry: IterationTiming,
 def serving_estimates(scenario: ServeScenario, entry: IterationTiming,
                       decode: IterationTiming | None, *, requests: int, span: float,
                       mean_prompt: float, mean_output: float) -> dict[str, float]:  # fmt: skip
-    """``{"events": ..., "samples": ..., "simulated_seconds": ...}`` of a run."""
+    """``{"events": ..., "samples": ..., "simulated_s": ...}`` of a run."""
     per_request = EVENTS_PER_REQUEST[scenario.cluster.mode]
     if scenario.kv_store.enabled:
         per_request += KV_STORE_EVENTS_PER_REQUEST
@@ -80,7 +80,7 @@ def serving_estimates(scenario: ServeScenario, entry: IterationTiming,
     return {
         "events": requests * per_request,
         "samples": max(seconds, interval) / interval + 1,
-        "simulated_seconds": seconds,
+        "simulated_s": seconds,
     }
 
 
@@ -119,6 +119,6 @@ def check_serving_work(scenario: ServeScenario, entry: IterationTiming,
     interval = scenario.metrics.sample_interval_s
     check_work("simulate serve", est["samples"], limit_for(MAX_SERVE_SAMPLES, max_work),
                "time-series samples",
-               basis=f"at least {format_number(est['simulated_seconds'])} simulated s / "
+               basis=f"at least {format_number(est['simulated_s'])} simulated s / "
                      f"metrics.sample_interval_s {interval:g}")  # fmt: skip
     return est

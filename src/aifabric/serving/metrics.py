@@ -181,7 +181,7 @@ def summarize(cluster: Any) -> dict[str, Any]:
             **{kind: net.bytes_done[kind] for kind in KINDS},
             "tp_allreduce": tp_bytes,
         },
-        "simulated_seconds": sim_time,
+        "simulated_s": sim_time,
         "events": cluster.sim.events_run,
     }
 

@@ -242,7 +242,7 @@ def trace_stats(trace: Trace, capacity_tokens: float | None = None) -> dict[str,
         "mean_output_tokens": float(trace.output_tokens.mean()),
         "p50_input_tokens": float(np.percentile(trace.input_tokens, 50)),
         "p99_input_tokens": float(np.percentile(trace.input_tokens, 99)),
-        "arrival_rate_rps": n / duration if duration > 0 else None,
+        "arrival_rate_per_s": n / duration if duration > 0 else None,
         "interarrival_cv": cv,
         "distinct_arrival_times": int(np.unique(trace.arrival).size),
     }

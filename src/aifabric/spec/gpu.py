@@ -55,18 +55,19 @@ class GpuSpec:
         raise ConfigError(f"compute dtype {dtype!r} is not one of bf16, fp16, fp8")
 
     def summary(self) -> dict[str, object]:
+        """The catalog entry in the JSON vocabulary (base-unit suffixes)."""
         return {
             "name": self.name,
-            "peak_bf16_flops": self.peak_bf16_flops,
-            "peak_fp8_flops": self.peak_fp8_flops,
+            "peak_bf16_flop_per_s": self.peak_bf16_flops,
+            "peak_fp8_flop_per_s": self.peak_fp8_flops,
             "hbm_bytes": self.hbm_bytes,
-            "hbm_bandwidth": self.hbm_bandwidth,
-            "scaleup": self.scaleup,
-            "scaleup_bandwidth": self.scaleup_bandwidth,
-            "scaleup_bandwidth_per_direction": self.scaleup_bandwidth_per_direction,
-            "scaleup_domain_size": self.scaleup_domain_size,
+            "hbm_bandwidth_bytes_per_s": self.hbm_bandwidth,
+            "scale_up_interconnect": self.scaleup,
+            "scale_up_bandwidth_bytes_per_s": self.scaleup_bandwidth,
+            "scale_up_bandwidth_per_direction_bytes_per_s": self.scaleup_bandwidth_per_direction,
+            "scale_up_domain_size": self.scaleup_domain_size,
             "tdp_w": self.tdp,
-            "default_nic_speed": self.default_nic_speed,
+            "default_nic_speed_bytes_per_s": self.default_nic_speed,
             "source": self.source,
         }
 
@@ -79,6 +80,12 @@ class NicSpec:
     speed: float  # bytes/s
     ports: int = 1
     source: str = ""
+
+    def summary(self) -> dict[str, object]:
+        """The catalog entry in the JSON vocabulary (bytes/s, and bits/s as vendors quote it)."""
+        return {"name": self.name, "speed_bytes_per_s": self.speed,
+                "speed_bits_per_s": self.speed * 8.0, "ports": self.ports,
+                "source": self.source}  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -95,6 +102,17 @@ class SwitchSpec:
     # (bytes/s, ports) for each port speed the switch runs (its breakouts), fastest first
     port_modes: tuple[tuple[float, int], ...] = ()
     cages: int | None = None  # transceiver cages on the front panel
+
+    def summary(self) -> dict[str, object]:
+        """The catalog entry in the JSON vocabulary (base-unit suffixes)."""
+        return {
+            "name": self.name, "ports": self.ports, "port_speed_bytes_per_s": self.port_speed,
+            "port_speed_bits_per_s": self.port_speed * 8.0,
+            "capacity_bytes_per_s": self.capacity, "capacity_bits_per_s": self.capacity * 8.0,
+            "latency_s": self.latency, "buffer_bytes": self.buffer_bytes,
+            "port_modes": [{"speed_bytes_per_s": s, "ports": n} for s, n in self.port_modes],
+            "cages": self.cages, "source": self.source,
+        }  # fmt: skip
 
     def ports_at(self, speed: float) -> int | None:
         """Ports the switch runs at ``speed`` (bytes/s), or None when it has no such mode."""

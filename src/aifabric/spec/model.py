@@ -319,7 +319,7 @@ class ModelSpec:
             "name": self.name,
             "num_params": self.num_params,
             "num_active_params": self.num_active_params,
-            "published_params": self.published_params,
+            "published_params": None if self.published_params is None else round(self.published_params),
             "num_layers": self.num_layers,
             "hidden_size": self.hidden_size,
             "num_attention_heads": self.num_attention_heads,
@@ -330,7 +330,7 @@ class ModelSpec:
             "num_experts": self.num_experts,
             "experts_per_token": self.experts_per_token,
             "max_nodes_per_token": self.max_nodes_per_token,
-            "kv_bytes_per_token_bf16": self.kv_bytes_per_token("bf16"),
-            "forward_flops_per_token": self.forward_flops_per_token(),
+            "kv_bf16_bytes_per_token": self.kv_bytes_per_token("bf16"),
+            "forward_flop_per_token": self.forward_flops_per_token(),
             "source": self.source,
         }

@@ -58,7 +58,7 @@ from dataclasses import dataclass
 from aifabric.errors import ConfigError
 
 OPERATIONS = ("all_reduce", "reduce_scatter", "all_gather", "all_to_all", "broadcast", "send_recv")
-SCALE_UP, SCALE_OUT = "scale-up", "scale-out"
+SCALE_UP, SCALE_OUT = "scale_up", "scale_out"
 MAX_RANKS = 10**9  # ranks in one collective group: far beyond any machine
 DOMAIN_AWARE = frozenset({"hierarchical", "tree", "nvls", "sharp"})
 IN_NETWORK = frozenset({"nvls", "sharp"})

@@ -122,10 +122,10 @@ def inference_traffic(job: InferenceJob) -> dict[str, Any]:
         "communication_budget_s": comm_budget,
         "kv_deadline_s": job.kv_deadline,
         "kv_transfer_time_one_nic_s": kv_request / nic,
-        "nic_speed": nic,
-        "required_bandwidth": {
+        "nic_speed_bytes_per_s": nic,
+        "kv_transfer_nics": whole_devices(kv_rate / nic) if kv_rate else 0,
+        "required_bytes_per_s": {
             "kv_transfer": kv_rate,
-            "kv_transfer_nics": whole_devices(kv_rate / nic) if kv_rate else 0,
             "allreduce_per_gpu_per_user": ar_rank / comm_budget,
             "aggregate_peak": step_bytes / comm_budget + job.users * kv_rate,
             # Each user has one request in flight for S_out / tokens_per_s seconds.

@@ -53,7 +53,7 @@ if TYPE_CHECKING:
     from aifabric.spec.gpu import GpuSpec
 
 PROTOCOLS = ("LL", "LL128", "Simple")
-RULE = "nccl-tuning"
+RULE = "nccl_tuning"
 
 # tuning.cc ncclTunerConstantsDefaults, per protocol (LL, LL128, Simple); us.
 BASE_LATENCY_US = {"tree": (6.8, 14.0, 8.4), "ring": (6.6, 14.0, 8.4)}

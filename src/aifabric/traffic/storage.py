@@ -37,10 +37,10 @@ def storage_traffic(job: TrainingJob, iteration_time: float) -> dict[str, float]
     return {
         "dataset_bytes_per_epoch": epoch_read,
         "dataset_bytes_per_iteration": per_iteration_read,
-        "dataset_read_bandwidth": per_iteration_read / iteration_time,
+        "dataset_read_bytes_per_s": per_iteration_read / iteration_time,
         "checkpoint_bytes": ckpt,
         "checkpoint_bytes_per_param": job.checkpoint_bytes_per_param,
         "checkpoint_stall_s": job.checkpoint_stall,
-        "checkpoint_write_bandwidth": ckpt_rate,
-        "checkpoint_write_bandwidth_per_gpu": ckpt_rate / world,
+        "checkpoint_write_bytes_per_s": ckpt_rate,
+        "checkpoint_write_bytes_per_s_per_gpu": ckpt_rate / world,
     }

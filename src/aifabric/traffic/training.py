@@ -143,24 +143,24 @@ class TrainingTraffic:
             "algorithm_rule": algorithm_rule(job.algorithm) if job.accounting != "seed" else None,
             "in_network_reduction": job.in_network_reduction,
             "recompute": job.recompute,
-            "scaleup_domain_size": job.domain_size,
+            "scale_up_domain_size": job.domain_size,
             "notes": self.notes(),
             "per_stage": self.per_stage(),
             "per_iteration": {
-                "tokens": self.tokens_per_iteration,
+                "tokens": round(self.tokens_per_iteration),
                 "total_bytes": total,
                 "bytes_per_gpu": total / world,
                 "scale_up_bytes": sum_rows(rows, SCALE_UP),
                 "scale_out_bytes": scale_out,
                 "scale_out_bytes_per_gpu": scale_out / world,
-                "by_dimension": by_dim,
+                "bytes_by_dimension": by_dim,
                 "compute_time_s": self.compute_time,
-                "required_scale_out_bandwidth_per_gpu": scale_out / world / self.compute_time,
+                "required_scale_out_bytes_per_s_per_gpu": scale_out / world / self.compute_time,
                 "rows": [r.to_dict() for r in rows],
             },
             "per_epoch": {
                 "iterations": self.iterations,
-                "tokens": self.tokens_per_iteration * self.iterations,
+                "tokens": round(self.tokens_per_iteration) * self.iterations,
                 "total_bytes": total * self.iterations,
                 "bytes_per_gpu": total * self.iterations / world,
                 "scale_out_bytes": scale_out * self.iterations,
@@ -214,7 +214,7 @@ def staged_rows(job: TrainingJob) -> list[tuple[TrafficRow, Any]]:
     staged += [(r, w.moe_layers) for r in ep_rows(job)]
     staged += _embedding_rows(job, w)
     staged += [
-        (r, w.expert_params if r.dimension == "dp-expert" else w.dense_params)
+        (r, w.expert_params if r.dimension == "dp_expert" else w.dense_params)
         for r in _dp_rows(job)
     ]
     return staged
@@ -339,7 +339,7 @@ def _dp_rows(job: TrainingJob) -> list[TrafficRow]:
     for group, params in (("dp_cp", dense), ("edp", expert)):
         if params <= 0 or plan.group_size(group) <= 1:
             continue
-        label = "dp" if group == "dp_cp" else "dp-expert"
+        label = "dp" if group == "dp_cp" else "dp_expert"
 
         def add(
             phase: str, op: str, calls: float, size: float, _g: str = group, _label: str = label

@@ -90,7 +90,7 @@ def dgx_superpod_h100(scalable_units: int | None) -> Preset:
     if su in SUPERPOD_H100_TABLE4:
         n, gpus, compute_ufm, spine_leaf = SUPERPOD_H100_TABLE4[su]
         published |= {"nodes": n, "gpus": gpus,
-                      "cables": {"endpoint-leaf": compute_ufm, "leaf-spine": spine_leaf}}  # fmt: skip
+                      "cables": {"endpoint_leaf": compute_ufm, "leaf_spine": spine_leaf}}  # fmt: skip
     return Preset(
         spec, "h100-sxm",
         "NVIDIA DGX SuperPOD Reference Architecture, DGX H100 (RA-11333-001 V11, 2023), "

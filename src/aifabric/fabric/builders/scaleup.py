@@ -24,6 +24,6 @@ def scaleup_summary(num_gpus: int, gpu: GpuSpec, domain_size: int | None = None)
         "domains": domains,
         "interconnect": gpu.scaleup,
         "switch_chips": domains * gpu.scaleup_switches_per_domain,
-        "bandwidth_per_gpu": gpu.scaleup_bandwidth_per_direction,
-        "bandwidth_total": gpu.scaleup_bandwidth_per_direction * num_gpus,
+        "bandwidth_per_gpu_bytes_per_s": gpu.scaleup_bandwidth_per_direction,
+        "bandwidth_total_bytes_per_s": gpu.scaleup_bandwidth_per_direction * num_gpus,
     }
