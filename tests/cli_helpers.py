@@ -1,8 +1,12 @@
-"""Run the CLI in-process: JSON on success, or the one-line error with exit status 2."""
+"""Run the CLI in-process: JSON on success, or the one-line error with exit status 2.
+
+Every JSON output read through these helpers is validated against the command's published
+schema (``aifabric schema COMMAND``), so each CLI test also tests the schema."""
 
 from __future__ import annotations
 
 import json
+from functools import cache
 from typing import Any
 
 import pytest
@@ -10,11 +14,46 @@ import pytest
 from aifabric.cli import main
 
 
+@cache
+def _validator(command: str) -> Any:
+    from jsonschema import Draft202012Validator
+
+    from aifabric.outputs.schema import json_schema
+
+    schema = json_schema(command)
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema)
+
+
+def command_of(args: list[str] | tuple[str, ...]) -> str | None:
+    """The command path (``traffic train``) of a command line, if it has a JSON schema."""
+    from aifabric.outputs.schema import COMMANDS
+
+    words = [a for a in args[:2] if not a.startswith("-")]
+    for n in (2, 1):
+        name = " ".join(words[:n])
+        if len(words) >= n and name in COMMANDS:
+            return name
+    return None
+
+
+def check_schema(args: list[str] | tuple[str, ...], data: Any) -> None:
+    """Assert that ``data``, the JSON stdout of ``aifabric ARGS``, fits its command's schema."""
+    command = command_of(list(args))
+    if command is None:
+        return
+    errors = sorted(_validator(command).iter_errors(data), key=lambda e: list(e.path))
+    assert not errors, f"aifabric {' '.join(args)}: output does not fit `aifabric schema " + (
+        f"{command}`: " + "; ".join(f"{list(e.path)}: {e.message[:200]}" for e in errors[:5])
+    )
+
+
 def run_json(capsys: pytest.CaptureFixture[str], *args: str) -> dict[str, Any]:
     code = main(list(args))
     out, err = capsys.readouterr()
     assert code == 0, err
     data: dict[str, Any] = json.loads(out)
+    check_schema(args, data)
     return data
 
 

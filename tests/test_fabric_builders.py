@@ -136,7 +136,7 @@ def test_superpod_plan_fabric_matches_tables():
     assert result["gpus"] == 1016 and result["nodes"] == 127  # Table 4: one DGX for UFM
 
 
-def test_superpod_rail_optimised_wiring():
+def test_superpod_rail_optimized_wiring():
     """Rail optimization (RA-11333-001 Fig. 'compute fabric'): leaf r of SU s takes NIC r
     of each of the 32 DGX of SU s (31 in the last SU, one DGX removed for UFM), so every
     leaf serves exactly one (SU, rail)."""

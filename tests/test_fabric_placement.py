@@ -106,7 +106,7 @@ def test_tp8_stays_in_the_server(name):
     assert set(tp) == {"scale_up"} and tp["scale_up"] > 0
 
 
-def test_rail_optimised_keeps_dp_on_one_leaf():
+def test_rail_optimized_keeps_dp_on_one_leaf():
     """tp8 x dp16 on the 4-SU SuperPOD: 16 servers of SU 0; DP member i of every server is
     GPU i, all on rail leaf i of SU 0, so every DP byte stays on a leaf."""
     result, _, _ = plan_fabric(SUPERPOD_4SU, job(**PLANS["tp8-dp16"]))
@@ -127,7 +127,7 @@ def test_top_of_rack_sends_dp_to_the_spines():
     assert dp["leaf"] == pytest.approx(3 * total / 4)
 
 
-def test_rail_optimised_ring_across_scalable_units():
+def test_rail_optimized_ring_across_scalable_units():
     """tp8 x dp128 fills the 4 SUs; the ring of 128 servers leaves its SU on 4 of 128 hops
     (31 -> 32, 63 -> 64, 95 -> 96, 127 -> 0): 1/32 of DP bytes via spines."""
     result, _, _ = plan_fabric(SUPERPOD_4SU, job(**PLANS["tp8-dp128"]))

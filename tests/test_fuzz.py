@@ -31,6 +31,8 @@ from hypothesis import strategies as st
 
 from aifabric.cli import command, main
 
+from .cli_helpers import check_schema
+
 EXAMPLES = int(os.environ.get("AIFABRIC_FUZZ_EXAMPLES", "150"))
 CASE_TIMEOUT_S = float(os.environ.get("AIFABRIC_FUZZ_TIMEOUT_S", "60"))
 ROOT = Path(__file__).resolve().parent.parent
@@ -181,7 +183,7 @@ def run_case(argv: list[str], workdir: Path, capsys: pytest.CaptureFixture[str])
     temps = [n for n in after if n.endswith(".tmp")]
     assert not temps, f"temp file left {temps}: aifabric {' '.join(argv)}"
     if code == 0:
-        json.loads(out, parse_constant=_no_constant)
+        check_schema(argv, json.loads(out, parse_constant=_no_constant))
         for name in after - before:
             (workdir / name).unlink() if (workdir / name).is_file() else None
         return "ok"

@@ -110,7 +110,9 @@ def test_llama70b_algorithmic_by_hand(h100: GpuSpec, llama70b: ModelSpec) -> Non
     assert out["total_bytes"] == pytest.approx(users * per_request, rel=1e-12)
     assert out["nic_speed_bytes_per_s"] == 50e9  # H100 default: 400G
     assert out["kv_transfer_time_one_nic_s"] == pytest.approx(327_680 * s_in / 50e9)
-    assert out["required_bytes_per_s"]["allreduce_per_gpu_per_user"] == pytest.approx(ar_rank / 1e-3)
+    assert out["required_bytes_per_s"]["allreduce_per_gpu_per_user"] == pytest.approx(
+        ar_rank / 1e-3
+    )
 
 
 def test_no_disaggregation_ships_no_kv(h100: GpuSpec, llama70b: ModelSpec) -> None:

@@ -246,7 +246,7 @@ def test_a_name_the_operation_lacks_falls_back_to_the_ring() -> None:
 
 def test_algorithm_rule_names_the_choice() -> None:
     assert algorithm_rule("auto") == "nccl_tuning"
-    assert algorithm_rule("ring") == "fixed: ring"
+    assert algorithm_rule("ring") == "fixed"
 
 
 def test_unknown_algorithm_refused() -> None:

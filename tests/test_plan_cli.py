@@ -48,7 +48,9 @@ def test_plan_json_contract(capsys):
     assert {"total_usd", "per_gpu_usd"} <= set(data["cost"])
     assert data["cost"]["per_gpu_usd"] == pytest.approx(data["cost"]["total_usd"] / 1016)
     assert data["power"]["total_w"] > 0
-    assert data["bisection_bandwidth_bytes_per_s"] == pytest.approx(1020 * 400e9 / 8 / 2)  # 25.5 TB/s
+    assert data["bisection_bandwidth_bytes_per_s"] == pytest.approx(
+        1020 * 400e9 / 8 / 2
+    )  # 25.5 TB/s
     assert "traffic_by_tier" not in data
 
 

@@ -3,8 +3,10 @@ output must equal a fresh run's.
 
 A checked block is a fenced block whose first line is ``$ aifabric ...``, preceded by the
 marker line ``<!-- readme-check -->``. Every number in the block is compared (thousands
-separators and all), except on lines that mention ``wall`` (wall-clock time varies). The
-commands run in-process with a 150-column terminal, the width the README was made with.
+separators and all), and then every word, labels too (a renamed tier or key shows), with the
+table borders and spacing ignored; lines that mention ``wall`` are skipped (wall-clock time
+varies). The commands run in-process with a 150-column terminal, the width the README was
+made with.
 """
 
 from __future__ import annotations
@@ -41,6 +43,11 @@ def _blocks() -> list[tuple[int, bool, str, str]]:
     return blocks
 
 
+def _words(text: str) -> list[str]:
+    kept = [line for line in text.splitlines() if "wall" not in line]
+    return re.sub(r"[\u2500-\u257f]", " ", "\n".join(kept)).split()
+
+
 def _figures(text: str) -> list[str]:
     kept = [line for line in text.splitlines() if "wall" not in line]
     return NUMBER.findall("\n".join(kept))
@@ -64,3 +71,4 @@ def test_readme_output_matches_a_fresh_run(
     args = shlex.split(command)[1:]
     out = main_in_process(capsys, *args)
     assert _figures(out) == _figures(shown), f"README line {line}: {command}"
+    assert _words(out) == _words(shown), f"README line {line}: {command} (labels differ)"

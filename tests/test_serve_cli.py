@@ -259,9 +259,7 @@ def test_timeseries_and_requests_csv(capsys, scenario, tmp_path):
         assert float(r[col["e2e"]]) >= float(r[col["ttft"]]) > 0
     # The file agrees with the JSON summary.
     output_tokens = sum(int(float(r[col["output"]])) for r in rows)
-    assert output_tokens / d["simulated_s"] == pytest.approx(
-        d["throughput"]["output_tokens_per_s"]
-    )
+    assert output_tokens / d["simulated_s"] == pytest.approx(d["throughput"]["output_tokens_per_s"])
 
 
 @pytest.mark.parametrize("flag", ["--timeseries", "--requests"])

@@ -7,7 +7,8 @@ s, bytes/s, USD, W), otherwise Rich tables. Errors are one line on stderr, exit 
 This module is the app root: it assembles the Typer app from one module per command group
 (:mod:`~aifabric.cli.traffic`, :mod:`~aifabric.cli.catalog`, :mod:`~aifabric.cli.net`,
 :mod:`~aifabric.cli.trace`, :mod:`~aifabric.cli.plan`, :mod:`~aifabric.cli.simulate`, and the
-single commands :mod:`~aifabric.cli.collective` and :mod:`~aifabric.cli.seeds`) and turns
+single commands :mod:`~aifabric.cli.collective`, :mod:`~aifabric.cli.seeds` and
+:mod:`~aifabric.cli.schema`) and turns
 errors into exit codes. The edges (JSON, error lines, output files) live in
 :mod:`aifabric.cli.edges`; command modules import that, never this module.
 """
@@ -25,6 +26,7 @@ from aifabric.cli.collective import collective_cmd
 from aifabric.cli.edges import EXIT_INPUT_ERROR, EXIT_OK, print_error, wants_json
 from aifabric.cli.net import net_app
 from aifabric.cli.plan import plan_app
+from aifabric.cli.schema import schema_cmd
 from aifabric.cli.seeds import seeds
 from aifabric.cli.simulate import simulate_app
 from aifabric.cli.trace import trace_app
@@ -43,6 +45,7 @@ app.add_typer(plan_app, name="plan")
 app.add_typer(simulate_app, name="simulate")
 app.command("seeds")(seeds)
 app.command("collective")(collective_cmd)
+app.command("schema")(schema_cmd)
 
 
 def command() -> Any:

@@ -36,7 +36,9 @@ def plan(
         int | None,
         Opt(help="Ports per switch at the link rate (default: the catalog's breakout there)."),
     ] = None,
-    design: Annotated[str | None, Opt(help="rail_optimized, clos or spine_leaf (hyphens accepted).")] = None,
+    design: Annotated[
+        str | None, Opt(help="rail_optimized, clos or spine_leaf (hyphens accepted).")
+    ] = None,
     tiers: Annotated[int | None, Opt(help="Switch tiers (default: fewest).")] = None,
     oversubscription: Annotated[float | None, Opt(help="Leaf down:up (1 = non-blocking).")] = None,
     spine_oversubscription: Annotated[float | None, Opt(help="Spine down:up (3 tiers).")] = None,

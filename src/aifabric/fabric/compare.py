@@ -66,7 +66,7 @@ def compare_training_inference(
             "strategy": name, "gpus": n_gpus, "network_cost_usd": network,
             "gpu_cost_usd": gpu_bill, "capex_usd": capex,
             "utilization": None if util is None else {"low": util[0], "high": util[1]},
-            "capex_per_utilised_gpu_usd": None if util is None
+            "capex_per_utilized_gpu_usd": None if util is None
             else capex / (n_gpus * (util[0] + util[1]) / 2),
         })  # fmt: skip
     return {

@@ -52,7 +52,7 @@ def fabric_spec(options: dict[str, Any]) -> tuple[FabricSpec, str, dict[str, Any
                 " or build without --preset"
             )
         info = {"preset": options["preset"], "source": preset.source,
-                "published": preset.published, "notes": preset.notes}  # fmt: skip
+                "published": preset.published, "preset_notes": preset.notes}  # fmt: skip
         check_fabric(preset.spec, switches())
         return preset.spec, options.get("gpu") or preset.gpu, info
     sized = [k for k in ("scalable_units", "pods") if k in options]

@@ -130,6 +130,6 @@ def compare_report(r: dict[str, Any]) -> None:
             s["strategy"], f"{s['gpus']:,}", format_usd(s["network_cost_usd"]),
             format_usd(s["gpu_cost_usd"]), format_usd(s["capex_usd"]),
             "not stated" if util is None else f"{util['low']:.0%}-{util['high']:.0%}",
-            "-" if s["capex_per_utilised_gpu_usd"] is None else format_usd(s["capex_per_utilised_gpu_usd"]),
+            "-" if s["capex_per_utilized_gpu_usd"] is None else format_usd(s["capex_per_utilized_gpu_usd"]),
         )  # fmt: skip
     console.print(st)

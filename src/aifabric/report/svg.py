@@ -6,7 +6,7 @@ from html import escape
 
 from aifabric.units import format_bytes
 
-TIER_COLOURS = {"scale_up": "#4c78a8", "leaf": "#59a14f", "spine": "#f28e2b", "core": "#e15759"}
+TIER_COLORS = {"scale_up": "#4c78a8", "leaf": "#59a14f", "spine": "#f28e2b", "core": "#e15759"}
 
 
 def tier_traffic_svg(series: list[tuple[str, dict[str, float]]], *, title: str,
@@ -17,7 +17,7 @@ def tier_traffic_svg(series: list[tuple[str, dict[str, float]]], *, title: str,
     """
     import math
 
-    tiers = list(TIER_COLOURS)
+    tiers = list(TIER_COLORS)
     width, height, left, top, bottom = 760, 360, 70, 50, 70
     plot_h = height - top - bottom
     values = [v for _, by in series for v in by.values() if v > 0]
@@ -52,21 +52,21 @@ def tier_traffic_svg(series: list[tuple[str, dict[str, float]]], *, title: str,
             v = by_tier.get(tier, 0.0)
             x, yy = x0 + t * bar_w, y(v)
             out.append(f'<rect x="{x:.1f}" y="{yy:.1f}" width="{bar_w * 0.9:.1f}" '
-                       f'height="{top + plot_h - yy:.1f}" fill="{TIER_COLOURS[tier]}">'
+                       f'height="{top + plot_h - yy:.1f}" fill="{TIER_COLORS[tier]}">'
                        f"<title>{escape(label)} {tier}: {escape(format_bytes(v))}</title></rect>")  # fmt: skip
         out.append(f'<text x="{x0 + group_w * 0.4:.1f}" y="{top + plot_h + 18}" '
                    f'text-anchor="middle">{escape(label)}</text>')  # fmt: skip
     for t, tier in enumerate(tiers):
         lx = left + t * 120
         out.append(
-            f'<rect x="{lx}" y="{height - 28}" width="12" height="12" fill="{TIER_COLOURS[tier]}"/>'
+            f'<rect x="{lx}" y="{height - 28}" width="12" height="12" fill="{TIER_COLORS[tier]}"/>'
         )
         out.append(f'<text x="{lx + 16}" y="{height - 18}">{tier}</text>')
     out.append("</svg>")
     return "\n".join(out) + "\n"
 
 
-TIER_LINE_COLOURS = ("#e6a700", "#7f7f7f", "#b5651d", "#4c78a8", "#59a14f", "#e15759")
+TIER_LINE_COLORS = ("#e6a700", "#7f7f7f", "#b5651d", "#4c78a8", "#59a14f", "#e15759")
 
 
 def _cdf_panel(out: list[str], x0: float, y0: float, w: float, h: float, title: str,
@@ -103,7 +103,7 @@ def _cdf_panel(out: list[str], x0: float, y0: float, w: float, h: float, title: 
         step = max(1, n // 400)
         idx = [*range(0, n, step), n - 1]
         pts = " ".join(f"{px(data[j]):.1f},{y0 + h * (1 - (j + 1) / n):.1f}" for j in idx)
-        color = TIER_LINE_COLOURS[i % len(TIER_LINE_COLOURS)]
+        color = TIER_LINE_COLORS[i % len(TIER_LINE_COLORS)]
         out.append(f'<polyline fill="none" stroke="{color}" stroke-width="2" points="{pts}">'
                    f"<title>{escape(label)}</title></polyline>")  # fmt: skip
 
@@ -135,7 +135,7 @@ def serving_svg(ttft: list[tuple[str, list[float]]], tbt: list[tuple[str, list[f
         out.append(f'<text x="{x0 + w / 2}" y="{y0 + h + 30}" text-anchor="middle">simulated time</text>')  # fmt: skip
     for i, (label, _) in enumerate(ttft):
         lx = 50 + i * 110
-        color = TIER_LINE_COLOURS[i % len(TIER_LINE_COLOURS)]
+        color = TIER_LINE_COLORS[i % len(TIER_LINE_COLORS)]
         out.append(f'<rect x="{lx}" y="{height - 26}" width="14" height="4" fill="{color}"/>')
         out.append(f'<text x="{lx + 18}" y="{height - 20}">{escape(label)}</text>')
     out.append("</svg>")

@@ -158,7 +158,8 @@ def _algorithm_notes(result: dict[str, Any]) -> list[str]:
     """Header words for how the rows' algorithms were chosen (column "algorithm")."""
     notes = []
     if result.get("algorithm_rule"):
-        notes.append(f"algorithms: {result['algorithm_rule']}")
+        fixed = result["algorithm_rule"] == "fixed" and result.get("algorithm")
+        notes.append(f"algorithms: {result['algorithm_rule']}" + (f" {fixed}" if fixed else ""))
     if result.get("in_network_reduction"):
         notes.append("in-network reduction (NVLS / SHARP)")
     return notes

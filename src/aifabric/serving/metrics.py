@@ -13,7 +13,7 @@ Definitions (per request):
 - SLO attainment of a tier: share of its arrived requests that completed meeting both
   targets (rejected and unfinished requests miss). Goodput: such requests per simulated
   second.
-- ``simulated_seconds``: clock at the end (the last completion, or max_sim_time_s).
+- ``simulated_s``: clock at the end (the last completion, or max_sim_time_s).
 """
 
 from __future__ import annotations

@@ -319,7 +319,9 @@ class ModelSpec:
             "name": self.name,
             "num_params": self.num_params,
             "num_active_params": self.num_active_params,
-            "published_params": None if self.published_params is None else round(self.published_params),
+            "published_params": None
+            if self.published_params is None
+            else round(self.published_params),
             "num_layers": self.num_layers,
             "hidden_size": self.hidden_size,
             "num_attention_heads": self.num_attention_heads,

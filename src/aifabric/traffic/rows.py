@@ -71,9 +71,9 @@ def check_algorithm(requested: str) -> None:
 
 
 def algorithm_rule(requested: str) -> str:
-    """How the rows' algorithms were chosen: ``nccl-tuning`` under auto, else the name."""
+    """How the rows' algorithms were chosen: ``nccl_tuning`` under auto, else ``fixed``."""
     check_algorithm(requested)
-    return nccl_tuning.RULE if requested == "auto" else f"fixed: {requested}"
+    return nccl_tuning.RULE if requested == "auto" else "fixed"
 
 
 def choose_algorithm(

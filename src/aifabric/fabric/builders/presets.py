@@ -136,7 +136,7 @@ def dgx_superpod_gb200(scalable_units: int | None) -> Preset:
     )  # fmt: skip
     published = {
         "gpus": trays * GB200_GPUS_PER_TRAY, "racks": racks, "nodes": trays,
-        "gpus_per_node": GB200_GPUS_PER_TRAY, "scaleup_domain_size": domain,
+        "gpus_per_node": GB200_GPUS_PER_TRAY, "scale_up_domain_size": domain,
         "nics": trays * GB200_GPUS_PER_TRAY,
         "nvlink_switch_trays": racks * GB200_NVLINK_SWITCH_TRAYS,
         "nvlink_switch_chips": racks * GB200_NVLINK_SWITCH_TRAYS * GB200_NVLINK_CHIPS_PER_TRAY,
