@@ -39,7 +39,7 @@ SUFFIX = {
     "USD": r"(^|_)usd" + QUAL,
     "W": r"(^|_)w" + QUAL,
     "1/s": r"_per_s$",
-    "1": r"(_ratio|^utilization|^oversubscription|^slo_attainment|_cv)" + QUAL,
+    "1": r"(_ratio|utilization|^oversubscription|^slo_attainment|_cv)" + QUAL,
     "count": r"(tokens|calls|switches|^mean_decode_batch|^queue_depth)$",
 }
 # Percentile and range members of a map whose own key names the unit.
@@ -230,6 +230,30 @@ VARIANTS = [
     ["plan", "compare", "--json"],
     ["simulate", "serve", "--json"],
     ["simulate", "serve", "-f", "examples/serve/poisson-colocated.yaml", "--json"],
+    [
+        "simulate",
+        "collective",
+        "--gpus",
+        "128",
+        "--size",
+        "1MiB,1GiB",
+        "--fail",
+        "spine:1",
+        "--json",
+    ],
+    [
+        "simulate",
+        "collective",
+        "--gpus",
+        "128",
+        "--op",
+        "permutation",
+        "--routing",
+        "spray",
+        "--degrade",
+        "leaf_spine:0.5@0.5",
+        "--json",
+    ],
 ]
 
 

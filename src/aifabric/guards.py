@@ -106,3 +106,9 @@ def format_number(value: float) -> str:
     text = f"{value:.2g}"
     mantissa, sep, exponent = text.partition("e")
     return f"{mantissa}e{int(exponent)}" if sep else text
+
+
+#: Flows in one step of ``simulate collective`` (a 16,384-GPU ring with 8 channels: 131,072;
+#: all-to-all over 512 GPUs: 261,632). Each event re-solves the step's live flows, and an
+#: all-to-all's many distinct rates make hundreds of events.
+MAX_NETSIM_FLOWS = 3e5

@@ -12,7 +12,9 @@ import typer
 
 from aifabric.cli.edges import JsonFlag, MaxWork, emit_json
 
-simulate_app = typer.Typer(no_args_is_help=True, help="Simulate serving (and, later, training).")
+simulate_app = typer.Typer(
+    no_args_is_help=True, help="Simulate serving, and collectives or traffic patterns on a fabric."
+)
 
 Opt = typer.Option
 
@@ -171,3 +173,101 @@ def _print_result(r: dict[str, Any], *, builtin: bool = False) -> None:
         table.add_row(name, f"{t['requests']:,}", met, f"{t['ttft_target_s']:g} s",
                       _ms(t["ttft_s"]), f"{1e3 * t['tbt_target_s']:g} ms", _ms(t["tbt_s"]))  # fmt: skip
     _console().print(table)
+
+
+@simulate_app.command("collective")
+def simulate_collective_cmd(
+    file: Annotated[
+        Path | None, Opt("-f", "--file", help="Plan scenario YAML (fabric keys).")
+    ] = None,
+    op: Annotated[
+        str,
+        Opt(
+            help="all_reduce, all_gather, reduce_scatter, all_to_all, broadcast, send_recv, "
+            "or a pattern: permutation, incast, uniform."
+        ),
+    ] = "all_reduce",
+    size: Annotated[
+        str, Opt(help="Bytes per call (NCCL convention), one or a list: 1MiB,64MiB,1GiB.")
+    ] = "1GiB",
+    preset: Annotated[str | None, Opt(help="A published design (see aifabric plan).")] = None,
+    scalable_units: Annotated[int | None, Opt(help="SuperPOD scalable units.")] = None,
+    pods: Annotated[int | None, Opt(help="Pods for the meta/alibaba presets.")] = None,
+    gpus: Annotated[int | None, Opt(help="GPUs in the cluster.")] = None,
+    gpu: Annotated[str | None, Opt(help="Catalog GPU (default h100-sxm).")] = None,
+    gpus_per_node: Annotated[int | None, Opt(help="GPUs per server (default 8).")] = None,
+    nic: Annotated[str | None, Opt(help="NIC: catalog name or line rate (400G).")] = None,
+    nics_per_node: Annotated[int | None, Opt(help="Scale-out NICs per server.")] = None,
+    switch: Annotated[str | None, Opt(help="Catalog switch.")] = None,
+    switch_radix: Annotated[int | None, Opt(help="Ports per switch at the link rate.")] = None,
+    design: Annotated[str | None, Opt(help="rail_optimized, clos or spine_leaf.")] = None,
+    tiers: Annotated[int | None, Opt(help="Switch tiers (default: fewest).")] = None,
+    oversubscription: Annotated[float | None, Opt(help="Leaf down:up (1 = non-blocking).")] = None,
+    spine_oversubscription: Annotated[float | None, Opt(help="Spine down:up (3 tiers).")] = None,
+    planes: Annotated[int | None, Opt(help="Network planes per NIC.")] = None,
+    su_nodes: Annotated[int | None, Opt(help="Servers per scalable unit / per leaf.")] = None,
+    group: Annotated[
+        str, Opt(help="all GPUs, or rank 0's group of a job's dimension: tp, cp, dp, pp, ep.")
+    ] = "all",
+    tp: Annotated[int | None, Opt(help="Job for --group: tensor parallel degree.")] = None,
+    pp: Annotated[int | None, Opt(help="Job for --group: pipeline parallel degree.")] = None,
+    dp: Annotated[int | None, Opt(help="Job for --group: data parallel degree.")] = None,
+    cp: Annotated[int | None, Opt(help="Job for --group: context parallel degree.")] = None,
+    ep: Annotated[int | None, Opt(help="Job for --group: expert parallel degree.")] = None,
+    algorithm: Annotated[
+        str | None, Opt(help="ring, halving_doubling (all_reduce) or direct (all_to_all).")
+    ] = None,
+    routing: Annotated[str, Opt(help="ecmp, ecmp_qp, spray or adaptive.")] = "ecmp",
+    qps: Annotated[int, Opt(help="Queue pairs per connection (ecmp_qp).")] = 1,
+    channels: Annotated[
+        int | None, Opt(help="NCCL channels (rings); default one per GPU of the group in a server.")
+    ] = None,
+    fail: Annotated[
+        list[str] | None,
+        Opt(
+            metavar="WHAT",
+            help="Take links or switches down: leaf_spine:0.25, spine:2, "
+            "leaf3,spine0-core1. Repeatable.",
+        ),
+    ] = None,
+    degrade: Annotated[
+        list[str] | None,
+        Opt(metavar="LAYER:FRACTION@SPEED", help="Slow links: leaf_spine:0.1@0.5. Repeatable."),
+    ] = None,
+    seed: Annotated[int, Opt(help="Seed of hashing, patterns and failures.")] = 0,
+    max_work: MaxWork = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """A collective or traffic pattern as flows on a planned fabric (nccl-tests for a fabric).
+
+    Per size: simulated time, algbw and busbw (NCCL's definitions), the alpha-beta time on
+    the same link speeds and their ratio, link utilization per tier and the hottest links.
+    """
+    from aifabric.errors import ConfigError
+    from aifabric.netsim.run import simulate_collective
+    from aifabric.spec.scenario import load_scenario, split_plan_options
+    from aifabric.units import parse_bytes
+
+    if seed < 0:
+        raise ConfigError(f"--seed(={seed}) must be >= 0")
+    sizes = [parse_bytes(s.strip(), what="--size") for s in size.split(",") if s.strip()]
+    flags = {"preset": preset, "scalable_units": scalable_units, "pods": pods, "gpus": gpus,
+             "gpu": gpu, "gpus_per_node": gpus_per_node, "nic": nic, "nics_per_node": nics_per_node,
+             "switch": switch, "switch_radix": switch_radix, "design": design, "tiers": tiers,
+             "oversubscription": oversubscription, "spine_oversubscription": spine_oversubscription,
+             "planes": planes, "su_nodes": su_nodes}  # fmt: skip
+    scenario = load_scenario(file) if file else {}
+    fabric_opts, _ = split_plan_options(scenario, flags)
+    parallel = {k: v for k, v in {"tp": tp, "pp": pp, "dp": dp, "cp": cp, "ep": ep}.items()
+                if v is not None}  # fmt: skip
+    result = simulate_collective(
+        fabric_opts, op=op, sizes=sizes, algorithm=algorithm, routing=routing, qps=qps,
+        channels=channels, group=group, parallel=parallel, fail=fail, degrade=degrade,
+        seed=seed, max_work=max_work,
+    )  # fmt: skip
+    if as_json:
+        emit_json(result)
+        return
+    from aifabric.report.netsim_tables import collective_report
+
+    collective_report(result)

@@ -650,6 +650,76 @@ class TraceOutput(Out):
     prefix_cache: PrefixCache
 
 
+# --- network simulation ----------------------------------------------------------------
+
+
+class LinkUse(Out):
+    mean_utilization: Ratio
+    max_utilization: Ratio
+
+
+class HotLink(Out):
+    link: str = Field(description="leaf3->spine5 (direction of the bytes), gpu4.nvlink_out")
+    layer: Literal["scale_up", "endpoint_leaf", "leaf_spine", "spine_core"]
+    utilization: Ratio
+    bytes: Bytes
+
+
+class SizeResult(Out):
+    size_bytes: Bytes
+    time_s: Seconds
+    algbw_bytes_per_s: BytesPerS | None
+    busbw_bytes_per_s: BytesPerS | None
+    analytic_time_s: Seconds = Field(description="alpha-beta time on the same link speeds")
+    efficiency_ratio: Ratio | None = Field(description="analytic_time_s / time_s")
+    tiers: dict[Literal["scale_up", "endpoint_leaf", "leaf_spine", "spine_core"], LinkUse]
+    hot_links: list[HotLink]
+    flows: int
+    events: int
+    mean_flow_throughput_ratio: Ratio | None = Field(
+        default=None, description="patterns: mean flow throughput / NIC line rate"
+    )
+    min_flow_throughput_ratio: Ratio | None = Field(
+        default=None, description="patterns: slowest flow's throughput / NIC line rate"
+    )
+
+
+class SimFabric(Out):
+    design: str
+    gpus: int
+    tiers: int
+    nic_speed_bytes_per_s: BytesPerS
+    scale_up_bandwidth_bytes_per_s: BytesPerS
+    failed_links: int
+    degraded_links: int
+    failed_switches: list[str]
+
+
+class WallPhases(Out):
+    setup: Seconds
+    build: Seconds
+    simulate: Seconds
+
+
+class SimulateCollectiveOutput(Out):
+    """``aifabric simulate collective``: a collective or pattern as flows on a fabric."""
+
+    op: Enum
+    algorithm: Enum
+    routing: Literal["ecmp", "ecmp_qp", "spray", "adaptive"]
+    qps: int
+    channels: int
+    ranks: int
+    group: Enum
+    seed: int
+    fabric: SimFabric
+    results: list[SizeResult]
+    flows: int
+    events: int
+    wall_s: Seconds
+    wall_by_phase_s: WallPhases
+
+
 # --- registry --------------------------------------------------------------------------
 
 #: The model of each ``--json`` command, by its command path.
@@ -668,6 +738,7 @@ COMMANDS: dict[str, type[Out]] = {
     "plan": PlanOutput,
     "plan compare": CompareOutput,
     "simulate serve": ServeOutput,
+    "simulate collective": SimulateCollectiveOutput,
 }
 
 #: Every JSON output may carry ``notes`` when a non-finite number became null
