@@ -252,7 +252,7 @@ def test_cli_json_validates_and_deterministic(capsys: pytest.CaptureFixture[str]
         (["--gpus", "64", "--algorithm", "tree"], "not simulated"),
         (["--gpus", "64", "--group", "dp"], "must equal"),
         (["--gpus", "64", "--tp", "8"], "--group"),
-        (["--gpus", "4096", "--op", "all_to_all"], "--max-work"),
+        (["--gpus", "2048", "--op", "all_to_all"], "--max-work"),
         (["--gpus", "64", "--fail", "core:1"], "of 0"),
     ],
 )

@@ -108,7 +108,7 @@ def format_number(value: float) -> str:
     return f"{mantissa}e{int(exponent)}" if sep else text
 
 
-#: Flows in one step of ``simulate collective`` (a 16,384-GPU ring with 8 channels: 131,072;
-#: all-to-all over 512 GPUs: 261,632). Each event re-solves the step's live flows, and an
-#: all-to-all's many distinct rates make hundreds of events.
-MAX_NETSIM_FLOWS = 3e5
+#: Flows in one step of ``simulate collective`` (a 100,000-GPU ring with 8 channels: 800,000,
+#: a few seconds; all-to-all over 1,000 GPUs: 999,000, whose many distinct rates make
+#: hundreds of events: minutes). Each event re-solves the step's live flows.
+MAX_NETSIM_FLOWS = 1e6
