@@ -1,0 +1,528 @@
+"""The flow engine every simulator shares: flows over capacitated links, max-min fair
+rates, and an event loop from flow start to flow finish.
+
+A flow moves ``size`` bytes over a set of links, each with a weight: the share of the
+flow's rate that crosses it (1 for a single path; 1/k on each of k sprayed paths, summed
+where paths share a link). Rates are max-min fair (Bertsekas & Gallager, *Data Networks*,
+6.5.2) with weighted link use: rates rise together; a link saturates when the weighted sum
+of its flows' rates reaches its capacity; its flows freeze; the rest go on rising. The
+solve is progressive filling vectorised over the flows' link lists (NumPy ``bincount``), one
+round per distinct bottleneck level, so a symmetric collective (every flow alike) solves in
+one round whatever its size.
+
+The event loop advances from one flow finish (or start) to the next. When flows start or
+finish, only the flows connected to them through shared links (the connected component of
+the flow-link graph) can change rate, so only that component is re-solved; flows elsewhere
+keep their rates and finish times. This is what keeps many independent transfers (KV
+flows of a serving cluster on separate NICs) at one cheap event each. Flows on the same
+links with the same weights (a route class) get the same rate, so a component is solved
+over its classes, and a small one (a few dozen link entries, the serving case) in plain
+Python (``_fill_small``), where NumPy's per-call overhead would dominate. Progress is kept
+per class and the next finish of each class waits in a heap, so an event costs the size of
+its component, not the number of flows in flight.
+
+What the fluid model leaves out, by design: queueing delay, packet loss, PFC pauses and
+congestion-control dynamics (a flow gets its fair share at once, not after DCQCN/Swift
+converge). Latency is added per flow by the callers (per hop from the catalog).
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+EPS = 1e-9  # relative tolerance: a link within EPS of its capacity is saturated
+
+
+def max_min_rates(
+    indptr: np.ndarray, links: np.ndarray, weights: np.ndarray | None, capacity: np.ndarray
+) -> np.ndarray:
+    """Max-min fair rate (bytes/s) of each flow; flow f uses ``links[indptr[f]:indptr[f+1]]``
+    with ``weights`` (None: all 1). Links of infinite capacity do not constrain; a flow on
+    no finite link gets inf.
+
+    Progressive filling: every unfrozen flow's rate rises by the largest common step that
+    keeps every link within capacity; links that reach capacity freeze their flows.
+    """
+    n = len(indptr) - 1
+    rates = np.zeros(n)
+    if n == 0:
+        return rates
+    counts = np.diff(indptr)
+    owner = np.repeat(np.arange(n), counts)
+    w = np.ones(len(links)) if weights is None else np.asarray(weights, float)
+    cap = capacity[links]
+    finite = np.isfinite(cap) & (w > 0)
+    owner, lk, w = owner[finite], links[finite], w[finite]
+    # Compress to the links in use.
+    used, inv = np.unique(lk, return_inverse=True)
+    left = capacity[used].astype(float).copy()
+    scale = left.copy()
+    frozen = np.zeros(n, bool)
+    frozen[np.bincount(owner, minlength=n) == 0] = True  # no finite link: unconstrained
+    rates[frozen] = math.inf
+    level = 0.0  # the common rate of every unfrozen flow
+    # Entries of frozen flows are dropped as they freeze: their use of each link is
+    # already subtracted from ``left``, so later rounds only touch live flows.
+    while len(owner):
+        load = np.bincount(inv, weights=w, minlength=len(used))
+        busy = load > 0
+        step = np.min(left[busy] / load[busy])
+        level += step
+        left -= step * load
+        full = busy & (left <= EPS * scale)
+        left[full] = 0.0
+        hit = np.unique(owner[full[inv]])
+        rates[hit] = level
+        frozen[hit] = True
+        keep = ~frozen[owner]
+        owner, inv, w = owner[keep], inv[keep], w[keep]
+    return rates
+
+
+def run_batch(
+    indptr: np.ndarray,
+    links: np.ndarray,
+    weights: np.ndarray | None,
+    sizes: np.ndarray,
+    capacity: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Flows that all start at time 0 (one step of a collective, one pattern): their finish
+    times, the bytes that crossed each link, and the events (rate changes) it took.
+
+    Fully vectorised: each event re-solves the flows still active (they all started
+    together, so they form one batch) and advances to the next finish. A flow with no links
+    finishes at 0; one whose links are all unconstrained is an error.
+    """
+    n = len(indptr) - 1
+    finish = np.zeros(n)
+    link_bytes = np.zeros(len(capacity))
+    if n == 0:
+        return finish, link_bytes, 0
+    counts = np.diff(indptr)
+    owner = np.repeat(np.arange(n), counts)
+    w = np.ones(len(links)) if weights is None else np.asarray(weights, float)
+    left = np.asarray(sizes, float).copy()
+    active = (left > 0) & (counts > 0)  # a flow on no link (same endpoint) takes no time
+    t, events = 0.0, 0
+    while active.any():
+        events += 1
+        idx = np.flatnonzero(active)
+        keep = active[owner]
+        sub_counts = counts[idx]
+        sub_ptr = np.concatenate([[0], np.cumsum(sub_counts)])
+        rate = max_min_rates(sub_ptr, links[keep], w[keep], capacity)
+        if np.isinf(rate).any():
+            raise ValueError("a flow crosses no finite link: give every path a capacity")
+        with np.errstate(divide="ignore"):
+            eta = np.where(rate > 0, left[idx] / rate, math.inf)
+        dt = float(eta.min())
+        if not math.isfinite(dt):
+            raise RuntimeError("flows with zero rate can never finish")
+        moved = np.minimum(rate * dt, left[idx])
+        left[idx] -= moved
+        per_entry = np.repeat(moved, sub_counts) * w[keep]
+        link_bytes += np.bincount(links[keep], weights=per_entry, minlength=len(capacity))
+        t += dt
+        done = idx[left[idx] <= EPS * np.maximum(np.asarray(sizes, float)[idx], 1.0)]
+        done = np.union1d(done, idx[np.argmin(eta)])
+        link_rest = left[done]
+        if link_rest.any():  # rounding: the last crumbs cross too
+            sel = np.isin(owner, done)
+            link_bytes += np.bincount(links[sel], weights=(left[owner[sel]] * w[sel]),
+                                      minlength=len(capacity))  # fmt: skip
+        left[done] = 0.0
+        finish[done] = t
+        active[done] = False
+    return finish, link_bytes, events
+
+
+SMALL = 64  # link entries up to which a component is solved in plain Python (_fill_small)
+BIG = 64  # route classes from which a component covering a quarter of them is solved whole
+
+
+def _fill_small(
+    rows: Sequence[Sequence[int]], weights: Sequence[Sequence[float]], capacity: np.ndarray
+) -> list[float]:
+    """:func:`max_min_rates` in plain Python for small problems: the same progressive
+    filling (rates rise by the least ``left / load`` of the loaded links; links within EPS
+    of capacity freeze their flows), without NumPy's per-call overhead, which dominates when
+    a component has a few dozen link entries. Loads are kept up to date as flows freeze
+    instead of recomputed each round. ``rows[f]`` lists flow f's finite links, ``weights[f]``
+    their (positive) weights; a flow on no link gets inf."""
+    rates = [math.inf] * len(rows)
+    left: dict[int, float] = {}
+    load: dict[int, float] = {}  # links with unfrozen flows only
+    count: dict[int, int] = {}  # unfrozen flows on each of them
+    users: dict[int, list[int]] = {}
+    live: set[int] = set()
+    for f, (row, ws) in enumerate(zip(rows, weights, strict=True)):
+        if row:
+            live.add(f)
+        for ln, w in zip(row, ws, strict=True):
+            if ln in load:
+                load[ln] += w
+                count[ln] += 1
+                users[ln].append(f)
+            else:
+                load[ln], count[ln], users[ln] = w, 1, [f]
+                left[ln] = float(capacity[ln])
+    scale = dict(left)
+    level = 0.0
+    while live:
+        step = min(left[ln] / x for ln, x in load.items())
+        level += step
+        full: list[int] = []
+        for ln, x in load.items():
+            rest = left[ln] - step * x
+            if rest <= EPS * scale[ln]:
+                rest = 0.0
+                full.append(ln)
+            left[ln] = rest
+        for ln in full:
+            for f in users[ln]:
+                if f not in live:
+                    continue
+                live.discard(f)
+                rates[f] = level
+                for lf, w in zip(rows[f], weights[f], strict=True):
+                    n = count[lf] - 1
+                    if n:
+                        count[lf] = n
+                        load[lf] -= w
+                    else:
+                        del count[lf], load[lf]
+    return rates
+
+
+class FlowEngine:
+    """Flows on capacitated links, advanced from event to event.
+
+    Links are added up front (``capacity``) or one by one (``add_link``). ``start`` adds a
+    flow at the current time; ``next_time`` is when the next flow's last byte leaves;
+    ``advance(t)`` moves the clock there and returns the flows done by then. Bytes per
+    link are counted as flows progress (``link_bytes``), so conservation can be checked:
+    every byte of a finished flow has crossed each of its links, times the link weight.
+
+    Flows with the same links and weights form a route class: max-min gives them the same
+    rate, so the solver sees one entry per class (weights times the class's flow count)
+    and components are traced over classes. A serving cluster's hundreds of KV flows in
+    flight fall into a dozen classes (one per NIC pair), so a re-solve costs the same
+    whatever the backlog. Progress is kept per class, lazily: every flow of a class has
+    moved the same bytes since it started (the class's offset, linear in time between
+    re-solves), a flow is done when the offset reaches its target (offset at start plus
+    size), and the class's next finish (its smallest target) waits in one heap of events.
+    A finish or start therefore touches only its component, never the flows elsewhere.
+    """
+
+    def __init__(self, capacity: Sequence[float] | np.ndarray = ()) -> None:
+        self.capacity = np.asarray(capacity, float).copy()
+        self._link_done = np.zeros(len(self.capacity))  # bytes of dropped classes per link
+        self.now = 0.0
+        self.solves = 0  # component re-solves done (a measure of work)
+        self.solved_flows = 0  # flows in those components, summed (the rest kept their rates)
+        self._n_active = 0
+        self._seq = 0  # tie-break for equal targets and equal event times
+        # Flow slots (ids), reused after a flow is done.
+        self._size: list[float] = []
+        self._target: list[float] = []  # class offset at which the flow is done
+        self._cls: list[int] = []
+        self._active: list[bool] = []
+        self._free: list[int] = []
+        # Route classes; a class leaves its slot when its last flow is done.
+        self._class_of: dict[tuple[bytes, bytes], int] = {}
+        self._c_key: list[tuple[bytes, bytes]] = []
+        self._c_links: list[np.ndarray] = []  # all its links (bytes are counted on each)
+        self._c_weights: list[np.ndarray] = []
+        self._c_fin: list[list[int]] = []  # its finite links (the ones that constrain)
+        self._c_finw: list[list[float]] = []
+        self._c_flows: list[list[tuple[float, int, int]]] = []  # heap (target, seq, fid)
+        self._c_rate: list[float] = []  # rate of each of its flows
+        self._c_t: list[float] = []  # the offset was _c_o at time _c_t
+        self._c_o: list[float] = []
+        self._c_done: list[float] = []  # bytes of its finished flows, not yet in _link_done
+        self._c_ver: list[int] = []  # bumped when its next finish changes
+        self._c_free: list[int] = []
+        self._live: set[int] = set()  # classes with active flows
+        self._users: dict[int, set[int]] = {}  # finite link -> live classes on it
+        self._events: list[tuple[float, int, int, int]] = []  # (time, seq, class, version)
+
+    # --- links -----------------------------------------------------------------------
+    def add_link(self, capacity: float) -> int:
+        self.capacity = np.append(self.capacity, float(capacity))
+        self._link_done = np.append(self._link_done, 0.0)
+        return len(self.capacity) - 1
+
+    @property
+    def link_bytes(self) -> np.ndarray:
+        """Bytes that have crossed each link so far (a fresh array)."""
+        out = self._link_done.copy()
+        for c in sorted(self._live):
+            o = self._offset(c, self.now)
+            moved = self._c_done[c]
+            for target, _, fid in self._c_flows[c]:
+                size = self._size[fid]
+                moved += min(max(size - (target - o), 0.0), size)
+            out[self._c_links[c]] += moved * self._c_weights[c]
+        return out
+
+    # --- flows -----------------------------------------------------------------------
+    def start(
+        self, links: Sequence[int] | np.ndarray, size: float,
+        weights: Sequence[float] | np.ndarray | None = None,
+    ) -> int:  # fmt: skip
+        """Start a flow of ``size`` bytes now; returns its id (reused after it finishes)."""
+        return self.start_many([np.asarray(links, np.int64)], [size],
+                               None if weights is None else [np.asarray(weights, float)])[0]  # fmt: skip
+
+    def start_many(
+        self, links: Sequence[np.ndarray], sizes: Sequence[float] | np.ndarray,
+        weights: Sequence[np.ndarray] | None = None,
+    ) -> list[int]:  # fmt: skip
+        """Start several flows at once (one re-solve for all of them)."""
+        ids: list[int] = []
+        seeds: set[int] = set()
+        for i, lk in enumerate(links):
+            lk = np.asarray(lk, np.int64)
+            w = np.ones(len(lk)) if weights is None else np.asarray(weights[i], float)
+            c = self._class(*_merge(lk, w))
+            size = max(float(sizes[i]), 0.0)
+            fid = self._slot()
+            target = (0.0 if math.isinf(self._c_rate[c]) else self._offset(c, self.now)) + size
+            self._size[fid], self._target[fid] = size, target
+            self._cls[fid], self._active[fid] = c, True
+            if c not in self._live:
+                self._live.add(c)
+                for ln in self._c_fin[c]:
+                    self._users.setdefault(ln, set()).add(c)
+            heapq.heappush(self._c_flows[c], (target, self._seq, fid))
+            self._seq += 1
+            seeds.add(c)
+            ids.append(fid)
+        self._n_active += len(ids)
+        self._resolve(seeds, seeds)
+        return ids
+
+    def rate(self, fid: int) -> float:
+        return self._c_rate[self._cls[fid]] if self._active[fid] else 0.0
+
+    def remaining(self, fid: int) -> float:
+        if not self._active[fid]:
+            return 0.0
+        return max(self._target[fid] - self._offset(self._cls[fid], self.now), 0.0)
+
+    @property
+    def active(self) -> int:
+        return self._n_active
+
+    def next_time(self) -> float:
+        """When the next active flow's last byte leaves (inf when none is active)."""
+        events, ver = self._events, self._c_ver
+        while events and events[0][3] != ver[events[0][2]]:
+            heapq.heappop(events)
+        return events[0][0] if events else math.inf
+
+    def advance(self, t: float) -> list[int]:
+        """Move the clock to ``t`` (no later than next_time()); return the flows that
+        finished, whose slots are freed (their rates re-solved away).
+
+        A flow is done when its class's event (its projected finish, the time next_time()
+        returned) comes, or when what it has left is within EPS of its size then; so
+        ``advance(next_time())`` always finishes a flow, even one shorter than the clock's
+        resolution at ``now``, and flows finishing together to rounding are done in one
+        step (one re-solve). Given a later ``t``, the finishes up to it are taken in time
+        order, each with its re-solve."""
+        done: list[int] = []
+        events, ver = self._events, self._c_ver
+        while True:
+            te = self.next_time()
+            if te > t:
+                break
+            self.now = max(self.now, te)
+            seeds: set[int] = set()
+            dirty: set[int] = set()
+            while events:
+                _, _, c, v = events[0]
+                if v != ver[c]:
+                    heapq.heappop(events)
+                    continue
+                flows = self._c_flows[c]
+                o = self._offset(c, self.now)
+                if events[0][0] > te and not self._nearly_done(flows[0], o):
+                    break
+                heapq.heappop(events)
+                self._finish(c, heapq.heappop(flows)[2], done)  # the one the event is for
+                while flows and self._nearly_done(flows[0], o):
+                    self._finish(c, heapq.heappop(flows)[2], done)
+                if flows:
+                    dirty.add(c)
+                else:
+                    self._drop(c)
+                for ln in self._c_fin[c]:
+                    seeds |= self._users[ln]
+                seeds.add(c)
+            self._resolve(seeds, dirty)
+        self.now = max(self.now, t)
+        return sorted(done)
+
+    def run(self) -> dict[int, float]:
+        """Advance until every flow is done; the finish time of each flow."""
+        finished: dict[int, float] = {}
+        while True:
+            t = self.next_time()
+            if not math.isfinite(t):
+                if self.active:
+                    raise RuntimeError("flows with zero rate can never finish")
+                return finished
+            for fid in self.advance(t):
+                finished[fid] = t
+
+    # --- internals -------------------------------------------------------------------
+    def _offset(self, c: int, t: float) -> float:
+        """Bytes each flow of class ``c`` has moved since the class's epoch, at ``t``."""
+        rate = self._c_rate[c]
+        return math.inf if math.isinf(rate) else self._c_o[c] + rate * (t - self._c_t[c])
+
+    def _nearly_done(self, head: tuple[float, int, int], offset: float) -> bool:
+        return head[0] - offset <= EPS * max(self._size[head[2]], 1.0)
+
+    def _finish(self, c: int, fid: int, done: list[int]) -> None:
+        self._c_done[c] += self._size[fid]  # every byte has crossed, rounding crumbs too
+        self._active[fid] = False
+        self._n_active -= 1
+        self._free.append(fid)
+        done.append(fid)
+
+    def _slot(self) -> int:
+        if self._free:
+            return self._free.pop()
+        self._size.append(0.0)
+        self._target.append(0.0)
+        self._cls.append(0)
+        self._active.append(False)
+        return len(self._size) - 1
+
+    def _class(self, links: np.ndarray, weights: np.ndarray) -> int:
+        """The route class of a flow on ``links`` with ``weights``, made if new."""
+        key = (links.tobytes(), weights.tobytes())
+        c = self._class_of.get(key)
+        if c is not None:
+            return c
+        links, weights = links.copy(), weights.copy()
+        fin = np.isfinite(self.capacity[links]) & (weights > 0)
+        row, roww = links[fin].tolist(), weights[fin].tolist()
+        rate = 0.0 if row else math.inf
+        if self._c_free:
+            c = self._c_free.pop()
+            self._c_key[c], self._c_links[c], self._c_weights[c] = key, links, weights
+            self._c_fin[c], self._c_finw[c] = row, roww
+            self._c_rate[c], self._c_t[c], self._c_o[c] = rate, self.now, 0.0
+        else:
+            c = len(self._c_key)
+            self._c_key.append(key)
+            self._c_links.append(links)
+            self._c_weights.append(weights)
+            self._c_fin.append(row)
+            self._c_finw.append(roww)
+            self._c_flows.append([])
+            self._c_rate.append(rate)
+            self._c_t.append(self.now)
+            self._c_o.append(0.0)
+            self._c_done.append(0.0)
+            self._c_ver.append(0)
+        self._class_of[key] = c
+        return c
+
+    def _drop(self, c: int) -> None:
+        """Class ``c`` has no flow left: its bytes to the links, off the links, its slot
+        free for reuse, its event void."""
+        self._link_done[self._c_links[c]] += self._c_done[c] * self._c_weights[c]
+        self._c_done[c] = 0.0
+        self._live.discard(c)
+        for ln in self._c_fin[c]:
+            self._users[ln].discard(c)
+        del self._class_of[self._c_key[c]]
+        self._c_ver[c] += 1
+        self._c_free.append(c)
+
+    def _component(self, seeds: set[int]) -> list[int]:
+        """Live classes connected to ``seeds`` through shared finite links."""
+        seen = seeds & self._live
+        n_live = len(self._live)
+        if n_live >= BIG and len(seen) * 4 >= n_live:  # most of the network: solve it all
+            return sorted(self._live)
+        frontier = list(seen)
+        done_links: set[int] = set()
+        while frontier:
+            nxt: list[int] = []
+            for c in frontier:
+                for ln in self._c_fin[c]:
+                    if ln in done_links:
+                        continue
+                    done_links.add(ln)
+                    for d in self._users[ln]:
+                        if d not in seen:
+                            seen.add(d)
+                            nxt.append(d)
+            frontier = nxt
+            if n_live >= BIG and len(seen) * 4 >= n_live:
+                return sorted(self._live)
+        return sorted(seen)
+
+    def _resolve(self, seeds: set[int], dirty: set[int]) -> None:
+        """Re-solve the component of ``seeds``; re-time the classes whose rate changed and
+        those in ``dirty`` (their first flow changed)."""
+        comp = self._component(seeds)
+        if comp:
+            self.solves += 1
+            counts = [len(self._c_flows[c]) for c in comp]
+            self.solved_flows += sum(counts)
+            rows = [self._c_fin[c] for c in comp]
+            # k flows alike load each link as one flow of k times the weight.
+            wts = [[x * k for x in self._c_finw[c]] for c, k in zip(comp, counts, strict=True)]
+            if sum(len(r) for r in rows) <= SMALL:
+                rates: list[float] = _fill_small(rows, wts, self.capacity)
+            else:
+                lens = [len(r) for r in rows]
+                indptr = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
+                links = np.fromiter((ln for r in rows for ln in r), np.int64, int(indptr[-1]))
+                weights = np.fromiter((x for r in wts for x in r), float, int(indptr[-1]))
+                rates = max_min_rates(indptr, links, weights, self.capacity).tolist()
+            for c, rate in zip(comp, rates, strict=True):
+                if rate != self._c_rate[c]:
+                    if not math.isinf(self._c_rate[c]):
+                        self._c_o[c] = self._offset(c, self.now)
+                    self._c_t[c] = self.now
+                    self._c_rate[c] = rate
+                    self._retime(c)
+                elif c in dirty:
+                    self._retime(c)
+        if len(self._events) > 64 + 4 * len(self._live):  # drop void events
+            ver = self._c_ver
+            self._events[:] = [e for e in self._events if e[3] == ver[e[2]]]  # in place:
+            heapq.heapify(self._events)  # advance() holds the list
+
+    def _retime(self, c: int) -> None:
+        """Schedule class ``c``'s next finish: its first flow's last byte."""
+        self._c_ver[c] += 1
+        rate = self._c_rate[c]
+        if rate <= 0:
+            return  # never (the run reports flows that cannot finish)
+        t = self.now
+        if not math.isinf(rate):
+            t += max(self._c_flows[c][0][0] - self._offset(c, self.now), 0.0) / rate
+        heapq.heappush(self._events, (t, self._seq, c, self._c_ver[c]))
+        self._seq += 1
+
+
+def _merge(links: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One entry per link, weights summed (two sprayed paths sharing a link)."""
+    if len(links) < 2 or (len(links) < 16 and len(set(links.tolist())) == len(links)):
+        return links, weights
+    uniq, inv = np.unique(links, return_inverse=True)
+    if len(uniq) == len(links):
+        return links, weights
+    return uniq, np.bincount(inv, weights=weights)
