@@ -2,21 +2,23 @@
 
 Links are the instances' NIC ports (egress and ingress, tp x per-GPU NIC), the memory
 servers' NICs and SSD read bandwidth, and optionally an oversubscribed core that every
-cross-node flow crosses. Each start or finish of a flow re-solves the fair rates
-(netsim.maxmin) and reschedules the finish of every flow in flight; a flow is done
-``latency`` seconds after its last byte leaves. A flow that shares no link with another
-needs one event (its arrival); a shared one gets a second at its last byte, when its share
-goes to the others.
+cross-node flow crosses. The flows and their rates live in the shared flow engine
+(:class:`aifabric.netsim.engine.FlowEngine`): a start or a last byte re-solves the fair
+rates of the flows connected to it through shared links, and nothing else. The network
+keeps one pending event, at the engine's next last byte; a flow is done ``latency`` seconds
+after its last byte leaves, in an arrival event of its own.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+import numpy as np
 
 from aifabric.des import Event, Simulator
-from aifabric.netsim.maxmin import max_min_rates
+from aifabric.netsim.engine import FlowEngine
 
 KINDS = ("kv_transfer", "prefix_fetch", "prefix_store")
 
@@ -27,10 +29,7 @@ class Flow:
     size: float
     kind: str
     on_done: Callable[[], None] | None
-    remaining: float = 0.0
-    rate: float = 0.0
-    shared: bool = False
-    event: Event | None = field(default=None, repr=False)
+    seq: int = 0  # start order: flows whose last bytes leave together arrive in this order
 
 
 class FlowNetwork:
@@ -39,20 +38,24 @@ class FlowNetwork:
     def __init__(self, sim: Simulator, *, latency: float = 0.0) -> None:
         self.sim = sim
         self.latency = latency
-        self.capacity: dict[int, float] = {}
+        self.capacity: dict[int, float] = {}  # finite links only
         self.names: list[str] = []
-        self.flows: list[Flow] = []
-        self._last = 0.0
+        self.engine = FlowEngine()  # one engine link per network link, same index
         self.bytes_done = dict.fromkeys(KINDS, 0.0)
         self.bytes_started = dict.fromkeys(KINDS, 0.0)
-        self.link_bytes: dict[int, float] = {}
-        self._users: dict[int, int] = {}  # flows in flight (tails included) per finite link
+        self.link_bytes: dict[int, float] = {}  # counted when a flow arrives
+        self._moving: dict[int, Flow] = {}  # engine flow id -> flow whose bytes are moving
+        self._routes: dict[tuple[int, ...], np.ndarray] = {}  # path -> its links, once each
+        self._event: Event | None = None  # the next last byte
+        self._in_flight = 0
+        self._seq = 0
 
     def add_link(self, name: str, capacity: float) -> int:
         link = len(self.names)
         self.names.append(name)
         if math.isfinite(capacity):
             self.capacity[link] = capacity
+        self.engine.add_link(capacity)
         self.link_bytes[link] = 0.0
         return link
 
@@ -64,89 +67,54 @@ class FlowNetwork:
     def start(self, path: tuple[int, ...], size: float, kind: str,
               on_done: Callable[[], None] | None = None) -> Flow:  # fmt: skip
         """Start moving ``size`` bytes along ``path``; call on_done when they have arrived."""
-        flow = Flow(path, size, kind, on_done, remaining=size)
+        flow = Flow(path, size, kind, on_done, self._seq)
+        self._seq += 1
         self.bytes_started[kind] += size
         if size <= 0:
             self.sim.schedule(self.latency, self._arrive, flow)
             return flow
-        self._advance()
-        self.flows.append(flow)
-        users = self._users
-        links = [ln for ln in dict.fromkeys(path) if ln in self.capacity]
-        alone = not any(users.get(ln) for ln in links)
-        for ln in links:
-            users[ln] = users.get(ln, 0) + 1
-        if alone:  # it shares no link with any flow in flight: nobody else's rate changes
-            rate = min((self.capacity[ln] for ln in links), default=math.inf)
-            self._schedule(flow, rate, False)
-        else:
-            self._reallocate()
+        self._in_flight += 1
+        self._land(self.engine.advance(self.sim.now))  # the engine's clock to now
+        route = self._routes.get(path)
+        if route is None:  # a link listed twice on a path counts once
+            route = self._routes[path] = np.fromiter(dict.fromkeys(path), np.int64)
+        self._moving[self.engine.start(route, size)] = flow
+        self._reschedule()
         return flow
 
     @property
     def in_flight(self) -> int:
-        return len(self.flows)
+        """Flows started and not arrived (latency tails included; zero-size ones not)."""
+        return self._in_flight
 
-    def _advance(self) -> None:
-        dt = self.sim.now - self._last
-        if dt > 0:
-            for flow in self.flows:
-                flow.remaining -= flow.rate * dt
-        self._last = self.sim.now
+    def _reschedule(self) -> None:
+        """Keep the one pending network event at the engine's next last byte."""
+        t = self.engine.next_time()
+        event = self._event
+        if event is not None:
+            if event.time == t:
+                return
+            event.cancel()
+        self._event = None if math.isinf(t) else self.sim.schedule_at(t, self._tick, priority=-1)
 
-    def _reallocate(self) -> None:
-        # Flows whose last byte has left hold no bandwidth; they only wait out the latency.
-        active = [f for f in self.flows if f.remaining > 1e-9 * f.size]
-        if len(active) == 1:  # alone: the narrowest link on its path, nothing shared
-            flow = active[0]
-            cap = self.capacity
-            rate = min((cap[ln] for ln in flow.path if ln in cap), default=math.inf)
-            self._schedule(flow, rate, False)
+    def _tick(self) -> None:
+        self._event = None
+        self._land(self.engine.advance(self.sim.now))
+        self._reschedule()
+
+    def _land(self, done: list[int]) -> None:
+        """Flows whose last byte has left: they arrive ``latency`` later, in start order."""
+        if not done:
             return
-        paths = [f.path for f in active]
-        rates = max_min_rates(paths, self.capacity)
-        count: dict[int, int] = {}
-        for path in paths:
-            for link in path:
-                if link in self.capacity:
-                    count[link] = count.get(link, 0) + 1
-        for flow, rate in zip(active, rates, strict=True):
-            shared = any(count.get(link, 0) > 1 for link in flow.path)
-            self._schedule(flow, rate, shared)
-
-    def _schedule(self, flow: Flow, rate: float, shared: bool) -> None:
-        """(Re)schedule a flow's next event after its rate or sharing changed."""
-        if flow.event is not None and rate == flow.rate and shared == flow.shared:
-            return
-        now = self.sim.now
-        flow.rate, flow.shared = rate, shared
-        if flow.event is not None:
-            flow.event.cancel()
-        eta = 0.0 if math.isinf(rate) else max(flow.remaining, 0.0) / rate
-        if shared:  # free the share at the last byte, arrive a latency later
-            flow.event = self.sim.schedule_at(now + eta, self._release, flow, priority=-1)
-        else:
-            flow.event = self.sim.schedule_at(
-                now + eta + self.latency, self._finish, flow, priority=-1
-            )
-
-    def _release(self, flow: Flow) -> None:
-        self._advance()
-        flow.remaining = 0.0
-        flow.rate = 0.0
-        self._reallocate()
-        flow.event = self.sim.schedule(self.latency, self._finish, flow, priority=-1)
+        flows = sorted((self._moving.pop(fid) for fid in done), key=lambda f: f.seq)
+        for flow in flows:
+            if self.latency > 0:
+                self.sim.schedule(self.latency, self._finish, flow, priority=-1)
+            else:
+                self._finish(flow)
 
     def _finish(self, flow: Flow) -> None:
-        # No re-solve: the flow shared no link with an active flow (or released its share
-        # already), so nobody's rate changes.
-        self._advance()
-        self.flows.remove(flow)
-        for ln in dict.fromkeys(flow.path):
-            if ln in self.capacity:
-                self._users[ln] -= 1
-        flow.remaining = 0.0
-        flow.rate = 0.0
+        self._in_flight -= 1
         self._arrive(flow)
 
     def _arrive(self, flow: Flow) -> None:
