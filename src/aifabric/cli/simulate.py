@@ -215,7 +215,8 @@ def simulate_collective_cmd(
     cp: Annotated[int | None, Opt(help="Job for --group: context parallel degree.")] = None,
     ep: Annotated[int | None, Opt(help="Job for --group: expert parallel degree.")] = None,
     algorithm: Annotated[
-        str | None, Opt(help="ring, halving_doubling (all_reduce) or direct (all_to_all).")
+        str | None,
+        Opt(help="ring, tree, hierarchical, halving_doubling (all_reduce); direct (all_to_all)."),
     ] = None,
     routing: Annotated[str, Opt(help="ecmp, ecmp_qp, spray or adaptive.")] = "ecmp",
     qps: Annotated[int, Opt(help="Queue pairs per connection (ecmp_qp).")] = 1,

@@ -15,6 +15,9 @@ Schedules (NCCL's, as in ``src/graph/rings.cc``, ``trees.cc`` and the device ker
   through another, and consecutive nodes alternate so that every hop joins two NICs of the
   same index; channel c uses the c-th pair of the node's GPUs. Inside a node (a scale-up
   domain) hops go over NVLink.
+- ``tree`` (all_reduce): NCCL's double binary tree across domains with a chain inside
+  each, pipelined (see tree_steps); ``hierarchical`` (all_reduce): inside, across, inside
+  (see hierarchical_steps).
 - ``halving_doubling`` (Rabenseifner: reduce-scatter by recursive halving, all-gather by
   recursive doubling; log2 n steps each, partner at distance 2^i, sizes S/2 ... S/n);
   powers of two only here.
@@ -33,6 +36,7 @@ No routing beats it; ideal spraying on a non-blocking fabric reaches it.
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from dataclasses import dataclass, field
@@ -46,7 +50,7 @@ from aifabric.netsim.engine import run_batch
 from aifabric.traffic.collectives import bus_factor
 
 SIMULATED = {
-    "all_reduce": ("ring", "halving_doubling"),
+    "all_reduce": ("ring", "tree", "hierarchical", "halving_doubling"),
     "all_gather": ("ring",),
     "reduce_scatter": ("ring",),
     "broadcast": ("ring",),
@@ -66,6 +70,7 @@ class Step:
     size: np.ndarray
     repeat: int = 1
     key: np.ndarray | None = None
+    hops: int = 1  # hops in sequence (a pipeline's depth): latency counts this many times
 
 
 @dataclass(slots=True)
@@ -156,6 +161,9 @@ def run_step(net: NetworkModel, step: Step, mode: str, seed: int, qps: int) -> S
     arrive = np.zeros(len(step.src))
     np.maximum.at(arrive, origin, finish + lat + switches)
     alpha = float((lat + switches).max()) if len(lat) else 0.0
+    if step.hops > 1:  # a pipeline fills through its depth before the bandwidth term
+        arrive += (step.hops - 1) * alpha
+        alpha *= step.hops
     analytic = alpha + _alpha_beta_bound(net, step)
     return StepResult(float(arrive.max()) if len(arrive) else 0.0, analytic, link_bytes,
                       len(sizes), events, arrive, step.size)  # fmt: skip
@@ -233,6 +241,78 @@ def _ring_edges(ranks: np.ndarray, domain: int, channels: int) -> tuple[
         dsts.append(np.roll(seq, -1))
         keys.append(np.full(len(seq), c, np.int64))
     return np.concatenate(srcs), np.concatenate(dsts), np.concatenate(keys)
+
+
+def _by_domain(ranks: np.ndarray, domain: int) -> list[list[int]]:
+    groups: dict[int, list[int]] = {}
+    for g in ranks.tolist():
+        groups.setdefault(g // domain, []).append(g)
+    return list(groups.values())
+
+
+def hierarchical_steps(ranks: np.ndarray, size: float, domain: int) -> list[Step]:
+    """All-reduce inside each scale-up domain, across, inside again (collectives.py's
+    ``hierarchical``): ring reduce-scatter over the m GPUs of each domain (m-1 steps of
+    S/m), a ring all-reduce of each shard across the k domains among the GPUs of one local
+    index (2(k-1) steps of S/(mk), rail-aligned), a ring all-gather inside (m-1 steps)."""
+    groups = _by_domain(ranks, domain)
+    m, k = len(groups[0]), len(groups)
+    if any(len(g) != m for g in groups):
+        raise ConfigError("hierarchical needs the same number of the group's GPUs per domain")
+    steps: list[Step] = []
+    if m > 1:
+        src = np.array([g for gs in groups for g in gs], np.int64)
+        dst = np.array([gs[(i + 1) % m] for gs in groups for i in range(m)], np.int64)
+        inside = Step(src, dst, np.full(len(src), size / m), m - 1)
+    if m > 1:
+        steps.append(inside)
+    if k > 1:
+        cols = np.array(groups, np.int64)  # [k, m]
+        src = cols.ravel()
+        dst = np.roll(cols, -1, axis=0).ravel()
+        steps.append(Step(src, dst, np.full(len(src), size / (m * k)), 2 * (k - 1)))
+    if m > 1:
+        steps.append(inside)
+    return steps
+
+
+def tree_steps(ranks: np.ndarray, size: float, domain: int, channels: int = 1) -> list[Step]:
+    """NCCL's tree all-reduce, pipelined (src/graph/trees.cc): a chain through the GPUs of
+    each domain and a double binary tree across domains (the second tree the mirror of the
+    first, so a node that is a leaf in one is inner in the other), each tree taking half
+    the buffer. In the pipeline's steady state every edge carries its tree's S/2 up
+    (reduce) and S/2 down (broadcast) at once; the chain's edges serve both trees (S each
+    way). C channels each take S/C, with the domain's c-th GPU as the tree's end of the
+    chain (NCCL spreads channels over the NICs). One concurrent step, plus the pipeline's
+    depth in latency."""
+    groups = _by_domain(ranks, domain)
+    k = len(groups)
+    src_l: list[int] = []
+    dst_l: list[int] = []
+    size_l: list[float] = []
+    key_l: list[int] = []
+    s = size / channels
+    for c in range(channels):
+        chains = [gs[c % len(gs) :] + gs[: c % len(gs)] for gs in groups]
+        for gs in chains:  # chain, both trees' halves: S/C up and S/C down per edge
+            for a, b in itertools.pairwise(gs):
+                src_l += [b, a]
+                dst_l += [a, b]
+                size_l += [s, s]
+                key_l += [c, c]
+        leaders = [gs[0] for gs in chains]
+        for mirror in (False, True):
+            for i in range(1, k):
+                parent = (i - 1) // 2
+                a, b = (k - 1 - i, k - 1 - parent) if mirror else (i, parent)
+                src_l += [leaders[a], leaders[b]]
+                dst_l += [leaders[b], leaders[a]]
+                size_l += [s / 2, s / 2]
+                key_l += [2 * c + mirror, 2 * c + mirror]
+    m = len(groups[0])
+    depth = (m - 1) + (max(1, math.ceil(math.log2(k))) if k > 1 else 0)
+    return [Step(np.array(src_l, np.int64), np.array(dst_l, np.int64), np.array(size_l),
+                 key=np.array(key_l, np.int64), hops=max(1, 2 * depth))]  # fmt: skip
 
 
 def halving_doubling_steps(ranks: np.ndarray, size: float) -> list[Step]:
@@ -339,6 +419,10 @@ def simulate(net: NetworkModel, op: str, ranks: np.ndarray, size: float, *, algo
         steps = ring_steps(op, ranks, size, net.domain, channels)
     elif algorithm == "halving_doubling":
         steps = halving_doubling_steps(ranks, size)
+    elif algorithm == "hierarchical":
+        steps = hierarchical_steps(ranks, size, net.domain)
+    elif algorithm == "tree":
+        steps = tree_steps(ranks, size, net.domain, channels)
     else:
         steps = direct_steps(op, ranks, size)
     t1 = time.perf_counter()

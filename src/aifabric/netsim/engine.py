@@ -38,7 +38,12 @@ EPS = 1e-9  # relative tolerance: a link within EPS of its capacity is saturated
 
 
 def max_min_rates(
-    indptr: np.ndarray, links: np.ndarray, weights: np.ndarray | None, capacity: np.ndarray
+    indptr: np.ndarray,
+    links: np.ndarray,
+    weights: np.ndarray | None,
+    capacity: np.ndarray,
+    *,
+    start: float = 0.0,
 ) -> np.ndarray:
     """Max-min fair rate (bytes/s) of each flow; flow f uses ``links[indptr[f]:indptr[f+1]]``
     with ``weights`` (None: all 1). Links of infinite capacity do not constrain; a flow on
@@ -46,6 +51,8 @@ def max_min_rates(
 
     Progressive filling: every unfrozen flow's rate rises by the largest common step that
     keeps every link within capacity; links that reach capacity freeze their flows.
+    ``start``: every flow is known to get at least this rate and ``capacity`` is what is
+    left once the flows are at it (a warm start; see run_batch).
     """
     n = len(indptr) - 1
     rates = np.zeros(n)
@@ -59,28 +66,50 @@ def max_min_rates(
     owner, lk, w = owner[finite], links[finite], w[finite]
     # Compress to the links in use.
     used, inv = np.unique(lk, return_inverse=True)
-    left = capacity[used].astype(float).copy()
-    scale = left.copy()
+    left = np.maximum(capacity[used].astype(float), 0.0)
+    scale = np.maximum(left, 1.0)
     frozen = np.zeros(n, bool)
     frozen[np.bincount(owner, minlength=n) == 0] = True  # no finite link: unconstrained
     rates[frozen] = math.inf
-    level = 0.0  # the common rate of every unfrozen flow
-    # Entries of frozen flows are dropped as they freeze: their use of each link is
-    # already subtracted from ``left``, so later rounds only touch live flows.
-    while len(owner):
-        load = np.bincount(inv, weights=w, minlength=len(used))
-        busy = load > 0
-        step = np.min(left[busy] / load[busy])
+    level = start  # the common rate of every unfrozen flow
+    # Incremental: the load of unfrozen flows on each link is kept up to date by
+    # subtracting the entries of the flows that freeze (their use is already in ``left``),
+    # so a round costs the links in use plus the entries it touches, not all entries.
+    load = np.bincount(inv, weights=w, minlength=len(used))
+    users = np.bincount(inv, minlength=len(used))  # unfrozen flows on each link
+    fptr = np.concatenate([[0], np.cumsum(np.bincount(owner, minlength=n))])
+    by_link = np.argsort(inv, kind="stable")
+    lptr = np.concatenate([[0], np.cumsum(users)])
+    idx = np.flatnonzero(users > 0)
+    while len(idx):
+        step = max(float(np.min(left[idx] / load[idx])), 0.0)
         level += step
-        left -= step * load
-        full = busy & (left <= EPS * scale)
+        left[idx] -= step * load[idx]
+        full = idx[left[idx] <= EPS * scale[idx]]
         left[full] = 0.0
-        hit = np.unique(owner[full[inv]])
+        # Unfrozen flows on the saturated links freeze at this level.
+        ent = by_link[_ranges(lptr[full], lptr[full + 1])]
+        hit = np.unique(owner[ent])
+        hit = hit[~frozen[hit]]
         rates[hit] = level
         frozen[hit] = True
-        keep = ~frozen[owner]
-        owner, inv, w = owner[keep], inv[keep], w[keep]
+        gone = _ranges(fptr[hit], fptr[hit + 1])
+        load -= np.bincount(inv[gone], weights=w[gone], minlength=len(used))
+        users -= np.bincount(inv[gone], minlength=len(used))
+        users[full] = 0
+        idx = idx[users[idx] > 0]
     return rates
+
+
+def _ranges(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Concatenated aranges [starts[i], ends[i]) (vectorised)."""
+    lens = ends - starts
+    total = int(lens.sum())
+    if total == 0:
+        return np.zeros(0, np.int64)
+    offs = np.repeat(starts - np.concatenate([[0], np.cumsum(lens)[:-1]]), lens)
+    out: np.ndarray = np.arange(total) + offs
+    return out
 
 
 def run_batch(
@@ -108,13 +137,34 @@ def run_batch(
     left = np.asarray(sizes, float).copy()
     active = (left > 0) & (counts > 0)  # a flow on no link (same endpoint) takes no time
     t, events = 0.0, 0
+    prev = np.zeros(n)  # each flow's rate in the last solve
+    floor = -1.0  # the least rate among the flows that just finished (none yet)
     while active.any():
         events += 1
         idx = np.flatnonzero(active)
+        if floor > 0:
+            # Warm start: flows below the least rate that left keep their rates (filling
+            # below that level is unchanged: every link a departed flow crossed saturated
+            # at or above it); the others restart from it on the capacity left.
+            fixed = idx[prev[idx] < floor * (1 - 1e-12)]
+            moving = idx[prev[idx] >= floor * (1 - 1e-12)]
+            cap_left = capacity.astype(float).copy()
+            for group, r in ((fixed, prev[fixed]), (moving, np.full(len(moving), floor))):
+                sel = np.isin(owner, group)
+                cap_left -= np.bincount(links[sel], weights=w[sel] * r[np.searchsorted(group, owner[sel])],
+                                        minlength=len(capacity))  # fmt: skip
+            sel = np.isin(owner, moving)
+            mc = counts[moving]
+            mptr = np.concatenate([[0], np.cumsum(mc)])
+            rate_m = max_min_rates(mptr, links[sel], w[sel], cap_left, start=floor)
+            prev[moving] = rate_m
+        else:
+            keep = active[owner]
+            sub_ptr = np.concatenate([[0], np.cumsum(counts[idx])])
+            prev[idx] = max_min_rates(sub_ptr, links[keep], w[keep], capacity)
         keep = active[owner]
         sub_counts = counts[idx]
-        sub_ptr = np.concatenate([[0], np.cumsum(sub_counts)])
-        rate = max_min_rates(sub_ptr, links[keep], w[keep], capacity)
+        rate = prev[idx]
         if np.isinf(rate).any():
             raise ValueError("a flow crosses no finite link: give every path a capacity")
         with np.errstate(divide="ignore"):
@@ -129,6 +179,7 @@ def run_batch(
         t += dt
         done = idx[left[idx] <= EPS * np.maximum(np.asarray(sizes, float)[idx], 1.0)]
         done = np.union1d(done, idx[np.argmin(eta)])
+        floor = float(prev[done].min())
         link_rest = left[done]
         if link_rest.any():  # rounding: the last crumbs cross too
             sel = np.isin(owner, done)
