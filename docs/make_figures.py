@@ -3,6 +3,9 @@
 - docs/tier-traffic.svg: where Llama-3-70B TP8 x PP8 x DP16's bytes travel: the same job on
   the same 1,024 H100s in a rail-optimized SuperPOD (4 SUs), a ToR Clos of the same
   switches, and the SuperPOD with servers placed at random.
+- docs/netsim-busbw.svg: NCCL's tree all-reduce over 1,024 H100s on the non-blocking
+  rail-optimized fabric: busbw vs message size under ecmp, ecmp_qp (4 QPs), spray and
+  adaptive routing (aifabric simulate collective).
 - docs/serving-mooncake.svg: the Mooncake conversation example
   (examples/serve/mooncake-conversation-pd.yaml): TTFT and TBT per SLO tier, queue depth.
 """
@@ -36,6 +39,21 @@ def serving_figure() -> None:
     Path(__file__).with_name("serving-mooncake.svg").write_text(svg, encoding="utf-8")
 
 
+def netsim_figure() -> None:
+    from aifabric.netsim.run import simulate_collective
+    from aifabric.report.svg import busbw_svg
+
+    sizes = [2.0**k for k in range(16, 33, 2)]
+    series = []
+    for label, routing, qps in (("ecmp", "ecmp", 1), ("ecmp_qp (4 QPs)", "ecmp_qp", 4),
+                                ("adaptive", "adaptive", 1), ("spray", "spray", 1)):  # fmt: skip
+        r = simulate_collective({"gpus": 1024}, op="all_reduce", algorithm="tree", sizes=sizes,
+                                routing=routing, qps=qps)  # fmt: skip
+        series.append((label, sizes, [x["busbw_bytes_per_s"] for x in r["results"]]))
+    svg = busbw_svg(series, title="Tree all-reduce, 1,024 H100s, rail-optimized 400G: busbw")
+    Path(__file__).with_name("netsim-busbw.svg").write_text(svg, encoding="utf-8")
+
+
 def main() -> None:
     job = training_job(merge_options(TRAIN_KEYS, {}, {
         "model": "llama3-70b", "tp": 8, "pp": 8, "dp": 16, "seq_len": 8192,
@@ -53,6 +71,7 @@ def main() -> None:
     svg = tier_traffic_svg(series, title="Llama-3-70B TP8xPP8xDP16: bytes per iteration by tier")
     Path(__file__).with_name("tier-traffic.svg").write_text(svg, encoding="utf-8")
     serving_figure()
+    netsim_figure()
 
 
 if __name__ == "__main__":

@@ -140,3 +140,54 @@ def serving_svg(ttft: list[tuple[str, list[float]]], tbt: list[tuple[str, list[f
         out.append(f'<text x="{lx + 18}" y="{height - 20}">{escape(label)}</text>')
     out.append("</svg>")
     return "\n".join(out) + "\n"
+
+
+def busbw_svg(series: list[tuple[str, list[float], list[float]]], *, title: str) -> str:
+    """Bus bandwidth (GB/s) against message size (log2 axis), one line per series of
+    (label, sizes in bytes, busbw in bytes/s): the nccl-tests plot."""
+    import math
+
+    width, height, left, top, plot_w, plot_h = 720, 380, 70, 40, 600, 260
+    sizes = [s for _, xs, _ in series for s in xs]
+    lo, hi = math.log2(min(sizes)), math.log2(max(sizes))
+    ymax = max(b for _, _, ys in series for b in ys) / 1e9
+    step = 10 ** math.floor(math.log10(max(ymax, 1e-9)))
+    ymax = math.ceil(ymax / step) * step
+
+    def x(s: float) -> float:
+        return left + (math.log2(s) - lo) / max(hi - lo, 1e-9) * plot_w
+
+    def y(b: float) -> float:
+        return top + plot_h - b / 1e9 / ymax * plot_h
+
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+           f'font-family="sans-serif" font-size="12">',
+           f'<text x="{width / 2}" y="20" text-anchor="middle" font-size="14">{title}</text>',
+           f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" '
+           'stroke="black"/>',
+           f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + plot_h}" stroke="black"/>']  # fmt: skip
+    for i in range(6):
+        v = ymax * i / 5
+        yy = top + plot_h - plot_h * i / 5
+        out.append(f'<text x="{left - 6}" y="{yy + 4:.1f}" text-anchor="end">{v:g}</text>')
+        out.append(f'<line x1="{left}" y1="{yy:.1f}" x2="{left + plot_w}" y2="{yy:.1f}" '
+                   'stroke="#ddd"/>')  # fmt: skip
+    from aifabric.units import format_bytes
+
+    for s in sorted(set(sizes)):
+        out.append(f'<text x="{x(s):.1f}" y="{top + plot_h + 16}" text-anchor="middle">'
+                   f"{format_bytes(s, binary=True)}</text>")  # fmt: skip
+    out.append(f'<text x="{left + plot_w / 2}" y="{top + plot_h + 34}" text-anchor="middle">'
+               "message size</text>")  # fmt: skip
+    out.append(f'<text x="16" y="{top + plot_h / 2}" transform="rotate(-90 16 '
+               f'{top + plot_h / 2})" text-anchor="middle">busbw (GB/s)</text>')  # fmt: skip
+    for i, (label, xs, ys) in enumerate(series):
+        color = TIER_LINE_COLORS[(i + 3) % len(TIER_LINE_COLORS)]
+        pts = " ".join(f"{x(s):.1f},{y(b):.1f}" for s, b in zip(xs, ys, strict=True))
+        out.append(f'<polyline points="{pts}" fill="none" stroke="{color}" stroke-width="2"/>')
+        ly = top + 12 + i * 16
+        out.append(f'<line x1="{left + 12}" y1="{ly}" x2="{left + 32}" y2="{ly}" '
+                   f'stroke="{color}" stroke-width="2"/>')  # fmt: skip
+        out.append(f'<text x="{left + 38}" y="{ly + 4}">{label}</text>')
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
