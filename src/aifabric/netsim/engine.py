@@ -132,38 +132,37 @@ def run_batch(
     if n == 0:
         return finish, link_bytes, 0
     counts = np.diff(indptr)
-    owner = np.repeat(np.arange(n), counts)
-    w = np.ones(len(links)) if weights is None else np.asarray(weights, float)
-    left = np.asarray(sizes, float).copy()
+    size = np.asarray(sizes, float)
+    left = size.copy()
     active = (left > 0) & (counts > 0)  # a flow on no link (same endpoint) takes no time
+    # The entries (flow, link, weight) of active flows, kept compact as flows finish.
+    e_owner = np.repeat(np.arange(n), counts)
+    e_link = np.asarray(links, np.int64)
+    e_w = np.ones(len(e_link)) if weights is None else np.asarray(weights, float)
+    keep = active[e_owner]
+    e_owner, e_link, e_w = e_owner[keep], e_link[keep], e_w[keep]
     t, events = 0.0, 0
     prev = np.zeros(n)  # each flow's rate in the last solve
+    moved_all = np.zeros(n)
     floor = -1.0  # the least rate among the flows that just finished (none yet)
-    while active.any():
+    idx = np.flatnonzero(active)
+    while len(idx):
         events += 1
-        idx = np.flatnonzero(active)
         if floor > 0:
             # Warm start: flows below the least rate that left keep their rates (filling
             # below that level is unchanged: every link a departed flow crossed saturated
             # at or above it); the others restart from it on the capacity left.
-            fixed = idx[prev[idx] < floor * (1 - 1e-12)]
-            moving = idx[prev[idx] >= floor * (1 - 1e-12)]
-            cap_left = capacity.astype(float).copy()
-            for group, r in ((fixed, prev[fixed]), (moving, np.full(len(moving), floor))):
-                sel = np.isin(owner, group)
-                cap_left -= np.bincount(links[sel], weights=w[sel] * r[np.searchsorted(group, owner[sel])],
-                                        minlength=len(capacity))  # fmt: skip
-            sel = np.isin(owner, moving)
-            mc = counts[moving]
-            mptr = np.concatenate([[0], np.cumsum(mc)])
-            rate_m = max_min_rates(mptr, links[sel], w[sel], cap_left, start=floor)
-            prev[moving] = rate_m
+            r_e = prev[e_owner]
+            cap_left = capacity - np.bincount(e_link, weights=e_w * np.minimum(r_e, floor),
+                                              minlength=len(capacity))  # fmt: skip
+            cut = floor * (1 - 1e-12)
+            moving = idx[prev[idx] >= cut]
+            sel = r_e >= cut
+            mptr = np.concatenate([[0], np.cumsum(counts[moving])])
+            prev[moving] = max_min_rates(mptr, e_link[sel], e_w[sel], cap_left, start=floor)
         else:
-            keep = active[owner]
             sub_ptr = np.concatenate([[0], np.cumsum(counts[idx])])
-            prev[idx] = max_min_rates(sub_ptr, links[keep], w[keep], capacity)
-        keep = active[owner]
-        sub_counts = counts[idx]
+            prev[idx] = max_min_rates(sub_ptr, e_link, e_w, capacity)
         rate = prev[idx]
         if np.isinf(rate).any():
             raise ValueError("a flow crosses no finite link: give every path a capacity")
@@ -174,20 +173,21 @@ def run_batch(
             raise RuntimeError("flows with zero rate can never finish")
         moved = np.minimum(rate * dt, left[idx])
         left[idx] -= moved
-        per_entry = np.repeat(moved, sub_counts) * w[keep]
-        link_bytes += np.bincount(links[keep], weights=per_entry, minlength=len(capacity))
         t += dt
-        done = idx[left[idx] <= EPS * np.maximum(np.asarray(sizes, float)[idx], 1.0)]
-        done = np.union1d(done, idx[np.argmin(eta)])
+        finished = left[idx] <= EPS * np.maximum(size[idx], 1.0)
+        finished[np.argmin(eta)] = True
+        done = idx[finished]
         floor = float(prev[done].min())
-        link_rest = left[done]
-        if link_rest.any():  # rounding: the last crumbs cross too
-            sel = np.isin(owner, done)
-            link_bytes += np.bincount(links[sel], weights=(left[owner[sel]] * w[sel]),
-                                      minlength=len(capacity))  # fmt: skip
+        moved[finished] += left[done]  # rounding: the last crumbs cross too
+        moved_all[idx] = moved
+        link_bytes += np.bincount(e_link, weights=e_w * moved_all[e_owner],
+                                  minlength=len(capacity))  # fmt: skip
         left[done] = 0.0
         finish[done] = t
         active[done] = False
+        keep = active[e_owner]
+        e_owner, e_link, e_w = e_owner[keep], e_link[keep], e_w[keep]
+        idx = idx[~finished]
     return finish, link_bytes, events
 
 
