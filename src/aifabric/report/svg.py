@@ -158,7 +158,7 @@ def busbw_svg(series: list[tuple[str, list[float], list[float]]], *, title: str)
         return left + (math.log2(s) - lo) / max(hi - lo, 1e-9) * plot_w
 
     def y(b: float) -> float:
-        return top + plot_h - b / 1e9 / ymax * plot_h
+        return float(top + plot_h - b / 1e9 / ymax * plot_h)
 
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
            f'font-family="sans-serif" font-size="12">',
