@@ -234,6 +234,9 @@ def test_cli_json_validates_and_deterministic(capsys: pytest.CaptureFixture[str]
     group = run_json(capsys, "simulate", "collective", "--gpus", "64", "--group", "dp",
                      "--tp", "8", "--dp", "8", "--json")  # fmt: skip
     assert group["ranks"] == 8 and group["channels"] == 1
+    scenario = run_json(capsys, "simulate", "collective", "-f",
+                        "examples/train/llama3-70b-tp8-pp8-dp16.yaml", "--group", "dp", "--json")  # fmt: skip
+    assert scenario["ranks"] == 16  # the scenario's dp
     pattern = run_json(capsys, "simulate", "collective", "--gpus", "64", "--op", "incast",
                        "--size", "1MiB", "--json")  # fmt: skip
     # 63 senders into one GPU: the 56 in other servers share its NIC (1/56 of line rate

@@ -258,9 +258,11 @@ def simulate_collective_cmd(
              "oversubscription": oversubscription, "spine_oversubscription": spine_oversubscription,
              "planes": planes, "su_nodes": su_nodes}  # fmt: skip
     scenario = load_scenario(file) if file else {}
-    fabric_opts, _ = split_plan_options(scenario, flags)
-    parallel = {k: v for k, v in {"tp": tp, "pp": pp, "dp": dp, "cp": cp, "ep": ep}.items()
-                if v is not None}  # fmt: skip
+    fabric_opts, job_opts = split_plan_options(scenario, flags)
+    given = {"tp": tp, "pp": pp, "dp": dp, "cp": cp, "ep": ep}
+    if group != "all" and job_opts:  # a scenario's job names the group's degrees
+        given = {k: v if v is not None else job_opts.get(k) for k, v in given.items()}
+    parallel = {k: int(v) for k, v in given.items() if v is not None}
     result = simulate_collective(
         fabric_opts, op=op, sizes=sizes, algorithm=algorithm, routing=routing, qps=qps,
         channels=channels, group=group, parallel=parallel, fail=fail, degrade=degrade,
