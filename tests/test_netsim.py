@@ -7,6 +7,7 @@ balls into bins for hashed flows, oversubscription ratios, conservation of bytes
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -235,7 +236,7 @@ def test_cli_json_validates_and_deterministic(capsys: pytest.CaptureFixture[str]
                      "--tp", "8", "--dp", "8", "--json")  # fmt: skip
     assert group["ranks"] == 8 and group["channels"] == 1
     scenario = run_json(capsys, "simulate", "collective", "-f",
-                        "examples/train/llama3-70b-tp8-pp8-dp16.yaml", "--group", "dp", "--json")  # fmt: skip
+                        str(Path(__file__).parents[1] / "examples/train/llama3-70b-tp8-pp8-dp16.yaml"), "--group", "dp", "--json")  # fmt: skip
     assert scenario["ranks"] == 16  # the scenario's dp
     pattern = run_json(capsys, "simulate", "collective", "--gpus", "64", "--op", "incast",
                        "--size", "1MiB", "--json")  # fmt: skip
