@@ -144,6 +144,7 @@ class StepResult:
     events: int
     flow_time: np.ndarray
     flow_size: np.ndarray
+    link_flows: np.ndarray  # flows crossing each link (a sprayed flow counts on every path)
 
 
 def run_step(net: NetworkModel, step: Step, mode: str, seed: int, qps: int) -> StepResult:
@@ -165,8 +166,9 @@ def run_step(net: NetworkModel, step: Step, mode: str, seed: int, qps: int) -> S
         arrive += (step.hops - 1) * alpha
         alpha *= step.hops
     analytic = alpha + _alpha_beta_bound(net, step)
+    link_flows = np.bincount(links, minlength=len(net.capacity))
     return StepResult(float(arrive.max()) if len(arrive) else 0.0, analytic, link_bytes,
-                      len(sizes), events, arrive, step.size)  # fmt: skip
+                      len(sizes), events, arrive, step.size, link_flows)  # fmt: skip
 
 
 def _alpha_beta_bound(net: NetworkModel, step: Step) -> float:
@@ -403,6 +405,7 @@ class CollectiveRun:
     events: int
     throughput_fraction: np.ndarray | None
     wall: dict[str, float]
+    link_flows: np.ndarray  # the most flows any step put on each link
 
 
 def simulate(net: NetworkModel, op: str, ranks: np.ndarray, size: float, *, algorithm: str,
@@ -430,6 +433,7 @@ def simulate(net: NetworkModel, op: str, ranks: np.ndarray, size: float, *, algo
     link_bytes = np.zeros(len(net.capacity))
     flows = events = 0
     frac = None
+    link_flows = np.zeros(len(net.capacity), np.int64)
     for step in steps:
         res = run_step(net, step, mode, seed, qps)
         total += res.time * step.repeat
@@ -437,12 +441,13 @@ def simulate(net: NetworkModel, op: str, ranks: np.ndarray, size: float, *, algo
         link_bytes += res.link_bytes * step.repeat
         flows += res.flows
         events += res.events
+        link_flows = np.maximum(link_flows, res.link_flows)
         if op in PATTERNS:
             net_flow = res.flow_time > 0
             frac = res.flow_size[net_flow] / res.flow_time[net_flow] / line_rate
     t2 = time.perf_counter()
     return CollectiveRun(size, total, analytic, link_bytes, flows, events, frac,
-                         {"build_s": t1 - t0, "simulate_s": t2 - t1})  # fmt: skip
+                         {"build_s": t1 - t0, "simulate_s": t2 - t1}, link_flows)  # fmt: skip
 
 
 def _gpu_leaf(net: NetworkModel) -> np.ndarray:
@@ -476,7 +481,9 @@ def summarize(net: NetworkModel, run: CollectiveRun, op: str, n: int,
         "tiers": tiers,
         "hot_links": [{"link": link_name(net, switch_names, i), "layer": LAYERS[int(net.layer[i])],
                        "utilization": float(util[i]),
-                       "bytes": float(run.link_bytes[i])} for i in hot.tolist() if util[i] > 0],
+                       "bytes": float(run.link_bytes[i]),
+                       "flows": int(run.link_flows[i])} for i in hot.tolist() if util[i] > 0],
+        "max_flows_per_link": int(run.link_flows.max(initial=0)),
         "flows": run.flows,
         "events": run.events,
     }  # fmt: skip

@@ -596,6 +596,19 @@ class NetworkBytes(Out):
     tp_allreduce: Bytes
 
 
+class LayerUtilization(Out):
+    mean_utilization: Ratio = Field(
+        description="mean over the layer's directed links that carried traffic of bytes / "
+        "(capacity x simulated_s)"
+    )
+    max_utilization: Ratio = Field(
+        description="the busiest such link's bytes / (capacity x simulated_s)"
+    )
+
+
+FabricLayer = Literal["endpoint_leaf", "leaf_spine", "spine_core"]
+
+
 class ServeOutput(Out):
     """``aifabric simulate serve``: latency, SLO attainment and throughput of a serving run."""
 
@@ -622,6 +635,12 @@ class ServeOutput(Out):
     network_bytes: NetworkBytes
     simulated_s: Seconds
     events: int
+    network_bytes_by_tier: dict[FabricLayer, Bytes] | None = Field(
+        None, description="with a fabric: bytes over each link layer, both directions counted"
+    )
+    network_utilization_by_tier: dict[FabricLayer, LayerUtilization] | None = Field(
+        None, description="with a fabric: mean and max link utilization per layer"
+    )
     wall_s: Seconds
     notes: list[str] | None = None
 
@@ -663,6 +682,7 @@ class HotLink(Out):
     layer: Literal["scale_up", "endpoint_leaf", "leaf_spine", "spine_core"]
     utilization: Ratio
     bytes: Bytes
+    flows: int = Field(description="flows crossing the link (a sprayed flow counts)")
 
 
 class SizeResult(Out):
@@ -674,6 +694,7 @@ class SizeResult(Out):
     efficiency_ratio: Ratio | None = Field(description="analytic_time_s / time_s")
     tiers: dict[Literal["scale_up", "endpoint_leaf", "leaf_spine", "spine_core"], LinkUse]
     hot_links: list[HotLink]
+    max_flows_per_link: int
     flows: int
     events: int
     mean_flow_throughput_ratio: Ratio | None = Field(

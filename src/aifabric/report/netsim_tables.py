@@ -46,6 +46,8 @@ def collective_report(r: dict[str, Any]) -> None:
         console.print(f"flow throughput (fraction of line rate): mean "
                       f"{last['mean_flow_throughput_ratio']:.1%}, min "
                       f"{last['min_flow_throughput_ratio']:.1%}")  # fmt: skip
-    hot = ", ".join(f"{h['link']} {h['utilization']:.0%}" for h in last["hot_links"][:5])
-    console.print(f"hottest links ({format_bytes(last['size_bytes'], binary=True)}): {hot}")
+    hot = ", ".join(f"{h['link']} {h['utilization']:.0%} ({h['flows']} flows)"
+                    for h in last["hot_links"][:5])  # fmt: skip
+    console.print(f"hottest links ({format_bytes(last['size_bytes'], binary=True)}): {hot}; "
+                  f"at most {last['max_flows_per_link']:,} flows on a link")  # fmt: skip
     console.print(f"wall {r['wall_s']:.2f} s")
