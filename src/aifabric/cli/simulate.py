@@ -132,6 +132,19 @@ def _ms(p: dict[str, float | None]) -> str:
     return " / ".join(f"{1e3 * p[k]:,.1f}" for k in ("p50", "p95", "p99"))  # type: ignore[operator]
 
 
+def _fabric_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
+    """One line per fabric link layer: bytes (both directions) and link utilization."""
+    from aifabric.units import format_bytes
+
+    by_bytes = r.get("network_bytes_by_tier")
+    if by_bytes is None:
+        return []
+    util = r["network_utilization_by_tier"]
+    return [(f"fabric {layer} (bytes, link utilization mean / max)",
+             f"{format_bytes(v)}, {util[layer]['mean_utilization']:.1%} / "
+             f"{util[layer]['max_utilization']:.1%}") for layer, v in by_bytes.items()]  # fmt: skip
+
+
 def _print_result(r: dict[str, Any], *, builtin: bool = False) -> None:
     from rich.table import Table
 
@@ -162,6 +175,7 @@ def _print_result(r: dict[str, Any], *, builtin: bool = False) -> None:
         ("network: KV transfer / prefix fetch / prefix store",
          " / ".join(format_bytes(net[k]) for k in ("kv_transfer", "prefix_fetch", "prefix_store"))),
         ("TP all-reduce (scale-up)", format_bytes(net["tp_allreduce"])),
+        *_fabric_rows(r),
         ("simulated / wall", f"{r['simulated_s']:,.1f} s / {r['wall_s']:.2f} s"),
     ])  # fmt: skip
     table = Table(title="SLO tiers")

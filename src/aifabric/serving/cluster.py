@@ -11,6 +11,10 @@ PD disaggregation the prompt's KV (kv_bytes_per_token x prompt, GQA/MLA aware) t
 to the decode instance with the most free KV memory (``kv_transfer`` bytes); decoding
 starts when it has arrived. Optional admission control rejects a request whose estimated
 TTFT already misses its tier's target. Every figure is gathered by serving.metrics.
+
+With a ``fabric:`` section the instances and memory servers are placed on a planned fabric
+and every transfer crosses its routed links (serving.fabric); without one the network is
+the NIC ports and optional core below, as before.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from aifabric.errors import ConfigError
 from aifabric.serving.compute import RooflineTiming
 from aifabric.serving.config import ServeScenario
 from aifabric.serving.estimate import check_serving_work, synthetic_figures
+from aifabric.serving.fabric import FabricPaths, scenario_fabric
 from aifabric.serving.instance import Instance
 from aifabric.serving.kvstore import ConsistentHashRing, KVStore, Tier
 from aifabric.serving.kvstore.flat import FlatPrefixCache
@@ -36,6 +41,7 @@ from aifabric.serving.routing import make_router
 from aifabric.serving.source import Workload, build_workload
 
 Progress = Callable[[int, int], None]
+Path = tuple[tuple[int, ...], tuple[float, ...] | None]  # links, weights (None: all 1)
 
 
 class ServingSimulation:
@@ -50,6 +56,7 @@ class ServingSimulation:
         from aifabric.spec.scenario import _model
 
         self.scenario = sc = scenario
+        fabric_opts = scenario_fabric(sc)
         self.rng = np.random.default_rng(sc.seed)
         self.sim = Simulator()
         self.progress = progress
@@ -96,9 +103,10 @@ class ServingSimulation:
                 self._instance("decode", tp_d, "cluster.decode_tp")
                 for _ in range(cl.decode_instances)
             ]
-        # Network: each instance's NICs (tp x per-GPU NIC) as one egress and one ingress port.
+        # Network: each instance's NICs (tp x per-GPU NIC) as one egress and one ingress port;
+        # with a fabric, its GPUs' NIC ports on the fabric instead (added with the fabric).
         total_nic = 0.0
-        for inst in self.instances:
+        for inst in self.instances if fabric_opts is None else ():
             bw = inst.timing.tp * sc.network.nic_bandwidth
             total_nic += bw
             inst.egress = self.network.add_link(f"{inst.name}.tx", bw)
@@ -125,12 +133,23 @@ class ServingSimulation:
                     self.network.add_link(f"mem{s}.ssd", store.ssd.read_bandwidth),
                 ))  # fmt: skip
             self.ring = ConsistentHashRing([f"mem{s}" for s in range(dram.servers)])
-        self._server_of: dict[int, tuple[int, int, int]] = {}
+        self._server_of: dict[int, int] = {}  # first prefix block -> memory server
         self.core = (
             self.network.add_link("core", total_nic / sc.network.oversubscription)
-            if sc.network.oversubscription > 1
+            if sc.network.oversubscription > 1 and fabric_opts is None
             else -1
         )
+        self.fabric: FabricPaths | None = None
+        if fabric_opts is not None:
+            n = len(self.instances)
+            pairs = [(p.index, d.index) for p in self.entry for d in self.decoders]
+            for s in range(len(self.servers)):
+                pairs += [(n + s, i.index) for i in self.entry]
+                pairs += [(i.index, n + s) for i in self.entry]
+            self.fabric = FabricPaths(
+                fabric_opts, self.network, [i.timing.tp for i in self.instances],
+                [i.role for i in self.instances], len(self.servers), sc.seed, pairs, max_work,
+            )  # fmt: skip
         self.router = make_router(sc.routing.policy)
         self.tiers = sc.slo.tiers
         self.pending: deque[Request] = deque()  # PD: waiting for decode memory
@@ -301,34 +320,55 @@ class ServingSimulation:
         self.hits["ssd"] += req.hit_ssd
         return fetch_time, dram_fetch, ssd_fetch
 
-    def _server_links(self, req: Request) -> tuple[int, int, int]:
-        """Links of the memory server owning this prefix (consistent hash of its first block)."""
+    def _server_index(self, req: Request) -> int:
+        """The memory server owning this prefix (consistent hash of its first block)."""
         assert self.ring is not None and req.blocks
         key = req.blocks[0]
-        links = self._server_of.get(key)
-        if links is None:
-            name = self.ring.server_for(req.blocks)
-            links = self._server_of[key] = self.servers[int(name[3:])]
-        return links
+        server = self._server_of.get(key)
+        if server is None:
+            server = self._server_of[key] = int(self.ring.server_for(req.blocks)[3:])
+        return server
+
+    def _server_links(self, req: Request) -> tuple[int, int, int]:
+        """(tx, rx, ssd read) links of the memory server owning this prefix."""
+        return self.servers[self._server_index(req)]
 
     def _path(self, *links: int) -> tuple[int, ...]:
         return (*links, self.core) if self.core >= 0 else links
 
+    def _between(self, before: tuple[int, ...], src: int, dst: int,
+                 after: tuple[int, ...] = ()) -> Path:  # fmt: skip
+        """Links ``before`` (weight 1), the fabric path from party src to dst, ``after``."""
+        assert self.fabric is not None
+        links, weights = self.fabric.path(src, dst)
+        return ((*before, *links, *after),
+                (*(1.0 for _ in before), *weights, *(1.0 for _ in after)))  # fmt: skip
+
     def _fetch_legs(self, req: Request, inst: Instance, dram: int,
-                    ssd: int) -> list[tuple[tuple[int, ...], float]]:  # fmt: skip
+                    ssd: int) -> list[tuple[Path, float]]:  # fmt: skip
         """(path, bytes) of a prefix fetch: DRAM blocks over the memory server's NIC, SSD
         blocks through its SSD read link first."""
-        tx, _, disk = self._server_links(req)
-        legs = []
+        server = self._server_index(req)
+        tx, _, disk = self.servers[server]
+        legs: list[tuple[Path, float]] = []
+        if self.fabric is not None:
+            party = len(self.instances) + server
+            if dram:
+                legs.append((self._between((tx,), party, inst.index), dram * self.block_bytes))
+            if ssd:
+                legs.append((self._between((disk, tx), party, inst.index),
+                             ssd * self.block_bytes))  # fmt: skip
+            return legs
         if dram:
-            legs.append((self._path(tx, inst.ingress), dram * self.block_bytes))
+            legs.append(((self._path(tx, inst.ingress), None), dram * self.block_bytes))
         if ssd:
-            legs.append((self._path(disk, tx, inst.ingress), ssd * self.block_bytes))
+            legs.append(((self._path(disk, tx, inst.ingress), None), ssd * self.block_bytes))
         return legs
 
     def _fetch_estimate(self, req: Request, inst: Instance, dram: int, ssd: int) -> float:
         legs = self._fetch_legs(req, inst, dram, ssd)
-        return max((self.network.nominal_time(path, size) for path, size in legs), default=0.0)
+        return max((self.network.nominal_time(path, size, weights)
+                    for (path, weights), size in legs), default=0.0)  # fmt: skip
 
     def _fetch(self, req: Request, inst: Instance, dram: int, ssd: int) -> None:
         legs = self._fetch_legs(req, inst, dram, ssd)
@@ -339,8 +379,8 @@ class ServingSimulation:
             if waiting[0] == 0:
                 inst.enqueue(req)
 
-        for path, size in legs:
-            self.network.start(path, size, "prefix_fetch", done)
+        for (path, weights), size in legs:
+            self.network.start(path, size, "prefix_fetch", done, weights)
 
     # ----- callbacks from instances -------------------------------------------------------
     def queue_changed(self, delta: int) -> None:
@@ -355,9 +395,14 @@ class ServingSimulation:
             if self.pool is not None:
                 added = self.pool.insert(req.blocks, now)
                 if added:
-                    _, rx, _ = self._server_links(req)
-                    self.network.start(self._path(inst.egress, rx), added * self.block_bytes,
-                                       "prefix_store")  # fmt: skip
+                    server = self._server_index(req)
+                    _, rx, _ = self.servers[server]
+                    if self.fabric is None:
+                        path: Path = (self._path(inst.egress, rx), None)
+                    else:
+                        path = self._between((), inst.index, len(self.instances) + server, (rx,))
+                    self.network.start(path[0], added * self.block_bytes, "prefix_store",
+                                       None, path[1])  # fmt: skip
         if inst.role != "prefill":
             return
         if req.generated >= req.output:  # one-token answer: no decode phase
@@ -390,8 +435,12 @@ class ServingSimulation:
                 target.receive(req)
                 prefill.poke()
 
-            self.network.start(self._path(prefill.egress, target.ingress), size, "kv_transfer",
-                               arrived)  # fmt: skip
+            if self.fabric is None:
+                self.network.start(self._path(prefill.egress, target.ingress), size,
+                                   "kv_transfer", arrived)  # fmt: skip
+            else:
+                links, weights = self.fabric.path(prefill.index, target.index)
+                self.network.start(links, size, "kv_transfer", arrived, weights)
 
     def preempted(self, req: Request, inst: Instance) -> None:
         """A decode instance dropped a request: recompute it on a prefill instance."""

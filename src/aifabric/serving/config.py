@@ -204,6 +204,9 @@ class ServeScenario(_Section):
     kv_store: KVStoreConfig = KVStoreConfig()
     slo: Slo = Slo()
     metrics: Metrics = Metrics()
+    # KV traffic on a planned fabric: plan's fabric keys + routing, qps, placement; checked
+    # by aifabric.serving.fabric.scenario_fabric (parse_scenario calls it)
+    fabric: dict[str, Any] | None = None
 
 
 def apply_sets(data: dict[str, Any], sets: list[str]) -> dict[str, Any]:
@@ -255,6 +258,11 @@ def parse_scenario(data: dict[str, Any], base: Path | None = None) -> ServeScena
         scenario = ServeScenario.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_first_error(exc)) from None
+    from aifabric.serving.fabric import scenario_fabric
+
+    fabric = scenario_fabric(scenario)
+    if fabric is not None:
+        scenario = scenario.model_copy(update={"fabric": fabric})
     trace = scenario.workload.trace
     if trace and base is not None and not Path(trace).is_absolute():
         candidate = base / trace

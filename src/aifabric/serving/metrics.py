@@ -14,6 +14,8 @@ Definitions (per request):
   targets (rejected and unfinished requests miss). Goodput: such requests per simulated
   second.
 - ``simulated_s``: clock at the end (the last completion, or max_sim_time_s).
+- With a fabric: ``network_bytes_by_tier`` and ``network_utilization_by_tier`` per link
+  layer (both directions counted; defined in serving.fabric).
 """
 
 from __future__ import annotations
@@ -132,7 +134,7 @@ def summarize(cluster: Any) -> dict[str, Any]:
         if inst.role != "prefill":
             mean = inst.sequence_seconds / sim_time if sim_time > 0 else 0.0
             batch.setdefault(inst.role, []).append(mean)
-    return {
+    out: dict[str, Any] = {
         "scenario": {
             "model": cluster.model.name,
             "mode": sc.cluster.mode,
@@ -184,6 +186,11 @@ def summarize(cluster: Any) -> dict[str, Any]:
         "simulated_s": sim_time,
         "events": cluster.sim.events_run,
     }
+    if cluster.fabric is not None:  # see serving.fabric for what these count
+        by_bytes, by_util = cluster.fabric.tier_figures(sim_time)
+        out["network_bytes_by_tier"] = by_bytes
+        out["network_utilization_by_tier"] = by_util
+    return out
 
 
 def _arrived_per_tier(cluster: Any, n: int) -> np.ndarray:

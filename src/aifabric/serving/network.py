@@ -2,7 +2,9 @@
 
 Links are the instances' NIC ports (egress and ingress, tp x per-GPU NIC), the memory
 servers' NICs and SSD read bandwidth, and optionally an oversubscribed core that every
-cross-node flow crosses. The flows and their rates live in the shared flow engine
+cross-node flow crosses, or, with a ``fabric:`` section, the directed links of a planned
+fabric (:mod:`aifabric.serving.fabric`; a flow then has a weight per link). The flows
+and their rates live in the shared flow engine
 (:class:`aifabric.netsim.engine.FlowEngine`): a start or a last byte re-solves the fair
 rates of the flows connected to it through shared links, and nothing else. The network
 keeps one pending event, at the engine's next last byte; a flow is done ``latency`` seconds
@@ -30,6 +32,7 @@ class Flow:
     kind: str
     on_done: Callable[[], None] | None
     seq: int = 0  # start order: flows whose last bytes leave together arrive in this order
+    weights: tuple[float, ...] | None = None  # share of its bytes on each link (None: all)
 
 
 class FlowNetwork:
@@ -46,6 +49,8 @@ class FlowNetwork:
         self.link_bytes: dict[int, float] = {}  # counted when a flow arrives
         self._moving: dict[int, Flow] = {}  # engine flow id -> flow whose bytes are moving
         self._routes: dict[tuple[int, ...], np.ndarray] = {}  # path -> its links, once each
+        self._weighted: dict[tuple[tuple[int, ...], tuple[float, ...]],
+                             tuple[np.ndarray, np.ndarray]] = {}  # fmt: skip
         self._event: Event | None = None  # the next last byte
         self._in_flight = 0
         self._seq = 0
@@ -59,15 +64,25 @@ class FlowNetwork:
         self.link_bytes[link] = 0.0
         return link
 
-    def nominal_time(self, path: tuple[int, ...], size: float) -> float:
-        """Transfer time alone on the path (no sharing): size / narrowest link + latency."""
-        narrowest = min((self.capacity.get(ln, math.inf) for ln in path), default=math.inf)
+    def nominal_time(self, path: tuple[int, ...], size: float,
+                     weights: tuple[float, ...] | None = None) -> float:  # fmt: skip
+        """Transfer time alone on the path (no sharing): size / narrowest link + latency
+        (with ``weights``: the link of least capacity / weight)."""
+        if weights is None:
+            narrowest = min((self.capacity.get(ln, math.inf) for ln in path), default=math.inf)
+        else:
+            narrowest = min((self.capacity.get(ln, math.inf) / w
+                             for ln, w in zip(path, weights, strict=True) if w > 0),
+                            default=math.inf)  # fmt: skip
         return size / narrowest + self.latency
 
     def start(self, path: tuple[int, ...], size: float, kind: str,
-              on_done: Callable[[], None] | None = None) -> Flow:  # fmt: skip
-        """Start moving ``size`` bytes along ``path``; call on_done when they have arrived."""
-        flow = Flow(path, size, kind, on_done, self._seq)
+              on_done: Callable[[], None] | None = None,
+              weights: tuple[float, ...] | None = None) -> Flow:  # fmt: skip
+        """Start moving ``size`` bytes along ``path``; call on_done when they have arrived.
+        ``weights`` (one per link, distinct links): the share of the bytes crossing each
+        link, for a flow split over several routes (a fabric's rails and paths)."""
+        flow = Flow(path, size, kind, on_done, self._seq, weights)
         self._seq += 1
         self.bytes_started[kind] += size
         if size <= 0:
@@ -75,10 +90,18 @@ class FlowNetwork:
             return flow
         self._in_flight += 1
         self._land(self.engine.advance(self.sim.now))  # the engine's clock to now
-        route = self._routes.get(path)
-        if route is None:  # a link listed twice on a path counts once
-            route = self._routes[path] = np.fromiter(dict.fromkeys(path), np.int64)
-        self._moving[self.engine.start(route, size)] = flow
+        if weights is None:
+            route = self._routes.get(path)
+            if route is None:  # a link listed twice on a path counts once
+                route = self._routes[path] = np.fromiter(dict.fromkeys(path), np.int64)
+            fid = self.engine.start(route, size)
+        else:
+            arrays = self._weighted.get((path, weights))
+            if arrays is None:
+                arrays = self._weighted[(path, weights)] = (np.array(path, np.int64),
+                                                            np.array(weights, float))  # fmt: skip
+            fid = self.engine.start(arrays[0], size, arrays[1])
+        self._moving[fid] = flow
         self._reschedule()
         return flow
 
@@ -119,7 +142,11 @@ class FlowNetwork:
 
     def _arrive(self, flow: Flow) -> None:
         self.bytes_done[flow.kind] += flow.size
-        for link in flow.path:
-            self.link_bytes[link] += flow.size
+        if flow.weights is None:
+            for link in flow.path:
+                self.link_bytes[link] += flow.size
+        else:
+            for link, w in zip(flow.path, flow.weights, strict=True):
+                self.link_bytes[link] += flow.size * w
         if flow.on_done is not None:
             flow.on_done()
