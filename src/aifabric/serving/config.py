@@ -4,7 +4,9 @@ Every field below is a scenario key (``workload.rate_rps``, ``batching.policy``,
 ``--set dotted.key=value`` overrides one (the value is read as YAML, so ``true``, ``2.5``
 and ``[1, 2]`` keep their types). Unknown keys, wrong types and impossible values are
 ConfigErrors naming the dotted key. Quantities accept units: ``nic_bandwidth: 400G``
-(bits/s), ``capacity_per_server: 512GB``, ``ttl: 24h``.
+(bits/s), ``capacity_per_server: 512GB``, ``ttl: 24h``. An optional ``fabric:`` section
+places the cluster on a planned fabric (the plan loader's fabric keys plus routing, qps and
+placement; see aifabric.serving.fabric).
 """
 
 from __future__ import annotations
