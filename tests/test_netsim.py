@@ -258,6 +258,10 @@ def test_cli_json_validates_and_deterministic(capsys: pytest.CaptureFixture[str]
         (["--gpus", "64", "--tp", "8"], "--group"),
         (["--gpus", "2048", "--op", "all_to_all"], "--max-work"),
         (["--gpus", "64", "--fail", "core:1"], "of 0"),
+        (
+            ["--gpus", "32768", "--tiers", "3", "--op", "permutation", "--routing", "spray"],
+            "link entries",
+        ),
     ],
 )
 def test_cli_refuses_bad_input(capsys: pytest.CaptureFixture[str], argv: list[str],

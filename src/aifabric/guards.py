@@ -112,3 +112,8 @@ def format_number(value: float) -> str:
 #: a few seconds; all-to-all over 1,000 GPUs: 999,000, whose many distinct rates make
 #: hundreds of events: minutes). Each event re-solves the step's live flows.
 MAX_NETSIM_FLOWS = 1e6
+
+#: (flow, link) entries of one sprayed step: a flow across a 3-tier fabric's cores spreads
+#: over about 2u(1 + u2) links (radix-64 fat tree: ~2,000), so a 16,384-GPU permutation
+#: is 3.3e7 (about 20 s); the engine holds ~40 bytes per entry.
+MAX_NETSIM_SPRAY_ENTRIES = 5e7

@@ -82,6 +82,7 @@ class NetworkModel:
     domain: int
     scaleup_bandwidth: float
     switch_latency: float = 0.0
+    max_entries: float = math.inf  # guard on a sprayed step's (flow, link) entries
     capacity: np.ndarray = field(init=False)
     layer: np.ndarray = field(init=False)
     latency: np.ndarray = field(init=False)
@@ -92,6 +93,24 @@ class NetworkModel:
         self.capacity = np.concatenate([r.capacity, nvl])
         self.layer = np.concatenate([r.layer, np.zeros(2 * self.gpus, np.int64)])
         self.latency = np.concatenate([r.latency, np.zeros(2 * self.gpus)])
+
+    def _check_spray(self, src_ep: np.ndarray, dst_ep: np.ndarray) -> None:
+        """Refuse a sprayed step whose link entries would take minutes and gigabytes: a
+        flow via the spines spreads over the leaf's u uplinks (2 + 2u entries), via the
+        cores also over each spine's uplinks (about 2 + 2u + 2u u2)."""
+        from aifabric.guards import check_work
+
+        r = self.router
+        level = r.levels(src_ep, dst_ep)
+        ups = (r.up_node >= 0).sum(axis=1)
+        tier = r.node_tier
+        u = float(ups[tier == 1].max(initial=0))
+        u2 = float(ups[(tier == 2)].max(initial=0)) if (tier == 3).any() else 0.0
+        per = {1: 2.0, 2: 2 + 2 * u, 3: 2 + 2 * u + 2 * u * u2}
+        entries = sum(float((level == lv).sum()) * per[lv] for lv in (1, 2, 3))
+        check_work("simulate collective --routing spray", entries, self.max_entries,
+                   "link entries", basis=f"{len(src_ep):,} sprayed flows over up to "
+                   f"{per[3 if u2 else 2]:,.0f} links each")  # fmt: skip
 
     @property
     def fabric_links(self) -> int:
@@ -113,8 +132,10 @@ class NetworkModel:
         else:
             out_rep, qkey, out_size = out, key[out], size[out]
         r = self.router
-        routes = r.route(r.endpoints_of_gpus(src[out_rep]), r.endpoints_of_gpus(dst[out_rep]),
-                         mode, seed=seed, key=qkey)  # fmt: skip
+        src_ep, dst_ep = r.endpoints_of_gpus(src[out_rep]), r.endpoints_of_gpus(dst[out_rep])
+        if mode == "spray" and math.isfinite(self.max_entries):
+            self._check_spray(src_ep, dst_ep)
+        routes = r.route(src_ep, dst_ep, mode, seed=seed, key=qkey)
         if not routes.reachable.all():
             cut = int((~routes.reachable).sum())
             raise ConfigError(

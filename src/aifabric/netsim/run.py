@@ -41,7 +41,7 @@ def simulate_collective(fabric: dict[str, Any], *, op: str, sizes: list[float],
     from aifabric.catalog import get_gpu, get_switch
     from aifabric.fabric.plan import build, fabric_spec
     from aifabric.fabric.routing import Router, apply_impairments, parse_impairment, switch_names
-    from aifabric.guards import MAX_NETSIM_FLOWS, check_work, limit_for
+    from aifabric.guards import MAX_NETSIM_FLOWS, MAX_NETSIM_SPRAY_ENTRIES, check_work, limit_for
     from aifabric.netsim.collectives import NetworkModel, simulate, summarize
 
     wall0 = time.perf_counter()
@@ -89,7 +89,7 @@ def simulate_collective(fabric: dict[str, Any], *, op: str, sizes: list[float],
     except ConfigError:
         sw_latency = 0.0
     net = NetworkModel(router, topo.num_gpus, domain, gpu.scaleup_bandwidth_per_direction,
-                       sw_latency)  # fmt: skip
+                       sw_latency, limit_for(MAX_NETSIM_SPRAY_ENTRIES, max_work))  # fmt: skip
     setup = time.perf_counter() - wall0
     names = switch_names(topo)
     results, walls = [], []
