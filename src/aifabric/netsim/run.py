@@ -77,6 +77,10 @@ def simulate_collective(fabric: dict[str, Any], *, op: str, sizes: list[float],
     ch = channels if channels is not None else max(1, min(n // per_domain, topo.nics_per_node))
     if not 1 <= ch <= 64:
         raise ConfigError(f"channels(={ch}) must be in 1..64")
+    if algorithm not in ("ring", "tree"):  # channels are rings and trees; others send direct
+        if channels not in (None, 1):
+            raise ConfigError(f"--channels is for ring and tree; {algorithm} sends direct")
+        ch = 1
     check_work("simulate collective", step_flows(op, algorithm, n, ch, qps),
                limit_for(MAX_NETSIM_FLOWS, max_work), "flows",
                basis=f"{n:,} ranks, {op}, {ch} channel(s), {qps} QP(s)")  # fmt: skip
