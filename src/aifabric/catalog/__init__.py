@@ -139,3 +139,29 @@ def get_gpu(name: str) -> GpuSpec:
 def get_switch(name: str) -> SwitchSpec:
     """A catalog switch by name. Raises ConfigError listing the known names."""
     return _lookup("switch", switches(), name)  # type: ignore[no-any-return]
+
+
+@cache
+def compute_calibrations() -> dict[str, Any]:
+    """Kernel-model calibrations by GPU name (``compute.yaml``), ``default`` included."""
+    from aifabric.training.kernels import ComputeCalibration
+
+    out: dict[str, Any] = {}
+    for name, raw in _load_yaml("compute.yaml").items():
+        raw = dict(raw)
+        tiles = tuple((int(r), int(c), float(e)) for r, c, e in raw.pop("gemm_tiles"))
+        try:
+            out[name] = ComputeCalibration(name=name, gemm_tiles=tiles, **raw)
+        except TypeError as exc:
+            raise ConfigError(f"compute calibration {name}: {exc}") from None
+    return out
+
+
+def get_compute_calibration(gpu_name: str) -> Any:
+    """The GPU's calibration, or ``default`` (whose ``name`` then says so)."""
+    from dataclasses import replace
+
+    table = compute_calibrations()
+    if gpu_name in table:
+        return table[gpu_name]
+    return replace(table["default"], name=f"default (no calibration for {gpu_name})")

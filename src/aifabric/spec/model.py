@@ -62,6 +62,8 @@ class ModelSpec:
     routing (DeepSeek-V3's M: a token's experts lie on at most M nodes of the EP group,
     dispatched once per node; 0 = no limit); moe_dispatch_dtype / moe_combine_dtype, the
     formats of the token exchange towards the experts and back ("" = activation dtype).
+    dropout: the hidden and attention dropout probability of training (Megatron-LM's GPT
+    default 0.1; Llama-family recipes 0); the step simulator times its element-wise work.
     """
 
     name: str
@@ -92,6 +94,7 @@ class ModelSpec:
     qk_nope_head_dim: int = 0
     qk_rope_head_dim: int = 0
     v_head_dim: int = 0
+    dropout: float = 0.0
     source: str = ""
     published_params: float | None = field(default=None, compare=False)
     published_active_params: float | None = field(default=None, compare=False)
@@ -132,6 +135,8 @@ class ModelSpec:
             raise ConfigError(f"model {self.name}: moe_intermediate_size must be > 0 for MoE")
         if not 0 <= self.first_dense_layers <= self.num_layers:
             raise ConfigError(f"model {self.name}: first_dense_layers must be in 0..num_layers")
+        if not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
+            raise ConfigError(f"model {self.name}: dropout(={self.dropout!r}) must be in [0, 1)")
         m = self.max_nodes_per_token
         if not isinstance(m, int) or isinstance(m, bool) or m < 0 or (m and not self.is_moe):
             raise ConfigError(

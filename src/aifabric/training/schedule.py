@@ -80,13 +80,20 @@ def schedule_order(p: int, s: int, m: int, v: int = 1,
 
 
 def simulate_pipeline(forward: np.ndarray, backward: np.ndarray, m: int, *,
-                      p2p: float = 0.0, group: int | None = None) -> Timeline:  # fmt: skip
+                      p2p: float = 0.0, group: int | None = None,
+                      start: np.ndarray | None = None) -> Timeline:  # fmt: skip
     """Timeline of one step: ``forward[s, c]`` and ``backward[s, c]`` are the times (s) of
-    one micro-batch through model chunk c on rank s (shape p x v), ``p2p`` the time of one
-    activation or gradient transfer between virtual stages."""
-    forward, backward = np.atleast_2d(forward), np.atleast_2d(backward)
-    p, v = forward.shape
-    if backward.shape != (p, v):
+    one micro-batch through model chunk c on rank s (shape p x v, or p x v x m for a time
+    per micro-batch), ``p2p`` the time of one activation or gradient transfer between
+    virtual stages, ``start[s]`` when rank s may begin (default 0)."""
+    forward, backward = np.asarray(forward, float), np.asarray(backward, float)
+    if forward.ndim == 1:
+        forward, backward = forward[:, None], backward[:, None]
+    if forward.ndim == 2:
+        forward = np.repeat(forward[:, :, None], m, axis=2)
+        backward = np.repeat(np.atleast_2d(backward)[:, :, None], m, axis=2)
+    p, v = forward.shape[:2]
+    if backward.shape != (p, v, m) or forward.shape != (p, v, m):
         raise ConfigError("forward and backward times need the same (stages, chunks) shape")
     if m < 1:
         raise ConfigError(f"micro-batches(={m}) must be >= 1")
@@ -95,7 +102,7 @@ def simulate_pipeline(forward: np.ndarray, backward: np.ndarray, m: int, *,
                           f"{group or p} (Megatron-Core's requirement)")  # fmt: skip
     orders = [schedule_order(p, s, m, v, group) for s in range(p)]
     done: dict[tuple[str, int, int, int], float] = {}  # (kind, mb, chunk, rank) -> end
-    free = [0.0] * p
+    free = [0.0] * p if start is None else [float(x) for x in start]
     pos = [0] * p
     ops: list[list[Op]] = [[] for _ in range(p)]
     last = v * p - 1
@@ -122,11 +129,11 @@ def simulate_pipeline(forward: np.ndarray, backward: np.ndarray, m: int, *,
                 # A dependency on another rank waits for its transfer; the last virtual
                 # stage turns its forward around into the backward in place.
                 ready = 0.0 if d is None else done[d] + (p2p if d[3] != s else 0.0)
-                start = max(free[s], ready)
-                end = start + float(forward[s, c] if kind == "F" else backward[s, c])
+                begin = max(free[s], ready)
+                end = begin + float(forward[s, c, i] if kind == "F" else backward[s, c, i])
                 done[(kind, i, c, s)] = end
                 free[s] = end
-                ops[s].append(Op(kind, i, c, start, end))
+                ops[s].append(Op(kind, i, c, begin, end))
                 pos[s] += 1
                 remaining -= 1
                 progressed = True
