@@ -39,7 +39,7 @@ SUFFIX = {
     "USD": r"(^|_)usd" + QUAL,
     "W": r"(^|_)w" + QUAL,
     "1/s": r"_per_s$",
-    "1": r"(_ratio|utilization|^oversubscription|^slo_attainment|_cv)" + QUAL,
+    "1": r"(_ratio|_fraction|utilization|^[mh]fu|^oversubscription|^slo_attainment|_cv)" + QUAL,
     "count": r"(tokens|calls|switches|^mean_decode_batch|^queue_depth)$",
 }
 # Percentile and range members of a map whose own key names the unit.
@@ -162,6 +162,36 @@ def test_schema_command_prints_the_schema_and_refuses_unknown_commands(
 # Invocations that between them produce every optional key of every output.
 VARIANTS = [
     ["seeds", "--json"],
+    [
+        "simulate",
+        "train",
+        "--model",
+        "llama3-8b",
+        "--tp",
+        "2",
+        "--dp",
+        "4",
+        "--jitter",
+        "0.05",
+        "--slow-gpu",
+        "1:1.2",
+        "--dataset-tokens",
+        "1T",
+        "--json",
+    ],
+    [
+        "simulate",
+        "train",
+        "--model",
+        "llama3-8b",
+        "--tp",
+        "8",
+        "--dp",
+        "2",
+        "--network",
+        "analytic",
+        "--json",
+    ],
     ["collective", "all_reduce", "--size", "1GiB", "--ranks", "64", "--json"],
     [
         "collective",

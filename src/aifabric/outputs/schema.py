@@ -741,6 +741,59 @@ class SimulateCollectiveOutput(Out):
     wall_by_phase_s: WallPhases
 
 
+class StepFabric(Out):
+    design: str
+    gpus: int
+    nic_speed_bytes_per_s: BytesPerS
+    failed_links: int
+    degraded_links: int
+
+
+class StepMemory(Out):
+    weights: Bytes
+    gradients: Bytes
+    optimizer: Bytes
+    activations: Bytes
+    total: Bytes
+
+
+class SimulateTrainOutput(Out):
+    """``aifabric simulate train``: one training step simulated on a planned fabric."""
+
+    model: str
+    gpu: str
+    gpus: int
+    parallel: ParallelPlan
+    seq_len: int
+    global_batch: int
+    microbatches: int
+    recompute: Literal["none", "selective", "full"]
+    network: Literal["flow", "analytic"]
+    routing: Literal["ecmp", "ecmp_qp", "spray", "adaptive"] | None
+    calibration: str = Field(description="the compute.yaml entry that timed the kernels")
+    iteration_time_s: Seconds
+    mfu: Ratio = Field(description="model FLOP / (iteration time x GPUs x dense peak)")
+    hfu: Ratio = Field(description="hardware FLOP (recompute included) / (time x GPUs x peak)")
+    gpu_model_flop_per_s: FlopPerS
+    model_flop: Flop
+    compute_s: Seconds
+    optimizer_s: Seconds
+    bubble_fraction: Ratio
+    exposed_comm_s: dict[str, Seconds]
+    comm_s: dict[str, Seconds]
+    memory_per_gpu_bytes: StepMemory
+    hbm_bytes: Bytes
+    fits_in_memory: bool
+    tiers: dict[
+        Literal["scale_up", "scale_out", "endpoint_leaf", "leaf_spine", "spine_core"], LinkUse
+    ]
+    tokens_per_s: PerS
+    straggler_cost_s: dict[Literal["jitter", "slow_gpus", "links"], Seconds]
+    fabric: StepFabric
+    wall_s: Seconds
+    time_to_train_s: Seconds | None = None
+
+
 # --- registry --------------------------------------------------------------------------
 
 #: The model of each ``--json`` command, by its command path.
@@ -760,6 +813,7 @@ COMMANDS: dict[str, type[Out]] = {
     "plan compare": CompareOutput,
     "simulate serve": ServeOutput,
     "simulate collective": SimulateCollectiveOutput,
+    "simulate train": SimulateTrainOutput,
 }
 
 #: Every JSON output may carry ``notes`` when a non-finite number became null

@@ -107,7 +107,7 @@ def step_result(job: TrainingJob, opts: Any, ks: KernelModel, net: Any, items: l
         "iteration_time_s": t,
         "mfu": model_flop / (t * plan.world_size * peak),
         "hfu": hardware / (t * plan.world_size * peak),
-        "model_flop_per_s_per_gpu": model_flop / (t * plan.world_size),
+        "gpu_model_flop_per_s": model_flop / (t * plan.world_size),
         "model_flop": model_flop,
         "compute_s": compute,
         "optimizer_s": sched.optimizer,

@@ -61,7 +61,8 @@ class StepNetwork:
 def fabric_options(job: TrainingJob, fabric: dict[str, Any] | None) -> dict[str, Any]:
     opts = dict(fabric or {})
     if "preset" not in opts:
-        opts.setdefault("gpus", job.plan.world_size)
+        per_node = int(opts.get("gpus_per_node", 8))
+        opts.setdefault("gpus", -(-job.plan.world_size // per_node) * per_node)
         opts.setdefault("gpu", job.gpu.name)
     return opts
 

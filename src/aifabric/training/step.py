@@ -298,6 +298,13 @@ def run_schedule(job: TrainingJob, sm: StageModel, dp: DataParallel, p2p: float,
 
 def simulate_step(job: TrainingJob, opts: StepOptions) -> dict[str, Any]:
     """Simulate one step of ``job``; the JSON result (base units)."""
+    return simulate_step_detail(job, opts)[0]
+
+
+def simulate_step_detail(
+    job: TrainingJob, opts: StepOptions
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(JSON result, the simulation's pieces: stage model, schedule, data parallel)."""
     from aifabric.training.report import step_result
     from aifabric.training.setup import build_network, kernel_model
 
@@ -327,7 +334,15 @@ def simulate_step(job: TrainingJob, opts: StepOptions) -> dict[str, Any]:
         healthy = build_network(job, replace(opts, fail=(), degrade=()))
         h = _simulate(job, ks, opts, healthy.timed_items(job), None)
         costs["links"] = base["schedule"].iteration - h["schedule"].iteration
-    return step_result(job, opts, ks, net, items, final, costs, time.perf_counter() - wall0)
+    result = step_result(job, opts, ks, net, items, final, costs, time.perf_counter() - wall0)
+    if opts.require_fit and not result["fits_in_memory"]:
+        from aifabric.errors import CapacityError
+
+        need = result["memory_per_gpu_bytes"]["total"] / 2**30
+        raise CapacityError(f"the plan needs {need:.1f} GiB per GPU but {job.gpu.name} has "
+                            f"{job.gpu.hbm_bytes / 2**30:.1f} GiB; add recompute, tp/pp/zero, or "
+                            "drop --require-fit")  # fmt: skip
+    return result, final
 
 
 def _simulate(job: TrainingJob, ks: KernelModel, opts: StepOptions, items: list[CommItem],
