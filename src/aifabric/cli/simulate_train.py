@@ -133,7 +133,10 @@ def simulate_train(
              "tp_comm_overlap": tp_comm_overlap, "overlap_grad_reduce": overlap_grad_reduce,
              "jitter": jitter, "seed": seed}  # fmt: skip
     sim.update({k: v for k, v in given.items() if v is not None})
-    job_opts["gpu"] = fabric_opts.get("gpu")
+    from aifabric.catalog import get_gpu
+
+    if fabric_opts.get("gpu"):
+        job_opts["gpu"] = get_gpu(str(fabric_opts["gpu"]))
     gpus_needed = fabric_opts.pop("gpus", None)
     job = training_job({k: v for k, v in job_opts.items() if v is not None})
     if gpus_needed is not None:

@@ -32,6 +32,8 @@ NVLINK_STEP_LATENCY = NVLINK_LATENCY_US["ring"][PROTOCOLS.index("Simple")] * 1e-
 NETWORK_STEP_LATENCY = NET_LATENCY_US["ring"][PROTOCOLS.index("Simple")] * 1e-6  # s
 DIMENSION_GROUPS = {"dp": "dp_cp", "dp_expert": "edp"}
 TIED_EMBEDDING = "tied embedding grads"
+ONE_STAGE_NOTES = ("embedding (first stage)", "LM head (last stage)",
+                   "cross-entropy, 3 x fp32/token", TIED_EMBEDDING)  # fmt: skip
 
 
 @dataclass(slots=True)
@@ -53,7 +55,14 @@ class CommItem:
     link_bytes: np.ndarray | None = field(default=None, repr=False)
 
     def per_stage(self) -> np.ndarray:
-        """Seconds a rank of each stage spends in this collective per iteration."""
+        """Seconds a rank of each stage spends in this collective per iteration.
+
+        Layer-wise rows count calls per group as a stage mean that ``share`` scales; rows of
+        chosen stages (embedding, head, pipeline sends, tied embedding) count the calls of
+        each group that makes them, so those stages do ``calls`` and the others none.
+        """
+        if self.dimension == "pp" or self.note in ONE_STAGE_NOTES:
+            return self.time * self.calls * (self.share > 0)
         return self.time * self.calls * self.share
 
 
