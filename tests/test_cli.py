@@ -255,13 +255,23 @@ def test_scenario_errors_name_the_key(capsys, tmp_path):
 
 @pytest.mark.parametrize(
     "path",
-    sorted(p for p in (ROOT / "examples").rglob("*.yaml") if p.parent.name != "serve"),
+    sorted(
+        p for p in (ROOT / "examples").rglob("*.yaml") if p.parent.name not in ("serve", "step")
+    ),
     ids=lambda p: p.name,
 )
 def test_every_example_runs(capsys, path):
     command = "train" if path.parent.name == "train" else "infer"
     data = run_json(capsys, "traffic", command, "-f", str(path), "--json")
     assert data["total_bytes" if command == "infer" else "per_iteration"]
+
+
+@pytest.mark.parametrize(
+    "path", sorted((ROOT / "examples" / "step").glob("*.yaml")), ids=lambda p: p.name
+)
+def test_every_step_example_runs(capsys, path):
+    data = run_json(capsys, "simulate", "train", "-f", str(path), "--network", "analytic", "--json")
+    assert data["iteration_time_s"] > 0 and "time_to_train_s" in data
 
 
 def test_console_script_error_has_no_traceback():
