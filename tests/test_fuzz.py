@@ -97,7 +97,16 @@ SETS = ["workload.num_requests=50", "workload.num_requests=0", "workload.rate_rp
         "cluster.tp=3", "seed=-1", "nope.key=1", "workload.num_requests=1e30",
         "batching.policy=static", "cluster.mode=disaggregated"]  # fmt: skip
 INPUT_OPTIONS = ("file", "prices")
-OUTPUT_OPTIONS = ("graphml", "export", "matrix", "svg", "timeseries", "requests", "requests_csv")
+OUTPUT_OPTIONS = (
+    "graphml",
+    "export",
+    "matrix",
+    "svg",
+    "timeseries",
+    "requests",
+    "requests_csv",
+    "trace",
+)
 
 
 def _fixture_files(folder: Path) -> dict[str, list[str]]:
