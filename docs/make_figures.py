@@ -6,6 +6,8 @@
 - docs/netsim-busbw.svg: NCCL's tree all-reduce over 1,024 H100s on the non-blocking
   rail-optimized fabric: busbw vs message size under ecmp, ecmp_qp (4 QPs), spray and
   adaptive routing (aifabric simulate collective).
+- docs/train-timeline.svg: one simulated step of Llama-3-70B TP8 x PP8 x DP16 (16
+  micro-batches, interleaved 1F1B): each stage's passes, exposed DP reduce, optimizer.
 - docs/serving-mooncake.svg: the Mooncake conversation example
   (examples/serve/mooncake-conversation-pd.yaml): TTFT and TBT per SLO tier, queue depth.
 """
@@ -54,6 +56,20 @@ def netsim_figure() -> None:
     Path(__file__).with_name("netsim-busbw.svg").write_text(svg, encoding="utf-8")
 
 
+def training_figure() -> None:
+    from aifabric.training.step import StepOptions, simulate_step_detail
+    from aifabric.training.trace import timeline_svg
+
+    job = training_job(merge_options(TRAIN_KEYS, {}, {
+        "model": "llama3-70b", "tp": 8, "pp": 8, "dp": 16, "seq_len": 8192,
+        "global_batch": 256, "zero": 1, "sequence_parallel": True, "virtual_stages": 2,
+    }))  # fmt: skip
+    _, sim = simulate_step_detail(job, StepOptions())
+    svg = timeline_svg(sim, title="Llama-3-70B TP8xPP8xDP16, 16 micro-batches, interleaved 1F1B "
+                                  "(2 chunks): one simulated step")  # fmt: skip
+    Path(__file__).with_name("train-timeline.svg").write_text(svg, encoding="utf-8")
+
+
 def main() -> None:
     job = training_job(merge_options(TRAIN_KEYS, {}, {
         "model": "llama3-70b", "tp": 8, "pp": 8, "dp": 16, "seq_len": 8192,
@@ -72,6 +88,7 @@ def main() -> None:
     Path(__file__).with_name("tier-traffic.svg").write_text(svg, encoding="utf-8")
     serving_figure()
     netsim_figure()
+    training_figure()
 
 
 if __name__ == "__main__":

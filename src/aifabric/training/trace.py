@@ -40,3 +40,38 @@ def trace_events(result: dict[str, Any], sim: dict[str, Any]) -> dict[str, Any]:
 
 def write_trace(fh: Any, result: dict[str, Any], sim: dict[str, Any]) -> None:
     json.dump(trace_events(result, sim), fh)
+
+
+def timeline_svg(sim: dict[str, Any], *, title: str, width: int = 900) -> str:
+    """An SVG of the step: one row per pipeline stage, forward (blue) and backward (orange)
+    passes, the exposed gradient reduction (red) and the optimizer step (grey); time in s."""
+    from html import escape
+
+    sched = sim["schedule"]
+    ranks = sched.timeline.ranks
+    end = float(sched.iteration) or 1.0
+    row, left, top = 22, 70, 40
+    scale = (width - left - 20) / end
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" '
+             f'height="{top + row * len(ranks) + 50}" font-family="sans-serif" font-size="11">',
+             f'<text x="{left}" y="18" font-size="13">{escape(title)}</text>']  # fmt: skip
+    for s, ops in enumerate(ranks):
+        y = top + s * row
+        parts.append(f'<text x="4" y="{y + 14}">stage {s}</text>')
+        for op in ops:
+            color = "#4c78a8" if op.kind == "F" else "#f58518"
+            parts.append(f'<rect x="{left + op.start * scale:.2f}" y="{y}" '
+                         f'width="{max((op.end - op.start) * scale, 0.3):.2f}" height="{row - 4}" '
+                         f'fill="{color}"/>')  # fmt: skip
+        t = float(sched.rank_end[s])
+        for dur, color in ((float(sched.exposed_dp[s]), "#e45756"), (sched.optimizer, "#999999")):
+            parts.append(f'<rect x="{left + t * scale:.2f}" y="{y}" width="{max(dur * scale, 0.3):.2f}" '
+                         f'height="{row - 4}" fill="{color}"/>')  # fmt: skip
+            t += dur
+    y = top + row * len(ranks) + 16
+    for k in range(6):
+        x = left + k * (width - left - 20) / 5
+        parts.append(f'<text x="{x:.1f}" y="{y}" text-anchor="middle">{end * k / 5:.2f} s</text>')
+    parts.append(f'<text x="{left}" y="{y + 20}">forward (blue), backward (orange), exposed DP '
+                 'reduce (red), optimizer (grey); gaps are pipeline bubbles</text></svg>')  # fmt: skip
+    return "\n".join(parts)
