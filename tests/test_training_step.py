@@ -131,3 +131,15 @@ def test_cli_json_trace_and_errors(capsys: pytest.CaptureFixture[str], tmp_path:
 
 def test_calibration_falls_back_to_default_and_says_so() -> None:
     assert get_compute_calibration("mi300x").name.startswith("default (no calibration for")
+
+
+def test_timeline_svg_draws_every_pass() -> None:
+    """p stages x m micro-batches x (forward + backward) rectangles, plus two per stage
+    (exposed DP reduce and optimizer step)."""
+    from aifabric.training.step import simulate_step_detail
+    from aifabric.training.trace import timeline_svg
+
+    _, sim = simulate_step_detail(_job(pp=4, global_batch=8), StepOptions(network="analytic"))
+    svg = timeline_svg(sim, title="t")
+    assert svg.count("<rect") == 4 * 8 * 2 + 4 * 2
+    assert svg.startswith("<svg") and svg.endswith("</svg>")
