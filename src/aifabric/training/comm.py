@@ -127,17 +127,13 @@ class AnalyticNetwork:
         return collective(op, algo, num_ranks=n, size=size, scope=SCALE_OUT).time(out)
 
 
-def analytic_network(job: TrainingJob, fabric: Any | None) -> AnalyticNetwork:
-    """Link rates from the planned fabric spec (None: the GPU's NVLink and default NIC)."""
-    nic = job.gpu.default_nic_speed
-    domain = job.domain_size
-    if fabric is not None:
-        nic = fabric.nic_speed
-        domain = fabric.scaleup_domain_size
-        oversub = float(getattr(fabric, "oversubscription", 1.0) or 1.0)
-        oversub *= float(getattr(fabric, "spine_oversubscription", 1.0) or 1.0)
-        nic /= max(oversub, 1.0)
-    return AnalyticNetwork(job.gpu.scaleup_bandwidth_per_direction, nic, domain)
+def analytic_network(job: TrainingJob, spec: Any) -> AnalyticNetwork:
+    """Per-GPU rates of a planned fabric: NVLink per direction; the NICs' share per GPU over
+    the leaf x spine oversubscription (every scale-out byte assumed to cross them)."""
+    nic = spec.nic_speed * spec.nics_per_node / spec.gpus_per_node
+    oversub = max(1.0, float(spec.oversubscription)) * max(1.0, float(spec.spine_oversubscription))
+    return AnalyticNetwork(job.gpu.scaleup_bandwidth_per_direction, nic / oversub,
+                           spec.scaleup_domain_size)  # fmt: skip
 
 
 def time_analytic(job: TrainingJob, items: list[CommItem], net: AnalyticNetwork) -> None:

@@ -84,8 +84,6 @@ def build_network(job: TrainingJob, opts: Any) -> StepNetwork:
         raise ConfigError(f"scaleup_domain_size: the fabric's is {spec.scaleup_domain_size}, the "
                           f"job's {job.domain_size}; make them agree")  # fmt: skip
     analytic = analytic_network(job, spec)
-    per_gpu_nic = spec.nic_speed * spec.nics_per_node / spec.gpus_per_node
-    analytic = AnalyticNetwork(analytic.scale_up, per_gpu_nic / _oversub(spec), analytic.domain)
     net = StepNetwork(opts.network, spec, info, analytic, routing=opts.routing, seed=opts.seed)
     if opts.network == "analytic":
         if opts.fail or opts.degrade:
@@ -93,10 +91,6 @@ def build_network(job: TrainingJob, opts: Any) -> StepNetwork:
         return net
     net.flow = _flow_model(job, spec, info, opts, net)
     return net
-
-
-def _oversub(spec: Any) -> float:
-    return max(1.0, float(spec.oversubscription)) * max(1.0, float(spec.spine_oversubscription))
 
 
 def _flow_model(job: TrainingJob, spec: Any, info: dict[str, Any], opts: Any,
