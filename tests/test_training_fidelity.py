@@ -318,6 +318,25 @@ def test_virtual_stages_must_divide_each_stage():
     ParallelPlan(pp=4, virtual_stages=3, pipeline_layers=(9, 9, 8, 6)).validate_for(LLAMA8B)
 
 
+def test_pipeline_layers_per_virtual_stage():
+    """Megatron-Core's --pipeline-model-parallel-layout lists virtual stages g = c pp + s,
+    a chunk may hold only the embedding or the loss. Llama 3 405B (126 layers) as its
+    paper lays it out, pp 16 v 8: (0, 1 x 126, 0) -> rank 0 holds chunks 0, 16, ..., 112,
+    i.e. 0 + 7 x 1 = 7 layers, ranks 1-14 hold 8, rank 15 holds 7. A per-stage list with
+    v = 2 splits each stage's layers over its chunks, the earlier chunk taking one more."""
+    llama405 = get_model("llama3-405b")
+    plan = ParallelPlan(pp=16, virtual_stages=8, pipeline_layers=(0, *[1] * 126, 0))
+    plan.validate_for(llama405)
+    assert plan.stage_layers(llama405) == (7, *[8] * 14, 7)
+    assert plan.virtual_stage_layers(llama405)[:17] == (0, *[1] * 16)
+    two = ParallelPlan(pp=4, virtual_stages=2, pipeline_layers=(9, 9, 8, 6))
+    assert two.virtual_stage_layers(LLAMA8B) == (5, 5, 4, 3, 4, 4, 4, 3)
+    with pytest.raises(ConfigError, match="one per virtual stage"):
+        ParallelPlan(pp=4, virtual_stages=2, pipeline_layers=(9, 9, 8))
+    with pytest.raises(ConfigError, match="without layers"):
+        ParallelPlan(pp=2, virtual_stages=2, pipeline_layers=(0, 16, 0, 16))
+
+
 def test_json_calls_are_integers_when_whole():
     rows = training_traffic(_job(pp=4)).to_dict()["per_iteration"]["rows"]
     assert all(isinstance(r["calls"], int) for r in rows)

@@ -107,6 +107,7 @@ def test_recompute_raises_hfu_not_mfu_flops() -> None:
     none = simulate_step(job, StepOptions(network="analytic"))
     full = simulate_step(replace(job, recompute="full"), StepOptions(network="analytic"))
     assert full["model_flop"] == none["model_flop"]
+    assert none["hfu"] == pytest.approx(none["mfu"], rel=1e-12)  # nothing rerun
     assert full["iteration_time_s"] > none["iteration_time_s"]
     assert full["hfu"] / full["mfu"] == pytest.approx(4 / 3, rel=0.1)  # one more forward
 

@@ -60,7 +60,9 @@ def simulate_train(
     virtual_stages: Annotated[
         int | None, Opt(help="Interleaved 1F1B model chunks per rank.")
     ] = None,
-    pipeline_layers: Annotated[str | None, Opt(help="Layers per stage, e.g. 7,8,8,7.")] = None,
+    pipeline_layers: Annotated[
+        str | None, Opt(help="Layers per stage, e.g. 7,8,8,7, or one per virtual stage.")
+    ] = None,
     dataset_tokens: Annotated[
         str | None, Opt(help="Tokens to train on: reports time_to_train_s.")
     ] = None,

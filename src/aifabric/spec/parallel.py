@@ -36,8 +36,9 @@ class ParallelPlan:
     virtual_stages: model chunks per pipeline rank (Megatron's
     virtual_pipeline_model_parallel_size; interleaved 1F1B when > 1).
     pipeline_layers: transformer layers of each pipeline stage, first to last (Megatron's
-    --decoder-first/last-pipeline-num-layers or --pipeline-model-parallel-layout); None
-    splits as evenly as possible, the first ``num_layers mod pp`` stages taking one more.
+    --decoder-first/last-pipeline-num-layers), or with interleaving one entry per virtual
+    stage (--pipeline-model-parallel-layout; see ``virtual_stage_layers``); None splits as
+    evenly as possible, the first ``num_layers mod pp`` stages taking one more.
     expert_tp: tensor parallelism inside each routed expert (Megatron-Core's
     expert_tensor_parallel_size); None = tp, Megatron-Core's default
     (model_parallel_config.py: "Default is None, which will be set to the value of
@@ -76,13 +77,20 @@ class ParallelPlan:
                 f"virtual_stages(={self.virtual_stages}) > 1 needs pp > 1 (interleaved 1F1B)"
             )
         if self.pipeline_layers is not None:
-            layers = self.pipeline_layers
-            if len(layers) != self.pp or any(
-                isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in layers
+            layers, p, v = self.pipeline_layers, self.pp, self.virtual_stages
+            per_virtual = v > 1 and len(layers) == p * v
+            floor = 0 if per_virtual else 1
+            if (len(layers) != p and not per_virtual) or any(
+                isinstance(n, bool) or not isinstance(n, int) or n < floor for n in layers
             ):
+                shape = f"pp(={p}) integers >= 1, one per stage" + (
+                    f", or pp x virtual_stages(={p * v}) integers >= 0, one per virtual stage"
+                    if v > 1 else "")  # fmt: skip
+                raise ConfigError(f"pipeline_layers(={list(layers)}) must list {shape}")
+            if per_virtual and min(sum(layers[s::p]) for s in range(p)) < 1:
                 raise ConfigError(
-                    f"pipeline_layers(={list(layers)}) must list pp(={self.pp}) integers >= 1, "
-                    "one per stage"
+                    f"pipeline_layers(={list(layers)}) leaves a pipeline stage without layers; "
+                    "every stage needs one"
                 )
         if self.expert_tp is not None and (
             not isinstance(self.expert_tp, int) or isinstance(self.expert_tp, bool)
@@ -216,7 +224,8 @@ class ParallelPlan:
             raise ConfigError(
                 f"tp(={self.tp}) and num_kv_heads(={kv}) of {model.name} must divide one another"
             )
-        if self.pp * self.virtual_stages > model.num_layers:
+        per_virtual = self.pipeline_layers is not None and len(self.pipeline_layers) != self.pp
+        if self.pp * self.virtual_stages > model.num_layers and not per_virtual:
             raise ConfigError(
                 f"pp(={self.pp}) x virtual_stages(={self.virtual_stages}) exceeds "
                 f"num_layers(={model.num_layers}) of {model.name}"
@@ -235,10 +244,13 @@ class ParallelPlan:
                     f"pipeline_layers sum to {sum(self.pipeline_layers)}, not "
                     f"num_layers(={model.num_layers}) of {model.name}"
                 )
-            if min(self.pipeline_layers) < self.virtual_stages:
+            if (
+                len(self.pipeline_layers) == self.pp
+                and min(self.pipeline_layers) < self.virtual_stages
+            ):
                 raise ConfigError(
                     f"every stage of pipeline_layers needs >= virtual_stages"
-                    f"(={self.virtual_stages}) layers"
+                    f"(={self.virtual_stages}) layers, or give one entry per virtual stage"
                 )
         if self.ep > 1 and not model.is_moe:
             raise ConfigError(
@@ -280,10 +292,34 @@ class ParallelPlan:
 
     def stage_layers(self, model: ModelSpec) -> tuple[int, ...]:
         """Transformer layers of each pipeline stage (``pipeline_layers`` or an even split)."""
-        if self.pipeline_layers is not None:
+        if self.pipeline_layers is not None and len(self.pipeline_layers) == self.pp:
             return self.pipeline_layers
+        if self.pipeline_layers is not None:
+            return tuple(sum(self.pipeline_layers[s :: self.pp]) for s in range(self.pp))
         base, extra = divmod(model.num_layers, self.pp)
         return tuple(base + (1 if s < extra else 0) for s in range(self.pp))
+
+    def virtual_stage_layers(self, model: ModelSpec) -> tuple[int, ...]:
+        """Transformer layers of each virtual stage g = c pp + s (chunk c of rank s).
+
+        ``pipeline_layers`` with pp x virtual_stages entries lists them directly, in that
+        order (Megatron-Core's --pipeline-model-parallel-layout, where a chunk may hold only
+        the embedding or the loss); with pp entries each stage's layers are split over its
+        chunks as evenly as possible, the earlier chunks taking one more; without it, the
+        model's layers are split evenly over all virtual stages (Megatron's default).
+        """
+        p, v = self.pp, self.virtual_stages
+        if self.pipeline_layers is not None and len(self.pipeline_layers) == p * v:
+            return self.pipeline_layers
+        if self.pipeline_layers is None:
+            base, extra = divmod(model.num_layers, p * v)
+            return tuple(base + (1 if g < extra else 0) for g in range(p * v))
+        out = [0] * (p * v)
+        for s, n in enumerate(self.pipeline_layers):
+            base, extra = divmod(n, v)
+            for c in range(v):
+                out[c * p + s] = base + (1 if c < extra else 0)
+        return tuple(out)
 
     def params_per_gpu(self, model: ModelSpec) -> tuple[float, float]:
         """(non-expert, expert) parameters held by one GPU before ZeRO/FSDP sharding.

@@ -86,7 +86,9 @@ def step_result(job: TrainingJob, opts: Any, ks: KernelModel, net: Any, items: l
     tokens = float(job.global_batch * job.seq_len)
     peak = ks.peak
     model_flop = model.training_flops_per_token(job.seq_len) * tokens
-    hardware = sm.hardware_flop * m * plan.tp * plan.cp * plan.dp
+    # HFU adds what recompute reruns, counted by the same kernels, to the model FLOP,
+    # so HFU == MFU exactly without recompute.
+    hardware = model_flop * sm.hardware_flop / max(sm.kernel_model_flop, 1e-30)
     mem = memory_per_gpu(model, plan, seq_len=job.seq_len, micro_batches=m,
                          recompute=job.recompute, hbm_bytes=job.gpu.hbm_bytes,
                          flash_attention=opts.flash_attention)  # fmt: skip

@@ -4,8 +4,8 @@ on the fabric, what overlaps, stragglers; step time, MFU, memory.
 Assembly (each piece has one home: ``compute`` for kernels, ``traffic.training`` for what
 is sent, ``comm`` for how long a call takes, ``schedule`` for the pipeline's order):
 
-- Model chunk c of pipeline rank s holds virtual stage c p + s: the plan's layers split
-  evenly over p v virtual stages (``pipeline_layers`` when v = 1); the first chunk adds
+- Model chunk c of pipeline rank s holds virtual stage c p + s with the plan's
+  ``virtual_stage_layers`` (an even split unless ``pipeline_layers``); the first chunk adds
   the embedding, the last the final norm, LM head and loss.
 - A chunk's forward (backward) per micro-batch = its compute + the exposed part of its
   TP / CP / EP collectives. TP is exposed unless ``tp_comm_overlap`` (Transformer Engine's
@@ -101,17 +101,14 @@ class StageModel:
     exposed: dict[str, np.ndarray] = field(default_factory=dict)  # per dimension, (p, v)
     hidden: dict[str, np.ndarray] = field(default_factory=dict)
     hardware_flop: float = 0.0  # per GPU of each stage, summed over stages, per micro-batch
+    kernel_model_flop: float = 0.0  # the same sum without what recompute reruns
 
 
 def chunk_layers(job: TrainingJob) -> tuple[np.ndarray, np.ndarray]:
     """(layers, MoE layers) of each (stage, chunk), shape (p, v)."""
     plan, model = job.plan, job.model
     p, v = plan.pp, plan.virtual_stages
-    if v == 1:
-        counts = np.asarray(plan.stage_layers(model), float)
-    else:
-        base, extra = divmod(model.num_layers, p * v)
-        counts = np.array([base + (1 if g < extra else 0) for g in range(p * v)], float)
+    counts = np.asarray(plan.virtual_stage_layers(model), float)
     end = np.cumsum(counts)
     start = end - counts
     moe = np.clip(end - np.maximum(start, model.num_dense_layers), 0, None)
@@ -148,7 +145,8 @@ def stage_model(job: TrainingJob, ks: KernelModel, opts: StepOptions,
     attn_f = np.array([[w.attention for w in row] for row in fw])
     attn_b = np.array([[w.attention for w in row] for row in bw])
     hw = sum(w.hardware_flop for row in fw + bw for w in row)
-    model = StageModel(fc.copy(), bc.copy(), fc, bc, hardware_flop=hw)
+    mf = sum(w.model_flop for row in fw + bw for w in row)
+    model = StageModel(fc.copy(), bc.copy(), fc, bc, hardware_flop=hw, kernel_model_flop=mf)
     layer_share = layers / np.maximum(layers.sum(axis=1, keepdims=True), 1e-30)
     moe_share = moe / np.maximum(moe.sum(axis=1, keepdims=True), 1e-30)
     per_chunk: dict[tuple[str, str], np.ndarray] = {}
