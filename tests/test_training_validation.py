@@ -20,8 +20,15 @@ published training run was used to fit any of them. Published step times:
   schedule, and "we reduce one Transformer layer each from the first and the last stages
   ... the first model chunk on the first stage has only the embedding", so one layer per
   chunk: v = 8, layout (0, 1 x 126, 0). Distributed optimizer; no recomputation. These two
-  H100 cases are predicted about 21 % fast (the README's known miss): they are reported,
-  and what is asserted is the published throughput drop from 8K to 16K GPUs.
+  H100 cases are predictions.
+- Megatron-LM README, H100 model table (images/model_table.png, commit f2e5db40, July
+  2024): GPT, V = 131,072, s = 4096, FFN 4h, DP 48, distributed optimizer with
+  --overlap-grad-reduce, --overlap-param-gather and --tp-comm-overlap (so sequence
+  parallelism), flash attention (Transformer Engine). Micro-batch 1, no interleaving and
+  no recomputation are assumed (not stated). Step time = F / (n X) with the FLOP count of
+  megatron/training/training.py at that commit, F = 72 B s l h^2 (1 + s/6h + V/12lh).
+  The 177B row is the one point the H100 GEMM efficiency is fitted on (compute.yaml); the
+  other eight are predictions.
 """
 
 from __future__ import annotations
@@ -55,13 +62,28 @@ KORTHIKANTI = [  # step times (s) published directly
     ("mlsys23-1t-sel", 160, 25600, 128, 8, 64, 512, 512, 1, 1, "selective", True, 71.49),
 ]
 
+# name, heads, hidden, layers, tp, pp, batch, TFLOP/s per GPU (dp = 48)
+MCORE_H100 = [
+    ("mcore-1.7b", 16, 2048, 24, 1, 1, 192, 408.8),
+    ("mcore-7.1b", 32, 4096, 30, 2, 1, 192, 465.9),
+    ("mcore-16b", 48, 6144, 32, 4, 1, 192, 489.1),
+    ("mcore-32b", 56, 7168, 48, 8, 1, 192, 459.6),
+    ("mcore-70b", 64, 8192, 84, 8, 2, 384, 419.7),
+    ("mcore-119b", 80, 10240, 92, 8, 4, 768, 420.5),
+    ("mcore-177b", 96, 12288, 96, 8, 6, 1152, 432.8),  # the fitted point
+    ("mcore-314b", 128, 16384, 96, 8, 8, 1536, 474.4),
+    ("mcore-462b", 144, 18432, 112, 8, 16, 3072, 459.9),
+]
+FITTED = "mcore-177b"
 
-def _gpt(heads: int, hidden: int, layers: int) -> object:
+
+def _gpt(heads: int, hidden: int, layers: int, seq: int = S, vocab: int = V,
+         dropout: float = 0.1) -> object:  # fmt: skip
     return model_from_mapping("gpt", dict(
         num_layers=layers, hidden_size=hidden, num_attention_heads=heads, num_kv_heads=heads,
-        head_dim=hidden // heads, intermediate_size=4 * hidden, vocab_size=V, attention="mha",
-        ffn="gelu", bias=True, tied_embeddings=True, position_embeddings=S, max_seq_len=S,
-        dropout=0.1))  # fmt: skip
+        head_dim=hidden // heads, intermediate_size=4 * hidden, vocab_size=vocab,
+        attention="mha", ffn="gelu", bias=True, tied_embeddings=True, position_embeddings=seq,
+        max_seq_len=seq, dropout=dropout))  # fmt: skip
 
 
 def _a100_case(case: tuple[object, ...]) -> tuple[float, float]:
@@ -77,6 +99,18 @@ def _a100_case(case: tuple[object, ...]) -> tuple[float, float]:
         flop = 96 * b * S * l * h * h * (1 + S / (6 * h) + V / (16 * l * h))  # type: ignore[operator]
         pub = flop / (n * pub * 1e12)  # type: ignore[operator]
     return float(sim), float(pub)  # type: ignore[arg-type]
+
+
+def _mcore_case(case: tuple[object, ...]) -> tuple[float, float]:
+    _name, a, h, l, tp, pp, b, x = case  # noqa: E741
+    seq, vocab = 4096, 131072
+    plan = ParallelPlan(tp=tp, pp=pp, dp=48, zero=1, sequence_parallel=tp > 1)  # type: ignore[arg-type,operator]
+    job = TrainingJob(model=_gpt(a, h, l, seq, vocab, 0.0), plan=plan,  # type: ignore[arg-type]
+                      gpu=get_gpu("h100-sxm"), seq_len=seq, global_batch=b)  # type: ignore[arg-type]  # fmt: skip
+    opts = StepOptions(network="analytic", tp_comm_overlap=tp > 1)  # type: ignore[operator]
+    sim = simulate_step(job, opts)["iteration_time_s"]
+    flop = 72 * b * seq * l * h * h * (1 + seq / (6 * h) + vocab / (12 * l * h))  # type: ignore[operator]
+    return float(sim), float(flop / (plan.world_size * x * 1e12))  # type: ignore[operator]
 
 
 def _llama3(dp: int, tflops: float) -> tuple[float, float]:
@@ -96,18 +130,26 @@ def errors() -> dict[str, float]:
     for case in MEGATRON + KORTHIKANTI:
         sim, pub = _a100_case(case)
         out[str(case[0])] = sim / pub - 1
+    for case in MCORE_H100:
+        sim, pub = _mcore_case(case)
+        out[str(case[0])] = sim / pub - 1
+    for dp, tflops in ((64, 430e12), (128, 400e12)):
+        sim, pub = _llama3(dp, tflops)
+        out[f"llama3-405b-{dp * 128}"] = sim / pub - 1
     return out
+
+
+def test_the_fitted_point_is_reproduced(errors: dict[str, float]) -> None:
+    assert abs(errors[FITTED]) < 0.01
 
 
 def test_llama3_scaling_from_8k_to_16k_gpus() -> None:
     """Published: 430 -> 400 TFLOP/s per GPU (-7.0 %) as DP doubles and micro-batches per
-    pipeline halve (32 -> 16). The simulated per-GPU throughput drops by the same share
-    within 3 points, and each absolute error stays within the README's -21 %."""
+    pipeline halve (32 -> 16); simulated, the per-GPU throughput drops by the same share
+    within 3 points."""
     (s8, p8), (s16, p16) = _llama3(64, 430e12), _llama3(128, 400e12)
     drop = 1 - (p16 / s16 * 400) / (p8 / s8 * 430)
     assert drop == pytest.approx(0.070, abs=0.03)
-    for sim, pub in ((s8, p8), (s16, p16)):
-        assert -0.25 < sim / pub - 1 < 0.0  # optimistic: the known miss
 
 
 def test_every_case_within_20_percent(errors: dict[str, float]) -> None:
@@ -116,5 +158,6 @@ def test_every_case_within_20_percent(errors: dict[str, float]) -> None:
 
 
 def test_mean_absolute_error_within_10_percent(errors: dict[str, float]) -> None:
-    mean = sum(abs(e) for e in errors.values()) / len(errors)
+    predicted = [e for k, e in errors.items() if k != FITTED]
+    mean = sum(abs(e) for e in predicted) / len(predicted)
     assert mean <= 0.10, {k: round(v, 3) for k, v in errors.items()}

@@ -49,10 +49,15 @@ class Timeline:
 
     @property
     def bubble_fraction(self) -> float:
-        """Idle share of the busiest rank's step: 1 - busy / makespan."""
-        if self.makespan <= 0:
+        """Pipeline idle share of the busiest rank: 1 - busy / (makespan - first start).
+
+        Time before the first op (an exposed parameter all-gather) is not pipeline bubble;
+        it is reported as exposed DP communication."""
+        first = min((ops[0].start for ops in self.ranks if ops), default=0.0)
+        span = self.makespan - first
+        if span <= 0:
             return 0.0
-        return float(1.0 - self.busy().max() / self.makespan)
+        return max(0.0, float(1.0 - self.busy().max() / span))
 
 
 def schedule_order(p: int, s: int, m: int, v: int = 1,
