@@ -9,92 +9,38 @@ vocabulary is described in :mod:`aifabric.outputs`.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-
-class Out(BaseModel):
-    """Base of the output models: unknown keys are errors."""
-
-    model_config = ConfigDict(extra="forbid")
-
-
-def _q(unit: str, description: str = "") -> Any:
-    extra: dict[str, Any] = {"unit": unit}
-    return Field(description=description or None, json_schema_extra=extra)
-
-
-# Quantities by base unit (the "unit" of the generated schema).
-Bytes = Annotated[float, _q("bytes")]
-Seconds = Annotated[float, _q("s")]
-BytesPerS = Annotated[float, _q("bytes/s")]
-BitsPerS = Annotated[float, _q("bits/s")]
-Flop = Annotated[float, _q("FLOP")]
-FlopPerS = Annotated[float, _q("FLOP/s")]
-Usd = Annotated[float, _q("USD")]
-Watts = Annotated[float, _q("W")]
-PerS = Annotated[float, _q("1/s", "a count per second")]
-Ratio = Annotated[float, _q("1", "dimensionless")]
-MeanCount = Annotated[float, _q("count", "a mean or percentile of a count")]
-# An enumerated value: snake_case.
-Enum = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]
-
-Scope = Literal["scale_up", "scale_out", "mixed"]
-Tier = Literal["scale_up", "leaf", "spine", "core"]
-LinkLayer = Literal["scale_up", "endpoint_leaf", "leaf_spine", "spine_core"]
-Phase = Literal["forward", "backward", "optimizer"]
-Operation = Literal[
-    "all_reduce", "reduce_scatter", "all_gather", "all_to_all", "broadcast", "send_recv"
-]
-
-
-# --- shared pieces ---------------------------------------------------------------------
-
-
-class Cost(Out):
-    total_usd: Usd
-    low_usd: Usd
-    high_usd: Usd
-    per_gpu_usd: Usd
-    price_date: str = Field(description="date of the price catalog, YYYY-MM")
-    gpu_cost_usd: Usd
-    network_to_gpu_cost_ratio: Ratio
-    nics_usd: Usd | None = None
-    switches_usd: Usd | None = None
-    optics_usd: Usd | None = None
-
-
-class Power(Out):
-    total_w: Watts
-    per_gpu_w: Watts
-
-
-class Percentiles(Out):
-    """Distribution of a time over requests."""
-
-    p50: Seconds
-    p95: Seconds
-    p99: Seconds
-    mean: Seconds
-
-
-class ParallelPlan(Out):
-    tp: int
-    pp: int
-    dp: int
-    cp: int
-    ep: int
-    expert_tp: int
-    zero: int
-    sequence_parallel: bool
-    micro_batch_size: int
-    virtual_stages: int
-    pipeline_layers: list[int] | None
-    grad_dtype: Enum
-    param_dtype: Enum
-    world_size: int
-
+from aifabric.outputs.schema_base import (
+    BitsPerS,
+    Bytes,
+    BytesPerS,
+    Cost,
+    Enum,
+    Flop,
+    FlopPerS,
+    LinkLayer,
+    MeanCount,
+    Operation,
+    Out,
+    ParallelPlan,
+    Phase,
+    Power,
+    Ratio,
+    Scope,
+    Seconds,
+    Tier,
+    Usd,
+    Watts,
+)
+from aifabric.outputs.schema_sim import (
+    ServeOutput,
+    SimulateCollectiveOutput,
+    SimulateTrainOutput,
+    TraceOutput,
+)
 
 # --- seeds, collective, net ------------------------------------------------------------
 
@@ -541,257 +487,6 @@ class CompareOutput(Out):
     inference: FabricSummary
     training_to_inference_cost_ratio: Ratio
     strategies: list[Strategy]
-
-
-# --- serving ---------------------------------------------------------------------------
-
-
-class ServeScenarioOut(Out):
-    model: str
-    mode: Literal["colocated", "disaggregated"]
-    instances: dict[Literal["colocated", "prefill", "decode"], int]
-    batching: Enum
-    routing: Enum
-    workload: str = Field(description="'synthetic' or the trace's file name")
-    kv_store: bool
-    seed: int
-
-
-class TierResult(Out):
-    requests: int
-    completed: int
-    rejected: int
-    slo_attainment: Ratio
-    ttft_target_s: Seconds
-    tbt_target_s: Seconds
-    ttft_s: Percentiles
-    tbt_s: Percentiles
-    tbt_max_s: Percentiles
-    e2e_s: Percentiles
-
-
-class Throughput(Out):
-    requests_per_s: PerS
-    output_tokens_per_s: PerS
-    prompt_tokens_per_s: PerS
-
-
-class QueueDepth(Out):
-    mean: MeanCount
-    max: int
-    p99: MeanCount
-
-
-class KvCache(Out):
-    hit_ratio: Ratio
-    hit_ratio_by_tier: dict[Literal["hbm", "dram", "ssd"], Ratio]
-    fetches_skipped: int
-    pool_blocks: int
-
-
-class NetworkBytes(Out):
-    kv_transfer: Bytes
-    prefix_fetch: Bytes
-    prefix_store: Bytes
-    tp_allreduce: Bytes
-
-
-class LayerUtilization(Out):
-    mean_utilization: Ratio = Field(
-        description="mean over the layer's directed links that carried traffic of bytes / "
-        "(capacity x simulated_s)"
-    )
-    max_utilization: Ratio = Field(
-        description="the busiest such link's bytes / (capacity x simulated_s)"
-    )
-
-
-FabricLayer = Literal["endpoint_leaf", "leaf_spine", "spine_core"]
-
-
-class ServeOutput(Out):
-    """``aifabric simulate serve``: latency, SLO attainment and throughput of a serving run."""
-
-    scenario: ServeScenarioOut
-    requests: int
-    completed: int
-    rejected: int
-    rejected_by: dict[str, int]
-    in_flight_at_end: int
-    ttft_s: Percentiles
-    tbt_s: Percentiles
-    tbt_max_s: Percentiles
-    e2e_s: Percentiles
-    queue_wait_s: Percentiles
-    slo_attainment: Ratio
-    tiers: dict[str, TierResult]
-    throughput: Throughput
-    goodput_requests_per_s: PerS
-    queue_depth: QueueDepth
-    utilization: dict[str, Ratio]
-    mean_decode_batch: dict[str, MeanCount]
-    preemptions: int
-    kv_cache: KvCache
-    network_bytes: NetworkBytes
-    simulated_s: Seconds
-    events: int
-    network_bytes_by_tier: dict[FabricLayer, Bytes] | None = Field(
-        None, description="with a fabric: bytes over each link layer, both directions counted"
-    )
-    network_utilization_by_tier: dict[FabricLayer, LayerUtilization] | None = Field(
-        None, description="with a fabric: mean and max link utilization per layer"
-    )
-    wall_s: Seconds
-    notes: list[str] | None = None
-
-
-class PrefixCache(Out):
-    hit_ratio: Ratio | None
-    capacity_tokens: int | None = None
-    hit_requests: int | None = None
-    block_tokens: int | None = None
-    note: str | None = None
-
-
-class TraceOutput(Out):
-    """``aifabric trace stats``."""
-
-    trace: str
-    requests: int
-    duration_s: Seconds
-    mean_input_tokens: MeanCount
-    mean_output_tokens: MeanCount
-    p50_input_tokens: MeanCount
-    p99_input_tokens: MeanCount
-    arrival_rate_per_s: PerS
-    interarrival_cv: Ratio
-    distinct_arrival_times: int
-    prefix_cache: PrefixCache
-
-
-# --- network simulation ----------------------------------------------------------------
-
-
-class LinkUse(Out):
-    mean_utilization: Ratio
-    max_utilization: Ratio
-
-
-class HotLink(Out):
-    link: str = Field(description="leaf3->spine5 (direction of the bytes), gpu4.nvlink_out")
-    layer: Literal["scale_up", "endpoint_leaf", "leaf_spine", "spine_core"]
-    utilization: Ratio
-    bytes: Bytes
-    flows: int = Field(description="flows crossing the link (a sprayed flow counts)")
-
-
-class SizeResult(Out):
-    size_bytes: Bytes
-    time_s: Seconds
-    algbw_bytes_per_s: BytesPerS | None
-    busbw_bytes_per_s: BytesPerS | None
-    analytic_time_s: Seconds = Field(description="alpha-beta time on the same link speeds")
-    efficiency_ratio: Ratio | None = Field(description="analytic_time_s / time_s")
-    tiers: dict[Literal["scale_up", "endpoint_leaf", "leaf_spine", "spine_core"], LinkUse]
-    hot_links: list[HotLink]
-    max_flows_per_link: int
-    flows: int
-    events: int
-    mean_flow_throughput_ratio: Ratio | None = Field(
-        default=None, description="patterns: mean flow throughput / NIC line rate"
-    )
-    min_flow_throughput_ratio: Ratio | None = Field(
-        default=None, description="patterns: slowest flow's throughput / NIC line rate"
-    )
-
-
-class SimFabric(Out):
-    design: str
-    gpus: int
-    tiers: int
-    nic_speed_bytes_per_s: BytesPerS
-    scale_up_bandwidth_bytes_per_s: BytesPerS
-    failed_links: int
-    degraded_links: int
-    failed_switches: list[str]
-
-
-class WallPhases(Out):
-    setup: Seconds
-    build: Seconds
-    simulate: Seconds
-
-
-class SimulateCollectiveOutput(Out):
-    """``aifabric simulate collective``: a collective or pattern as flows on a fabric."""
-
-    op: Enum
-    algorithm: Enum
-    routing: Literal["ecmp", "ecmp_qp", "spray", "adaptive"]
-    qps: int
-    channels: int
-    ranks: int
-    group: Enum
-    seed: int
-    fabric: SimFabric
-    results: list[SizeResult]
-    flows: int
-    events: int
-    wall_s: Seconds
-    wall_by_phase_s: WallPhases
-
-
-class StepFabric(Out):
-    design: str
-    gpus: int
-    nic_speed_bytes_per_s: BytesPerS
-    failed_links: int
-    degraded_links: int
-
-
-class StepMemory(Out):
-    weights: Bytes
-    gradients: Bytes
-    optimizer: Bytes
-    activations: Bytes
-    total: Bytes
-
-
-class SimulateTrainOutput(Out):
-    """``aifabric simulate train``: one training step simulated on a planned fabric."""
-
-    model: str
-    gpu: str
-    gpus: int
-    parallel: ParallelPlan
-    seq_len: int
-    global_batch: int
-    microbatches: int
-    recompute: Literal["none", "selective", "full"]
-    network: Literal["flow", "analytic"]
-    routing: Literal["ecmp", "ecmp_qp", "spray", "adaptive"] | None
-    calibration: str = Field(description="the compute.yaml entry that timed the kernels")
-    iteration_time_s: Seconds
-    mfu: Ratio = Field(description="model FLOP / (iteration time x GPUs x dense peak)")
-    hfu: Ratio = Field(description="hardware FLOP (recompute included) / (time x GPUs x peak)")
-    gpu_model_flop_per_s: FlopPerS
-    model_flop: Flop
-    compute_s: Seconds
-    optimizer_s: Seconds
-    bubble_fraction: Ratio
-    exposed_comm_s: dict[str, Seconds]
-    comm_s: dict[str, Seconds]
-    memory_per_gpu_bytes: StepMemory
-    hbm_bytes: Bytes
-    fits_in_memory: bool
-    tiers: dict[
-        Literal["scale_up", "scale_out", "endpoint_leaf", "leaf_spine", "spine_core"], LinkUse
-    ]
-    tokens_per_s: PerS
-    straggler_cost_s: dict[Literal["jitter", "slow_gpus", "links"], Seconds]
-    fabric: StepFabric
-    wall_s: Seconds
-    time_to_train_s: Seconds | None = None
 
 
 # --- registry --------------------------------------------------------------------------
