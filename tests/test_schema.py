@@ -40,7 +40,7 @@ SUFFIX = {
     "W": r"(^|_)w" + QUAL,
     "1/s": r"_per_s$",
     "1": r"(_ratio|_fraction|utilization|^[mh]fu|^oversubscription|^slo_attainment|_cv)" + QUAL,
-    "count": r"(tokens|calls|switches|^mean_decode_batch|^queue_depth)$",
+    "count": r"(tokens|calls|switches|instances|^mean_decode_batch|^queue_depth)$",
 }
 # Percentile and range members of a map whose own key names the unit.
 MEMBERS = {"p50", "p95", "p99", "mean", "max", "low", "likely", "high", "value"}

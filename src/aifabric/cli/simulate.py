@@ -105,11 +105,15 @@ def _timeseries_csv(simulation: Any) -> str:
     interval = simulation.scenario.metrics.sample_interval_s
     grid, depth = queue_series(simulation, interval, simulation.sim.now)
     waits = wait_series(simulation, grid)
-    rows = ["t_s,queue_depth,mean_wait_s"] + [
-        f"{t:.6g},{d},{'' if w != w else f'{w:.6g}'}"
-        for t, d, w in zip(grid, depth, waits, strict=True)
-    ]
-    return "\n".join(rows) + "\n"
+    header = "t_s,queue_depth,mean_wait_s"
+    cells = [f"{t:.6g},{d},{'' if w != w else f'{w:.6g}'}"
+             for t, d, w in zip(grid, depth, waits, strict=True)]  # fmt: skip
+    if simulation.scenario.autoscale.enabled:  # serving / held instances per pool
+        counts = simulation.autoscaler.series(grid)
+        header += "".join(f",{name}" for name in counts)
+        columns = [c.tolist() for c in counts.values()]
+        cells = [row + "".join(f",{c[i]}" for c in columns) for i, row in enumerate(cells)]
+    return "\n".join([header, *cells]) + "\n"
 
 
 def _requests_csv(simulation: Any) -> str:
@@ -145,6 +149,25 @@ def _fabric_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
              f"{util[layer]['max_utilization']:.1%}") for layer, v in by_bytes.items()]  # fmt: skip
 
 
+def _elastic_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
+    """Autoscaled pools (start -> end, peak held, mean serving, instance-seconds) and the
+    speculative decoding figure, when on."""
+    rows: list[tuple[str, str]] = []
+    scale = r.get("autoscale")
+    if scale is not None:
+        rows.append(("autoscale: start -> end (peak held, mean), instance-s", ", ".join(
+            f"{role} {p['initial']} -> {p['final']} ({p['peak_held']}, {p['mean_serving_instances']:.1f}),"
+            f" {p['instance_time_s']:,.0f}"
+            for role, p in scale["pools"].items()
+        )))  # fmt: skip
+    spec = r.get("speculative")
+    if spec is not None:
+        rows.append(("speculative: draft tokens, acceptance, tokens / step",
+                     f"{spec['draft_tokens']}, {spec['acceptance_ratio']:g}, "
+                     f"{spec['expected_step_tokens']:.2f}"))  # fmt: skip
+    return rows
+
+
 def _print_result(r: dict[str, Any], *, builtin: bool = False) -> None:
     from rich.table import Table
 
@@ -176,6 +199,7 @@ def _print_result(r: dict[str, Any], *, builtin: bool = False) -> None:
          " / ".join(format_bytes(net[k]) for k in ("kv_transfer", "prefix_fetch", "prefix_store"))),
         ("TP all-reduce (scale-up)", format_bytes(net["tp_allreduce"])),
         *_fabric_rows(r),
+        *_elastic_rows(r),
         ("simulated / wall", f"{r['simulated_s']:,.1f} s / {r['wall_s']:.2f} s"),
     ])  # fmt: skip
     table = Table(title="SLO tiers")

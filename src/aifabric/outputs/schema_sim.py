@@ -88,6 +88,44 @@ class LayerUtilization(Out):
 FabricLayer = Literal["endpoint_leaf", "leaf_spine", "spine_core"]
 
 
+Role = Literal["colocated", "prefill", "decode"]
+
+
+class AutoscalePool(Out):
+    min_instances: int
+    max_instances: int
+    metric: Literal["utilization", "queue_delay"]
+    target: float = Field(
+        description="utilization: a share (1); queue_delay: seconds",
+        json_schema_extra={"unit": "given by metric"},
+    )
+    model_load_s: Seconds
+    initial: int
+    final: int = Field(description="instances serving at the end")
+    peak_held: int = Field(description="most instances held at once (loading/serving/draining)")
+    mean_serving_instances: MeanCount
+    instance_time_s: Seconds
+    loading_time_s: Seconds
+    scale_ups: int = Field(description="instances created")
+    retired: int = Field(description="instances drained and retired")
+
+
+class AutoscaleOut(Out):
+    enabled: bool
+    interval_s: Seconds
+    pools: dict[Role, AutoscalePool]
+
+
+class SpeculativeOut(Out):
+    draft_tokens: int
+    acceptance_ratio: Ratio = Field(description="compute.speculative.acceptance_rate")
+    draft_cost: float | str = Field(
+        description="draft step time / target decode step (1), or the draft model's name",
+        json_schema_extra={"unit": "given by its type (a ratio, or a model name)"},
+    )
+    expected_step_tokens: MeanCount
+
+
 class ServeOutput(Out):
     """``aifabric simulate serve``: latency, SLO attainment and throughput of a serving run."""
 
@@ -109,6 +147,9 @@ class ServeOutput(Out):
     queue_depth: QueueDepth
     utilization: dict[str, Ratio]
     mean_decode_batch: dict[str, MeanCount]
+    instance_time_s: dict[Role, Seconds] = Field(
+        description="per pool: seconds its instances were held (for costing)"
+    )
     preemptions: int
     kv_cache: KvCache
     network_bytes: NetworkBytes
@@ -120,6 +161,8 @@ class ServeOutput(Out):
     network_utilization_by_tier: dict[FabricLayer, LayerUtilization] | None = Field(
         None, description="with a fabric: mean and max link utilization per layer"
     )
+    autoscale: AutoscaleOut | None = Field(None, description="with autoscale.enabled")
+    speculative: SpeculativeOut | None = Field(None, description="with compute.speculative.enabled")
     wall_s: Seconds
     notes: list[str] | None = None
 

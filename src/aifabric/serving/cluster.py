@@ -28,7 +28,8 @@ import numpy as np
 
 from aifabric.des import Simulator
 from aifabric.errors import ConfigError
-from aifabric.serving.compute import RooflineTiming
+from aifabric.serving.autoscale import Autoscaler, check_autoscale, pool_policy, pool_sizes
+from aifabric.serving.compute import IterationTiming, RooflineTiming
 from aifabric.serving.config import ServeScenario
 from aifabric.serving.estimate import check_serving_work, synthetic_figures
 from aifabric.serving.fabric import FabricPaths, scenario_fabric
@@ -39,6 +40,7 @@ from aifabric.serving.network import FlowNetwork
 from aifabric.serving.request import Request
 from aifabric.serving.routing import make_router
 from aifabric.serving.source import Workload, build_workload
+from aifabric.serving.speculative import SpeculativeTiming
 
 Progress = Callable[[int, int], None]
 Path = tuple[tuple[int, ...], tuple[float, ...] | None]  # links, weights (None: all 1)
@@ -65,10 +67,10 @@ class ServingSimulation:
         store = sc.kv_store
         self.store_enabled = store.enabled
 
-        def timing(gpu_name: str, tp: int, key: str) -> RooflineTiming:
+        def timing(gpu_name: str, tp: int, key: str, model: Any = None) -> RooflineTiming:
             try:
                 return RooflineTiming(
-                    model=self.model, gpu=get_gpu(gpu_name), tp=tp,
+                    model=self.model if model is None else model, gpu=get_gpu(gpu_name), tp=tp,
                     weight_dtype=sc.compute.weight_dtype, kv_dtype=sc.compute.kv_dtype,
                     prefill_mfu=sc.compute.prefill_mfu, decode_mfu=sc.compute.decode_mfu,
                     decode_bandwidth_efficiency=sc.compute.decode_bandwidth_efficiency,
@@ -76,11 +78,37 @@ class ServingSimulation:
             except ConfigError as exc:
                 raise ConfigError(f"scenario key {key}: {exc}") from None
 
+        spec = sc.compute.speculative
+
+        def speculate(base: RooflineTiming, gpu_name: str) -> IterationTiming:
+            """The decode side's timing: speculative when compute.speculative is on."""
+            if not spec.enabled:
+                return base
+            draft = None
+            cost = 0.0
+            if isinstance(spec.draft_cost, str):
+                try:
+                    model = _model(spec.draft_cost)
+                except ConfigError as exc:
+                    raise ConfigError(
+                        f"scenario key compute.speculative.draft_cost: {exc}"
+                    ) from None
+                draft = timing(gpu_name, base.tp, "compute.speculative.draft_cost", model)
+            else:
+                cost = float(spec.draft_cost)
+            return SpeculativeTiming(base=base, draft_tokens=spec.draft_tokens,
+                                     acceptance_rate=spec.acceptance_rate, draft_cost=cost,
+                                     draft=draft)  # fmt: skip
+
+        tp_p: IterationTiming
+        tp_d: IterationTiming | None
         if cl.mode == "colocated":
-            tp_p, tp_d = timing(sc.gpu, cl.tp, "cluster.tp"), None
+            tp_p, tp_d = speculate(timing(sc.gpu, cl.tp, "cluster.tp"), sc.gpu), None
         else:
             tp_p = timing(cl.prefill_gpu or sc.gpu, cl.prefill_tp or cl.tp, "cluster.prefill_tp")
-            tp_d = timing(cl.decode_gpu or sc.gpu, cl.decode_tp or cl.tp, "cluster.decode_tp")
+            gpu_d = cl.decode_gpu or sc.gpu
+            tp_d = speculate(timing(gpu_d, cl.decode_tp or cl.tp, "cluster.decode_tp"), gpu_d)
+        check_autoscale(sc)
         if sc.workload.source != "trace":  # a trace's size is known once it is read
             check_serving_work(sc, tp_p, tp_d, synthetic_figures(sc), max_work)
         self.workload: Workload = _build_workload(sc, self.rng)
@@ -107,10 +135,12 @@ class ServingSimulation:
         # with a fabric, its GPUs' NIC ports on the fabric instead (added with the fabric).
         total_nic = 0.0
         for inst in self.instances if fabric_opts is None else ():
-            bw = inst.timing.tp * sc.network.nic_bandwidth
-            total_nic += bw
-            inst.egress = self.network.add_link(f"{inst.name}.tx", bw)
-            inst.ingress = self.network.add_link(f"{inst.name}.rx", bw)
+            total_nic += self._add_nics(inst)
+        timings = {"colocated": tp_p} if tp_d is None else {"prefill": tp_p, "decode": tp_d}
+        if sc.autoscale.enabled:  # the core is sized for the pools at their largest
+            for role, (_, count) in pool_sizes(sc).items():
+                grow = pool_policy(sc.autoscale, role).max_instances - count
+                total_nic += grow * timings[role].tp * sc.network.nic_bandwidth
         # KV pool: DRAM on memory servers + SSD, one trie; blocks of bytes_per_block each.
         self.kv_bytes_per_token = self.entry[0].timing.kv_bytes_per_token
         self.block_bytes = self.block_tokens * self.kv_bytes_per_token
@@ -167,9 +197,30 @@ class ServingSimulation:
         self.fetch_skipped = 0
         self._next_id = 0
         self._progress_every = max(1, self.workload.total // 200)
+        self.autoscaler = Autoscaler(self, timings)  # fixed pools without autoscale.enabled
 
     # ----- construction -------------------------------------------------------------------
-    def _instance(self, role: str, timing: RooflineTiming, key: str) -> Instance:
+    def _add_nics(self, inst: Instance) -> float:
+        """The instance's NICs (tp x per-GPU NIC) as one egress and one ingress port."""
+        bw = inst.timing.tp * self.scenario.network.nic_bandwidth
+        inst.egress = self.network.add_link(f"{inst.name}.tx", bw)
+        inst.ingress = self.network.add_link(f"{inst.name}.rx", bw)
+        return bw
+
+    def add_instance(self, role: str, timing: IterationTiming, key: str) -> Instance:
+        """A new instance of an elastic pool (serving.autoscale), not yet routed work."""
+        inst = self._instance(role, timing, key)
+        self._add_nics(inst)
+        return inst
+
+    def retire(self, inst: Instance) -> None:
+        self.autoscaler.retire(inst)
+
+    def decode_room(self) -> None:
+        """A decode instance has joined: move waiting KV to it."""
+        self._start_transfers()
+
+    def _instance(self, role: str, timing: IterationTiming, key: str) -> Instance:
         sc = self.scenario
         kv_tokens = timing.kv_tokens(sc.cluster.gpu_memory_utilization)
         if kv_tokens < 1:
@@ -220,10 +271,29 @@ class ServingSimulation:
         if wl.times.shape[0]:
             self.sim.schedule_at(float(wl.times[0]), self._arrival, 0)
         until = self.scenario.max_sim_time_s
-        self.sim.run(math.inf if until is None else until)
+        if self.scenario.autoscale.enabled:
+            self._run_elastic(math.inf if until is None else until)
+        else:
+            self.sim.run(math.inf if until is None else until)
         result = summarize(self)
         result["wall_s"] = time.perf_counter() - wall
         return result
+
+    def _run_elastic(self, until: float) -> None:
+        """Simulator.run, but stop when only the autoscaler's own events (its next decision,
+        model loads) are left, so the clock ends at the last piece of work as without
+        autoscale."""
+        sim = self.sim
+        while True:
+            next_time = sim.peek()
+            if next_time == math.inf or next_time > until:
+                break
+            own = self.autoscaler.own_events()
+            if next_time in own and len(sim) == sum(own.values()):
+                break
+            sim.step()
+        if until != math.inf:
+            sim.now = max(sim.now, until)
 
     def _arrival(self, i: int) -> None:
         wl = self.workload
@@ -373,10 +443,12 @@ class ServingSimulation:
     def _fetch(self, req: Request, inst: Instance, dram: int, ssd: int) -> None:
         legs = self._fetch_legs(req, inst, dram, ssd)
         waiting = [len(legs)]
+        inst.inbound += 1
 
         def done() -> None:
             waiting[0] -= 1
             if waiting[0] == 0:
+                inst.inbound -= 1
                 inst.enqueue(req)
 
         for (path, weights), size in legs:

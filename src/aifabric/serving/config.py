@@ -72,6 +72,13 @@ class Sessions(_Section):
     think_time_s: Seconds = 30.0  # mean (exponential) gap from an answer to the next turn
 
 
+class RatePhase(_Section):
+    """One phase of ``workload.rate_schedule``: ``rate_rps`` for ``duration_s`` seconds."""
+
+    duration_s: Positive
+    rate_rps: Positive
+
+
 class Workload(_Section):
     source: Literal["synthetic", "trace"] = "synthetic"
     trace: str | None = None
@@ -85,11 +92,21 @@ class Workload(_Section):
     output_tokens: Lengths = Lengths(kind="lognormal", mean=256, cv=1.0, maximum=4096)
     system_prompt_tokens: Annotated[int, Field(ge=0)] = 0  # shared prefix of every request
     sessions: Sessions = Sessions()
+    # Synthetic: a piecewise-constant arrival rate instead of rate_rps (phases in order; the
+    # last one lasts until num_requests have arrived); see serving.workload.schedule_times
+    rate_schedule: tuple[RatePhase, ...] | None = None
 
     @model_validator(mode="after")
     def _trace_given(self) -> Workload:
         if self.source == "trace" and not self.trace:
             raise ValueError("source is 'trace' but workload.trace (a file path) is not set")
+        if self.rate_schedule is not None:
+            if self.source != "synthetic":
+                raise ValueError("rate_schedule needs source 'synthetic'")
+            if not self.rate_schedule:
+                raise ValueError("rate_schedule needs at least one phase")
+            if self.rate_rps is not None:
+                raise ValueError("set rate_rps or rate_schedule, not both")
         return self
 
 
@@ -106,12 +123,26 @@ class Cluster(_Section):
     gpu_memory_utilization: Fraction = 0.9  # share of HBM for weights + KV (vLLM default)
 
 
+class Speculative(_Section):
+    """Speculative decoding on decode iterations (see serving.speculative): a draft proposes
+    ``draft_tokens`` (k) tokens, the target verifies k + 1 per sequence in one iteration and
+    accepts each with probability ``acceptance_rate`` (alpha, i.i.d., taken at its mean).
+    ``draft_cost``: the draft's forward time relative to a target decode step (a number), or
+    a catalog model name (timed on the same GPUs)."""
+
+    enabled: bool = False
+    draft_tokens: Annotated[int, Field(ge=1, le=64)] = 4
+    acceptance_rate: Annotated[float, Field(ge=0, le=1)] = 0.7
+    draft_cost: Annotated[float, Field(ge=0)] | str = 0.05
+
+
 class Compute(_Section):
     prefill_mfu: Fraction = 0.5
     decode_bandwidth_efficiency: Fraction = 0.8
     decode_mfu: Fraction = 0.5
     weight_dtype: str = "bf16"
     kv_dtype: str = "bf16"
+    speculative: Speculative = Speculative()
 
 
 class Batching(_Section):
@@ -188,6 +219,35 @@ class Slo(_Section):
         return self
 
 
+class PoolScale(_Section):
+    """One pool's autoscaling policy; an unset key takes the ``autoscale`` section's value."""
+
+    metric: Literal["utilization", "queue_delay"] | None = None
+    target: Positive | None = None
+    min_instances: Annotated[int, Field(ge=1)] | None = None
+    max_instances: Annotated[int, Field(ge=1)] | None = None
+    scale_down_cooldown_s: Seconds | None = None
+
+
+class Autoscale(_Section):
+    """Elastic pools (see serving.autoscale): every ``interval_s`` each pool's metric is
+    compared with its target (Kubernetes HPA rule). ``model_load_s``: seconds before a new
+    instance serves (unset: weight bytes / ``load_bandwidth``)."""
+
+    enabled: bool = False
+    interval_s: Positive = 10.0
+    metric: Literal["utilization", "queue_delay"] = "utilization"
+    target: Positive = 0.7  # utilization: busy share; queue_delay: seconds
+    min_instances: Annotated[int, Field(ge=1)] = 1
+    max_instances: Annotated[int, Field(ge=1)] = 8
+    model_load_s: Seconds | None = None
+    load_bandwidth: Bandwidth = 130e9 / 84  # bytes/s; see serving.autoscale.LOAD_BANDWIDTH
+    scale_down_cooldown_s: Seconds = 60.0
+    colocated: PoolScale = PoolScale()
+    prefill: PoolScale = PoolScale()
+    decode: PoolScale = PoolScale()
+
+
 class Metrics(_Section):
     sample_interval_s: Positive = 1.0  # queue depth / waiting time series
 
@@ -206,6 +266,7 @@ class ServeScenario(_Section):
     kv_store: KVStoreConfig = KVStoreConfig()
     slo: Slo = Slo()
     metrics: Metrics = Metrics()
+    autoscale: Autoscale = Autoscale()
     # KV traffic on a planned fabric: plan's fabric keys + routing, qps, placement; checked
     # by aifabric.serving.fabric.scenario_fabric (parse_scenario calls it)
     fabric: dict[str, Any] | None = None
@@ -260,11 +321,13 @@ def parse_scenario(data: dict[str, Any], base: Path | None = None) -> ServeScena
         scenario = ServeScenario.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_first_error(exc)) from None
+    from aifabric.serving.autoscale import check_autoscale
     from aifabric.serving.fabric import scenario_fabric
 
     fabric = scenario_fabric(scenario)
     if fabric is not None:
         scenario = scenario.model_copy(update={"fabric": fabric})
+    check_autoscale(scenario)
     trace = scenario.workload.trace
     if trace and base is not None and not Path(trace).is_absolute():
         candidate = base / trace

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from aifabric.guards import (
     MAX_SERVE_EVENTS,
     MAX_SERVE_INSTANCES,
@@ -90,9 +92,16 @@ def synthetic_figures(scenario: ServeScenario) -> dict[str, Any]:
     wl = scenario.workload
     rate = wl.rate_rps if wl.rate_rps is not None else 1.0  # as serving.source draws them
     n = wl.num_requests
+    span = (n - 1) / rate
+    if wl.rate_schedule is not None:  # the clock at which n arrivals are expected
+        from aifabric.serving.workload import schedule_clock
+
+        durations = np.array([p.duration_s for p in wl.rate_schedule])
+        rates = np.array([p.rate_rps for p in wl.rate_schedule])
+        span = float(schedule_clock(durations, rates, np.array([float(n)]))[0])
     return {
         "requests": n,
-        "span": (n - 1) / rate,
+        "span": span,
         "mean_prompt": mean_length(wl.input_tokens) + wl.system_prompt_tokens,
         "mean_output": mean_length(wl.output_tokens),
     }
@@ -107,10 +116,9 @@ def check_serving_work(scenario: ServeScenario, entry: IterationTiming,
         WorkLimitError: events above MAX_SERVE_EVENTS or samples above MAX_SERVE_SAMPLES
             (or above ``max_work`` when given).
     """
-    cl = scenario.cluster
-    instances = (
-        cl.instances if cl.mode == "colocated" else cl.prefill_instances + cl.decode_instances
-    )
+    from aifabric.serving.autoscale import max_instances
+
+    instances = max_instances(scenario)  # an elastic run: its pools at their largest
     check_work("simulate serve", instances, limit_for(MAX_SERVE_INSTANCES, max_work),
                "instances", basis="cluster instances")  # fmt: skip
     est = serving_estimates(scenario, entry, decode, **figures)

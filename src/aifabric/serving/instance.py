@@ -149,6 +149,13 @@ class Instance:
         # links (set by the cluster)
         self.egress = -1
         self.ingress = -1
+        # elastic pools (serving.autoscale): loading -> active -> draining -> retired
+        self.state = "active"
+        self.created_at = 0.0
+        self.active_at = 0.0
+        self.retired_at = math.nan
+        self.draining_since = math.nan
+        self.inbound = 0  # prefix fetches on their way to this instance
 
     # ----- load figures -------------------------------------------------------------------
     @property
@@ -268,6 +275,13 @@ class Instance:
                     self._decode_stretch()
         finally:
             self._planning = False
+        if self.state == "draining" and self.run is None and self.idle():
+            self.cluster.retire(self)
+
+    def idle(self) -> bool:
+        """Holds no request, KV or inbound fetch (a draining instance may then retire)."""
+        return (self.outstanding == 0 and not self.incoming and self.kv_used == 0
+                and self.inbound == 0)  # fmt: skip
 
     def _pop_waiting(self, need: int) -> Request:
         _, _, req = heapq.heappop(self.waiting)

@@ -13,6 +13,9 @@ Definitions (per request):
 - SLO attainment of a tier: share of its arrived requests that completed meeting both
   targets (rejected and unfinished requests miss). Goodput: such requests per simulated
   second.
+- ``utilization`` / ``mean_decode_batch`` per pool: busy (sequence) seconds over the
+  pool's ``instance_time_s``, the seconds its instances were held (count x simulated_s
+  for fixed pools; with autoscale, loading and draining included: serving.autoscale).
 - ``simulated_s``: clock at the end (the last completion, or max_sim_time_s).
 - With a fabric: ``network_bytes_by_tier`` and ``network_utilization_by_tier`` per link
   layer (both directions counted; defined in serving.fabric).
@@ -127,18 +130,24 @@ def summarize(cluster: Any) -> dict[str, Any]:
     net = cluster.network
     prompt = max(cluster.prompt_tokens, 1)
     hit_tokens = sum(cluster.hits.values())
-    roles: dict[str, list[float]] = {}
-    batch: dict[str, list[float]] = {}
+    # Per pool: busy and sequence seconds over the instance-seconds held (the configured
+    # count x simulated_s for fixed pools; loading and draining time count for elastic ones).
+    busy: dict[str, float] = {}
+    seqs: dict[str, float] = {}
+    held: dict[str, float] = {}
     for inst in cluster.instances:
-        roles.setdefault(inst.role, []).append(inst.busy_time / sim_time if sim_time > 0 else 0.0)
-        if inst.role != "prefill":
-            mean = inst.sequence_seconds / sim_time if sim_time > 0 else 0.0
-            batch.setdefault(inst.role, []).append(mean)
+        stop = inst.retired_at if inst.retired_at == inst.retired_at else sim_time
+        held[inst.role] = held.get(inst.role, 0.0) + max(0.0, stop - inst.created_at)
+        busy[inst.role] = busy.get(inst.role, 0.0) + inst.busy_time
+        seqs[inst.role] = seqs.get(inst.role, 0.0) + inst.sequence_seconds
+    utilization = {r: busy[r] / held[r] if held[r] > 0 else 0.0 for r in held}
+    mean_batch = {r: seqs[r] / held[r] if held[r] > 0 else 0.0 for r in held if r != "prefill"}
+    scaler = cluster.autoscaler
     out: dict[str, Any] = {
         "scenario": {
             "model": cluster.model.name,
             "mode": sc.cluster.mode,
-            "instances": {role: len(v) for role, v in roles.items()},
+            "instances": {role: pool.initial for role, pool in scaler.pools.items()},
             "batching": sc.batching.policy,
             "routing": sc.routing.policy,
             "workload": cluster.workload.name,
@@ -170,8 +179,9 @@ def summarize(cluster: Any) -> dict[str, Any]:
             "max": int(max(d for _, d in cluster.queue_trace)),
             "p99": float(np.percentile(depth, 99)) if depth.size else 0.0,
         },
-        "utilization": {role: sum(v) / len(v) for role, v in roles.items()},
-        "mean_decode_batch": {role: sum(v) / len(v) for role, v in batch.items()},
+        "utilization": utilization,
+        "mean_decode_batch": mean_batch,
+        "instance_time_s": held,
         "preemptions": sum(i.preemptions for i in cluster.instances),
         "kv_cache": {
             "hit_ratio": hit_tokens / prompt,
@@ -186,6 +196,18 @@ def summarize(cluster: Any) -> dict[str, Any]:
         "simulated_s": sim_time,
         "events": cluster.sim.events_run,
     }
+    if sc.autoscale.enabled:
+        out["autoscale"] = scaler.summary(sim_time)
+    spec = sc.compute.speculative
+    if spec.enabled:
+        from aifabric.serving.speculative import expected_tokens
+
+        out["speculative"] = {
+            "draft_tokens": spec.draft_tokens,
+            "acceptance_ratio": spec.acceptance_rate,
+            "draft_cost": spec.draft_cost,
+            "expected_step_tokens": expected_tokens(spec.draft_tokens, spec.acceptance_rate),
+        }
     if cluster.fabric is not None:  # see serving.fabric for what these count
         by_bytes, by_util = cluster.fabric.tier_figures(sim_time)
         out["network_bytes_by_tier"] = by_bytes

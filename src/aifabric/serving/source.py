@@ -3,7 +3,8 @@
 Every random draw is made here, up front, from the simulation's generator, so a run is
 the same whatever order its events happen in.
 
-- Synthetic: Gamma-renewal arrivals (rate, burstiness CV) with prompt and output lengths
+- Synthetic: Gamma-renewal arrivals (rate, burstiness CV; or a piecewise-constant
+  ``rate_schedule`` through a time change, serving.workload.schedule_times) with prompt and output lengths
   from their distributions. A ``system_prompt_tokens`` prefix is shared by all requests.
 - Sessions: conversations with a geometric number of turns (mean ``turns_mean``); turn t's
   prompt is the previous turn's prompt + answer + a new user message, and it is sent an
@@ -25,7 +26,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from aifabric.serving.config import ServeScenario
-from aifabric.serving.workload import LengthDistribution, arrival_times
+from aifabric.serving.config import Workload as WorkloadConfig
+from aifabric.serving.workload import LengthDistribution, arrival_times, schedule_times
 
 _SYSTEM_BLOCK = 1 << 60  # block ids of the shared system prompt: _SYSTEM_BLOCK + j
 _SESSION_SHIFT = 24  # session block id: ((session + 1) << 24) | j
@@ -74,6 +76,21 @@ class Workload:
         return prompt, int(plan.outputs[turn]), float(plan.thinks[turn])
 
 
+def _arrivals(rng: np.random.Generator, wl: WorkloadConfig, rate: float, n: int,
+              scale: float) -> np.ndarray:  # fmt: skip
+    """First-arrival times: a renewal process at rate x scale shifted to start at 0, or, with
+    ``rate_schedule``, the scheduled rates x scale on the absolute clock (phases from 0)."""
+    if wl.rate_schedule is None:
+        times = arrival_times(rng, rate_rps=rate * scale, num_requests=n,
+                              burstiness_cv=wl.burstiness_cv)  # fmt: skip
+        shifted: np.ndarray = times - times[0]
+        return shifted
+    durations = np.array([p.duration_s for p in wl.rate_schedule])
+    rates = np.array([p.rate_rps for p in wl.rate_schedule]) * scale
+    return schedule_times(rng, durations=durations, rates=rates, num_requests=n,
+                          burstiness_cv=wl.burstiness_cv)  # fmt: skip
+
+
 def _lengths(cfg: object) -> LengthDistribution:
     return LengthDistribution(**cfg.model_dump())  # type: ignore[attr-defined]
 
@@ -92,8 +109,7 @@ def build_workload(scenario: ServeScenario, rng: np.random.Generator) -> Workloa
     block = scenario.kv_store.block_tokens
     if not wl.sessions.enabled:
         n = wl.num_requests
-        times = arrival_times(rng, rate_rps=rate, num_requests=n, burstiness_cv=wl.burstiness_cv)
-        times = times - times[0]
+        times = _arrivals(rng, wl, rate, n, 1.0)
         prompts = inputs.sample(rng, n) + sys_tokens
         outs = outputs.sample(rng, n)
         tier = rng.choice(len(tiers), size=n, p=shares)
@@ -107,9 +123,7 @@ def build_workload(scenario: ServeScenario, rng: np.random.Generator) -> Workloa
         counts.append(c)
         total += c
     s = len(counts)
-    times = arrival_times(rng, rate_rps=rate / wl.sessions.turns_mean, num_requests=s,
-                          burstiness_cv=wl.burstiness_cv)  # fmt: skip
-    times = times - times[0]
+    times = _arrivals(rng, wl, rate, s, 1.0 / wl.sessions.turns_mean)
     tier = rng.choice(len(tiers), size=s, p=shares)
     plans: dict[int, SessionPlan] = {}
     firsts_in = np.zeros(s, np.int64)
