@@ -396,3 +396,14 @@ def test_speculative_raises_decode_throughput() -> None:
     assert fast["tbt_s"]["mean"] < plain["tbt_s"]["mean"]
     assert fast["throughput"]["output_tokens_per_s"] > plain["throughput"]["output_tokens_per_s"]
     assert fast["completed"] == plain["completed"] == 300
+
+
+def test_default_model_load_is_weights_over_the_load_bandwidth() -> None:
+    """Unset model_load_s: bf16 weights (2 bytes x params) / 1.55 GB/s (130 GB in 84 s,
+    ServerlessLLM, OSDI 2024); about 10.4 s for Llama-3-8B."""
+    data = stepped()
+    del data["autoscale"]["model_load_s"]
+    sim = ServingSimulation(parse_scenario(data))
+    want = 2 * get_model(MODEL).num_params / (130e9 / 84)
+    assert sim.autoscaler.pools["colocated"].load_s == pytest.approx(want, rel=1e-12)
+    assert 9.0 < want < 12.0

@@ -174,26 +174,40 @@ class Autoscaler:
             pool.initial = len(serving)
             pool.trace.append((0.0, len(serving), 0, 0))
             self.pools[role] = pool
-        self.tick_event: Event | None = None
-        self.loads: dict[int, Event] = {}  # instance index -> its pending load event
+        self.own: dict[float, int] = {}  # times of pending decision / load events -> count
+        self.own_total = 0
         if self.cfg.enabled:
-            self.tick_event = self.sim.schedule(self.cfg.interval_s, self._tick, priority=1)
+            self._schedule(self.cfg.interval_s, self._tick)
 
-    def own_events(self) -> dict[float, int]:
-        """Times of the autoscaler's pending events (decision, loads) -> how many."""
-        out: dict[float, int] = {}
-        for event in (self.tick_event, *self.loads.values()):
-            if event is not None and not event.canceled:
-                out[event.time] = out.get(event.time, 0) + 1
-        return out
+    def only_own_left(self, next_time: float) -> bool:
+        """Whether the simulator holds nothing but the autoscaler's own pending events (its
+        next decision, model loads); cheap unless the next event may be one of them."""
+        if next_time not in self.own:
+            return False
+        return len(self.sim) == self.own_total
+
+    def _schedule(self, delay: float, handler: Any, *args: Any) -> Event:
+        event: Event = self.sim.schedule(delay, handler, *args, priority=1)
+        self.own[event.time] = self.own.get(event.time, 0) + 1
+        self.own_total += 1
+        return event
+
+    def _fired(self) -> None:
+        now = self.sim.now
+        left = self.own[now] - 1
+        if left:
+            self.own[now] = left
+        else:
+            del self.own[now]
+        self.own_total -= 1
 
     # ----- the policy ---------------------------------------------------------------------
     def _tick(self) -> None:
+        self._fired()
         for pool in self.pools.values():
             self._decide(pool)
-        self.tick_event = None
         if len(self.sim) > 0:  # anything left to happen: keep watching
-            self.tick_event = self.sim.schedule(self.cfg.interval_s, self._tick, priority=1)
+            self._schedule(self.cfg.interval_s, self._tick)
 
     def _busy(self, inst: Instance) -> float:
         run = inst.run
@@ -274,10 +288,10 @@ class Autoscaler:
         inst.created_at = self.sim.now
         pool.members.append(inst)
         pool.created += 1
-        self.loads[inst.index] = self.sim.schedule(pool.load_s, self._loaded, pool, inst)
+        self._schedule(pool.load_s, self._loaded, pool, inst)
 
     def _loaded(self, pool: Pool, inst: Instance) -> None:
-        del self.loads[inst.index]
+        self._fired()
         inst.state = "active"
         inst.active_at = self.sim.now
         pool.busy_mark[inst.index] = self._busy(inst)

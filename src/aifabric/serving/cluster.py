@@ -288,8 +288,7 @@ class ServingSimulation:
             next_time = sim.peek()
             if next_time == math.inf or next_time > until:
                 break
-            own = self.autoscaler.own_events()
-            if next_time in own and len(sim) == sum(own.values()):
+            if self.autoscaler.only_own_left(next_time):
                 break
             sim.step()
         if until != math.inf:
