@@ -52,18 +52,22 @@ class DecodeBatch:
         self.reqs: list[Request] = []
         self.n = 0
         self.context_total = 0
-        self.remaining = np.zeros(capacity, np.int64)
-        self.context = np.zeros(capacity, np.int64)
-        self.held = np.zeros(capacity, np.int64)
-        self.last = np.zeros(capacity)
-        self.maxgap = np.zeros(capacity)
+        # Two 2-D blocks (ints: remaining, context, held; floats: last, maxgap) so that a
+        # compaction is two NumPy calls, not five; the named rows are views into them.
+        self._ints = np.zeros((3, capacity), np.int64)
+        self._floats = np.zeros((2, capacity))
+        self._views()
+
+    def _views(self) -> None:
+        self.remaining, self.context, self.held = self._ints
+        self.last, self.maxgap = self._floats
 
     def add(self, req: Request) -> None:
         i = self.n
-        if i == self.remaining.shape[0]:
-            for name in ("remaining", "context", "held", "last", "maxgap"):
-                arr = getattr(self, name)
-                setattr(self, name, np.concatenate([arr, np.zeros_like(arr)]))
+        if i == self._ints.shape[1]:
+            self._ints = np.concatenate([self._ints, np.zeros_like(self._ints)], axis=1)
+            self._floats = np.concatenate([self._floats, np.zeros_like(self._floats)], axis=1)
+            self._views()
         self.reqs.append(req)
         self.n = i + 1
         self.remaining[i] = req.output - req.generated
@@ -87,11 +91,13 @@ class DecodeBatch:
 
     def compact(self, keep: np.ndarray) -> None:
         n = self.n
-        m = int(keep.sum())
-        self.context_total -= int(self.context[:n][~keep].sum())
-        for arr in (self.remaining, self.context, self.held, self.last, self.maxgap):
-            arr[:m] = arr[:n][keep]
-        self.reqs = [r for r, k in zip(self.reqs, keep.tolist(), strict=True) if k]
+        idx = np.flatnonzero(keep)
+        m = idx.shape[0]
+        self.context_total -= int(self.context[:n].sum()) - int(self.context[idx].sum())
+        self._ints[:, :m] = self._ints[:, idx]
+        self._floats[:, :m] = self._floats[:, idx]
+        reqs = self.reqs
+        self.reqs = [reqs[i] for i in idx.tolist()]
         self.n = m
 
 

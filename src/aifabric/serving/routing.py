@@ -57,8 +57,16 @@ def _round_robin() -> Router:
 @register("least_loaded")
 def _least_loaded() -> Router:
     def choose(cluster: Any, req: Request) -> Instance:
+        # The key is (outstanding, estimated wait, index): the wait estimate is needed only
+        # among the instances tied on the fewest outstanding requests (the same choice,
+        # without estimating every instance's wait on every arrival).
         pool: list[Instance] = cluster.entry
-        return min(pool, key=lambda i: (i.outstanding, i.estimated_wait(), i.index))
+        counts = [i.outstanding for i in pool]
+        fewest = min(counts)
+        tied = [i for i, c in zip(pool, counts, strict=True) if c == fewest]
+        if len(tied) == 1:
+            return tied[0]
+        return min(tied, key=lambda i: (i.estimated_wait(), i.index))
 
     return choose
 
