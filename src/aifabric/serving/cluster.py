@@ -28,7 +28,7 @@ import numpy as np
 
 from aifabric.des import Simulator
 from aifabric.errors import ConfigError
-from aifabric.serving.compute import RooflineTiming
+from aifabric.serving.compute import IterationTiming, RooflineTiming
 from aifabric.serving.config import ServeScenario
 from aifabric.serving.estimate import check_serving_work, synthetic_figures
 from aifabric.serving.fabric import FabricPaths, scenario_fabric
@@ -65,8 +65,12 @@ class ServingSimulation:
         store = sc.kv_store
         self.store_enabled = store.enabled
 
-        def timing(gpu_name: str, tp: int, key: str) -> RooflineTiming:
+        def timing(gpu_name: str, tp: int, key: str, ep: int | None = None) -> IterationTiming:
             try:
+                if ep is not None:  # expert-parallel instance (routed experts EP, attention DP)
+                    from aifabric.serving.moe import scenario_ep_timing
+
+                    return scenario_ep_timing(sc, self.model, get_gpu(gpu_name), ep)
                 return RooflineTiming(
                     model=self.model, gpu=get_gpu(gpu_name), tp=tp,
                     weight_dtype=sc.compute.weight_dtype, kv_dtype=sc.compute.kv_dtype,
@@ -76,11 +80,14 @@ class ServingSimulation:
             except ConfigError as exc:
                 raise ConfigError(f"scenario key {key}: {exc}") from None
 
+        key_c = "cluster.tp" if cl.ep is None else "cluster.ep"
+        key_p = "cluster.prefill_tp" if cl.prefill_ep is None else "cluster.prefill_ep"
+        key_d = "cluster.decode_tp" if cl.decode_ep is None else "cluster.decode_ep"
         if cl.mode == "colocated":
-            tp_p, tp_d = timing(sc.gpu, cl.tp, "cluster.tp"), None
+            tp_p, tp_d = timing(sc.gpu, cl.tp, key_c, cl.ep), None
         else:
-            tp_p = timing(cl.prefill_gpu or sc.gpu, cl.prefill_tp or cl.tp, "cluster.prefill_tp")
-            tp_d = timing(cl.decode_gpu or sc.gpu, cl.decode_tp or cl.tp, "cluster.decode_tp")
+            tp_p = timing(cl.prefill_gpu or sc.gpu, cl.prefill_tp or cl.tp, key_p, cl.prefill_ep)
+            tp_d = timing(cl.decode_gpu or sc.gpu, cl.decode_tp or cl.tp, key_d, cl.decode_ep)
         if sc.workload.source != "trace":  # a trace's size is known once it is read
             check_serving_work(sc, tp_p, tp_d, synthetic_figures(sc), max_work)
         self.workload: Workload = _build_workload(sc, self.rng)
@@ -90,18 +97,14 @@ class ServingSimulation:
         self.instances: list[Instance] = []
         self.network = FlowNetwork(self.sim, latency=sc.network.latency_s)
         if tp_d is None:
-            self.entry = [
-                self._instance("colocated", tp_p, "cluster.tp") for _ in range(cl.instances)
-            ]
+            self.entry = [self._instance("colocated", tp_p, key_c) for _ in range(cl.instances)]
             self.decoders: list[Instance] = []
         else:
             self.entry = [
-                self._instance("prefill", tp_p, "cluster.prefill_tp")
-                for _ in range(cl.prefill_instances)
+                self._instance("prefill", tp_p, key_p) for _ in range(cl.prefill_instances)
             ]
             self.decoders = [
-                self._instance("decode", tp_d, "cluster.decode_tp")
-                for _ in range(cl.decode_instances)
+                self._instance("decode", tp_d, key_d) for _ in range(cl.decode_instances)
             ]
         # Network: each instance's NICs (tp x per-GPU NIC) as one egress and one ingress port;
         # with a fabric, its GPUs' NIC ports on the fabric instead (added with the fabric).
@@ -169,7 +172,7 @@ class ServingSimulation:
         self._progress_every = max(1, self.workload.total // 200)
 
     # ----- construction -------------------------------------------------------------------
-    def _instance(self, role: str, timing: RooflineTiming, key: str) -> Instance:
+    def _instance(self, role: str, timing: IterationTiming, key: str) -> Instance:
         sc = self.scenario
         kv_tokens = timing.kv_tokens(sc.cluster.gpu_memory_utilization)
         if kv_tokens < 1:
