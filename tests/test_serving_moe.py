@@ -252,7 +252,7 @@ def test_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
     assert code in (0, None)
     d = json.loads(capsys.readouterr().out)
     assert d["completed"] == 300
-    assert d["scenario"]["instances"] == {"prefill": 1, "decode": 1}
+    assert d["scenario"]["instances"] == {"prefill": 4, "decode": 1}
 
 
 def test_dense_model_keeps_roofline_timing() -> None:
