@@ -23,7 +23,12 @@ Per iteration, with T tokens in the batch (prefill and decode together), on the 
   attention FLOPs at ``attention_dtype`` peak (Day 6: "matrix multiplications and dispatch
   transmissions adopt the FP8 format ..., while core MLA computations and combine
   transmissions use the BF16 format"), and memory = the replicated weights once plus the
-  rank's KV (ModelSpec.kv_bytes_per_token, MLA latent + rope key).
+  rank's KV (ModelSpec.kv_bytes_per_token, MLA latent + rope key). Decode attention of an
+  MLA model runs absorbed on the latent, as FlashMLA does: 2 h (d_k + d_v) FLOPs per head
+  and context token with d_k = kv_lora_rank + qk_rope_head_dim (576) and d_v =
+  kv_lora_rank (512) (github.com/deepseek-ai/FlashMLA docs/20250422-new-kernel-deep-dive.md,
+  "2 h_q s_q s_k (d_k + d_v)"); prefill attention uses the decompressed heads
+  (ModelSpec.attention_flops_per_token).
 - MoE part: the busiest GPU receives ``expert_load_imbalance`` x the mean T k / ep
   token-expert pairs (1 = perfectly balanced; Day 6 "Expert-Parallel Load Balancer":
   "minimize the maximum dispatch receive load across all GPUs"); max(its expert FLOPs,
@@ -39,9 +44,8 @@ Per iteration, with T tokens in the batch (prefill and decode together), on the 
 
 With ``overlap`` (default) communication hides behind computation and the iteration takes
 max(compute, communication) (Day 6: dual micro-batch overlap in prefill, a 5-stage
-pipeline in decode); without it, their sum. Not modelled: multi-token prediction, MLA
-weight absorption in decode (attention FLOPs use ModelSpec's decompressed head dims),
-micro-batch granularity and DP-rank granularity of single long prompts (the batch is split
+pipeline in decode); without it, their sum. Not modelled: multi-token prediction, the SMs
+the all-to-all kernels take from computation while overlapping, micro-batch granularity and DP-rank granularity of single long prompts (the batch is split
 evenly over the ranks).
 """
 
@@ -182,6 +186,10 @@ class EpTiming:
         c["kv"] = m.kv_bytes_per_token(self.kv_dtype)
         c["flops0"] = m.forward_flops_per_token(0.0)
         c["slope"] = m.forward_flops_per_token(1.0) - c["flops0"]
+        c["slope_dec"] = c["slope"]
+        if m.attention == "mla":  # absorbed decode attention (module docstring)
+            d_k, d_v = m.kv_lora_rank + m.qk_rope_head_dim, m.kv_lora_rank
+            c["slope_dec"] = 2.0 * m.num_attention_heads * (d_k + d_v) * m.num_layers
         c["expert"] = m.num_moe_layers * m.ffn_params(m.moe_intermediate_size)  # per slot
         c["routed_flops"] = 2.0 * c["expert"]  # per token-expert pair, all MoE layers
         c["dense_flops"] = c["flops0"] - m.experts_per_token * c["routed_flops"]
@@ -245,6 +253,15 @@ class EpTiming:
             out += [size * c["remote_nodes"], size * c["nvlink_copies"]]
         return A2aBytes(*out)
 
+    def ep_all_to_all_bytes(self, tokens: float) -> float:
+        """Bytes all the instance's GPUs send in the dispatches and combines (both scopes)
+        of ``tokens`` tokens' iterations; linear in tokens, so a run's sum is exact."""
+        if self.ep == 1 or tokens <= 0:
+            return 0.0
+        b = self.a2a_bytes_per_layer(tokens)
+        per_layer = b.dispatch_scale_out + b.dispatch_scale_up + b.combine_scale_out
+        return self.ep * self.model.num_moe_layers * (per_layer + b.combine_scale_up)
+
     # ----- times --------------------------------------------------------------------------
     def prefill_flops(self, prompt_tokens: float, cached_tokens: float = 0.0) -> float:
         """FLOPs to compute tokens [cached, prompt) attending causally to all before them."""
@@ -260,7 +277,7 @@ class EpTiming:
         context = np.asarray(decode_context, dtype=np.float64)
         tokens = prefill_tokens + decode_batch
         attn_pre = max(0.0, prefill_flops - prefill_tokens * c["flops0"])
-        attn_dec = c["slope"] * context
+        attn_dec = c["slope_dec"] * context
         compute = (
             c["dense_flops"] * (prefill_tokens / self.prefill_mfu + decode_batch / self.decode_mfu)
             / (n * c["peak_mm"])
