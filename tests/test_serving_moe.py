@@ -285,3 +285,64 @@ def test_decode_attention_is_absorbed_mla_by_hand() -> None:
     assert per_token == 16_990_208
     want = per_token * batch * 10_000 / (144 * H800.peak_flops("bf16") * 0.5)
     assert b - a == pytest.approx(want, rel=1e-9)
+
+
+# ----- flow-level timing of the dispatch ------------------------------------------------------
+@pytest.mark.parametrize("ep", [32, 144])
+def test_flow_dispatch_on_rails_equals_alpha_beta(ep: int) -> None:
+    """Rail-aligned node-aware traffic on a rail-optimized fabric never leaves its rail
+    switch and NVLink forwarding uses each GPU's own links: no contention, so the flow
+    engine's time is the alpha-beta bound max(remote x payload / NIC, NVLink copies x
+    payload / NVLink) (to the engine's switch latency over a 64 MiB payload)."""
+    from aifabric.serving.moe import flow_dispatch_seconds_per_byte
+
+    t = _ds(ep, redundant_experts=32)
+    f = dispatch_fanout_of(t)
+    bound = max(f[0] / 50e9, f[1] / H800.scaleup_bandwidth_per_direction)
+    assert flow_dispatch_seconds_per_byte(t) == pytest.approx(bound, rel=1e-3)
+
+
+def dispatch_fanout_of(t: EpTiming) -> tuple[float, float]:
+    from aifabric.traffic.moe_dispatch import dispatch_fanout
+
+    lay = t.layout
+    f = dispatch_fanout(num_experts=lay.slots, experts_per_token=8, num_nodes=lay.nodes,
+                        ranks_per_node=lay.ranks_per_node, max_nodes=4)  # fmt: skip
+    return f.remote_nodes, f.nvlink_copies
+
+
+def test_flow_dispatch_never_beats_alpha_beta_and_ecmp_collides_on_spine_leaf() -> None:
+    """No routing beats the bound; on a spine-leaf fabric ECMP hash collisions slow the
+    EP144 dispatch (seed 0) while packet spraying reaches the bound."""
+    from aifabric.serving.moe import flow_dispatch_seconds_per_byte
+
+    t = _ds(144, redundant_experts=32)
+    f = dispatch_fanout_of(t)
+    bound = max(f[0] / 50e9, f[1] / H800.scaleup_bandwidth_per_direction)
+    ecmp = flow_dispatch_seconds_per_byte(t, design="spine_leaf", routing="ecmp")
+    spray = flow_dispatch_seconds_per_byte(t, design="spine_leaf", routing="spray")
+    assert spray == pytest.approx(bound, rel=1e-3)
+    assert ecmp > 1.2 * bound
+
+
+def test_flow_network_key_changes_the_all_to_all_only() -> None:
+    from aifabric.serving.cluster import ServingSimulation
+
+    sets = ["workload.num_requests=10", "cluster.ep_fabric_design=spine_leaf"]
+    a = (
+        ServingSimulation(load_serve_scenario(EXAMPLE, [*sets, "cluster.ep_network=analytic"]))
+        .decoders[0]
+        .timing
+    )
+    b = (
+        ServingSimulation(load_serve_scenario(EXAMPLE, [*sets, "cluster.ep_network=flow"]))
+        .decoders[0]
+        .timing
+    )
+    assert isinstance(a, EpTiming) and isinstance(b, EpTiming)
+    kw = {"decode_batch": 144 * 100, "decode_context": 144 * 100 * 4989.0}
+    pa, pb = a.parts(**kw), b.parts(**kw)  # type: ignore[arg-type]
+    assert pb["attention"] == pa["attention"] and pb["moe"] == pa["moe"]
+    assert pb["all_to_all"] > 1.2 * pa["all_to_all"]  # ECMP collisions on spine-leaf
+    with pytest.raises(ConfigError, match=r"cluster\.ep_fabric_design"):
+        load_serve_scenario(EXAMPLE, ["cluster.ep_fabric_design=torus"])

@@ -116,6 +116,11 @@ class Cluster(_Section):
     expert_load_imbalance: Annotated[float, Field(ge=1)] = 1.0  # busiest GPU's tokens / mean
     ep_overlap: bool = True  # all-to-all hidden behind compute (dual micro-batch / pipeline)
     ep_compute_dtype: str = "bf16"  # EP matmul format (DeepSeek: fp8); core attention bf16
+    # dispatch / combine timing: alpha-beta on NIC + NVLink, or the flow-level engine on a
+    # fabric of the instance's GPUs (design as for `aifabric plan`, routing as for netsim)
+    ep_network: Literal["analytic", "flow"] = "analytic"
+    ep_fabric_design: Literal["rail_optimized", "clos", "spine_leaf"] = "rail_optimized"
+    ep_routing: Literal["ecmp", "ecmp_qp", "spray", "adaptive"] = "ecmp"
 
     @model_validator(mode="after")
     def _ep_layout(self) -> Cluster:

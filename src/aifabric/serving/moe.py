@@ -40,7 +40,9 @@ Per iteration, with T tokens in the batch (prefill and decode together), on the 
   hidden x dtype x remote nodes on the NIC, x NVLink copies on the scale-up link. Timed
   alpha-beta (NOT on the flow simulator): latency + max(NIC bytes / NIC bandwidth per GPU,
   NVLink bytes / NVLink bandwidth per direction), the two legs pipelined as DeepEP
-  forwards RDMA chunks to NVLink.
+  forwards RDMA chunks to NVLink. With cluster.ep_network = flow the rate comes from the
+  flow-level network engine instead (netsim, on a fabric of the instance's GPUs; see
+  flow_dispatch_seconds_per_byte): contention and routing on the planned fabric.
 
 With ``overlap`` (default) communication hides behind computation and the iteration takes
 max(compute, communication) (Day 6: dual micro-batch overlap in prefill, a 5-stage
@@ -51,7 +53,7 @@ evenly over the ranks).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -141,6 +143,9 @@ class EpTiming:
     nic_latency: float = 10e-6  # s per dispatch / combine call over the network
     scaleup_latency: float = 2e-6
     overlap: bool = True
+    # Flow-level rate of one dispatch / combine (flow_dispatch_seconds_per_byte); None: the
+    # alpha-beta max(NIC bytes / NIC rate, NVLink bytes / NVLink rate).
+    dispatch_seconds_per_byte: float | None = None
     weight_dtype: str = "bf16"
     kv_dtype: str = "bf16"
     compute_dtype: str = "bf16"  # matmuls
@@ -301,10 +306,17 @@ class EpTiming:
         nvl = Link(self.gpu.scaleup_bandwidth_per_direction, self.scaleup_latency)
         comm = 0.0
         if n > 1 and tokens > 0:
-            for out_b, up_b in ((a2a.dispatch_scale_out, a2a.dispatch_scale_up),
-                                (a2a.combine_scale_out, a2a.combine_scale_up)):  # fmt: skip
-                lat = nic.latency if lay.nodes > 1 else nvl.latency
-                comm += lat + max(out_b / nic.bandwidth, up_b / nvl.bandwidth)
+            lat = nic.latency if lay.nodes > 1 else nvl.latency
+            rate = self.dispatch_seconds_per_byte
+            for dtype, out_b, up_b in (
+                (m.moe_dispatch_dtype, a2a.dispatch_scale_out, a2a.dispatch_scale_up),
+                (m.moe_combine_dtype, a2a.combine_scale_out, a2a.combine_scale_up),
+            ):
+                if rate is None:
+                    comm += lat + max(out_b / nic.bandwidth, up_b / nvl.bandwidth)
+                else:
+                    payload = tokens / n * m.hidden_bytes_per_token(dtype or self.compute_dtype)
+                    comm += lat + rate * payload
             comm *= m.num_moe_layers
         return {"attention": attention, "moe": moe, "all_to_all": comm}
 
@@ -340,7 +352,7 @@ def scenario_ep_timing(sc: ServeScenario, model: ModelSpec, gpu: GpuSpec, ep: in
     """The EP timing of a serving scenario's instance of ``ep`` GPUs (cluster.*ep keys);
     NIC bandwidth per GPU is network.nic_bandwidth, as for TP instances."""
     cl, co = sc.cluster, sc.compute
-    return EpTiming(
+    timing = EpTiming(
         model=model, gpu=gpu, ep=ep, redundant_experts=cl.redundant_experts,
         expert_load_imbalance=cl.expert_load_imbalance, nic_bandwidth=sc.network.nic_bandwidth,
         nic_latency=sc.network.latency_s, overlap=cl.ep_overlap,
@@ -348,3 +360,63 @@ def scenario_ep_timing(sc: ServeScenario, model: ModelSpec, gpu: GpuSpec, ep: in
         prefill_mfu=co.prefill_mfu, decode_mfu=co.decode_mfu,
         decode_bandwidth_efficiency=co.decode_bandwidth_efficiency,
     )  # fmt: skip
+    if cl.ep_network == "analytic":
+        return timing
+    rate = flow_dispatch_seconds_per_byte(timing, routing=cl.ep_routing, seed=sc.seed,
+                                          design=cl.ep_fabric_design)  # fmt: skip
+    return replace(timing, dispatch_seconds_per_byte=rate)
+
+
+def flow_dispatch_seconds_per_byte(
+    timing: EpTiming, *, routing: str = "ecmp", seed: int = 0, design: str = "rail_optimized"
+) -> float:
+    """Seconds per byte of a rank's token payload (T / ep tokens x hidden x dtype) for one
+    node-aware dispatch (or combine) of the EP instance, on the flow-level network engine.
+
+    The instance's ep GPUs get their own fabric (aifabric.fabric.plan, ``design``, the
+    GPU's NIC at ``timing.nic_bandwidth``), routed by ``routing`` (netsim). One step carries
+    the expected flows of traffic.moe_dispatch: every GPU sends remote_nodes / (N - 1) of
+    its payload to the GPU with its in-node index on each other node (rail-aligned, DeepEP
+    internode), and nvlink_copies / (m - 1) to each other GPU of its node (NVLink
+    forwarding); both legs run at once, as DeepEP pipelines them. The engine's max-min
+    fair rates make the step time proportional to the payload, so one 64 MiB solve gives
+    the rate; the per-call latency is added by the caller.
+    """
+    from aifabric.catalog import get_switch
+    from aifabric.fabric.plan import build, fabric_spec
+    from aifabric.fabric.routing import Router
+    from aifabric.netsim.collectives import NetworkModel, Step, run_step
+
+    lay, c = timing.layout, timing._c
+    n, m = lay.nodes, lay.ranks_per_node
+    nic = f"{timing.nic_bandwidth * 8 / 1e9:g}G"
+    spec, _, info = fabric_spec(
+        {"gpus": max(timing.ep, timing.gpu.scaleup_domain_size), "gpu": timing.gpu.name,
+         "design": design, "nic": nic}
+    )  # fmt: skip
+    topo = build(spec, info.get("design"))
+    try:
+        sw_latency = get_switch(spec.switch_model).latency or 0.0
+    except ConfigError:
+        sw_latency = 0.0
+    net = NetworkModel(Router(topo), topo.num_gpus, spec.scaleup_domain_size,
+                       timing.gpu.scaleup_bandwidth_per_direction, sw_latency)  # fmt: skip
+    payload = 64.0 * 2**20
+    gpus = np.arange(timing.ep)
+    node, local = gpus // m, gpus % m
+    src, dst, size = [], [], []
+    if n > 1:
+        for shift in range(1, n):  # every GPU to its rail peer on each other node
+            src.append(gpus)
+            dst.append(((node + shift) % n) * m + local)
+            size.append(np.full(timing.ep, payload * c["remote_nodes"] / (n - 1)))
+    if m > 1:
+        for shift in range(1, m):  # NVLink forwarding inside the node
+            src.append(gpus)
+            dst.append(node * m + (local + shift) % m)
+            size.append(np.full(timing.ep, payload * c["nvlink_copies"] / (m - 1)))
+    if not src:
+        return 0.0
+    step = Step(np.concatenate(src), np.concatenate(dst), np.concatenate(size))
+    result = run_step(net, step, routing, seed, 1)
+    return result.time / payload
