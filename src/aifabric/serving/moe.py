@@ -37,18 +37,22 @@ Per iteration, with T tokens in the batch (prefill and decode together), on the 
   (``moe_combine_dtype``, BF16): bytes per GPU from traffic.moe_dispatch.dispatch_fanout,
   the same node-aware fan-out the analytic training traffic rows use
   (traffic.training_moe._node_limited_rows, DeepEP's internode kernels): T / ep tokens x
-  hidden x dtype x remote nodes on the NIC, x NVLink copies on the scale-up link. Timed
-  alpha-beta (NOT on the flow simulator): latency + max(NIC bytes / NIC bandwidth per GPU,
-  NVLink bytes / NVLink bandwidth per direction), the two legs pipelined as DeepEP
-  forwards RDMA chunks to NVLink. With cluster.ep_network = flow the rate comes from the
-  flow-level network engine instead (netsim, on a fabric of the instance's GPUs; see
-  flow_dispatch_seconds_per_byte): contention and routing on the planned fabric.
+  hidden x dtype x remote nodes on the NIC, x NVLink copies on the scale-up link.
+  Node-limited routing (ModelSpec.max_nodes_per_token, M = 4 for DeepSeek-V3) is applied
+  to the instance's nodes as the training rows apply it to the EP group's (an assumption
+  for EP144 over 18 nodes, where the model's 8 expert groups no longer map one per node).
+  Timed by default (cluster.ep_network = analytic) alpha-beta: latency + max(NIC bytes /
+  NIC bandwidth per GPU, NVLink bytes / NVLink bandwidth per direction), the two legs
+  pipelined as DeepEP forwards RDMA chunks to NVLink; with ep_network = flow the rate
+  comes from the flow-level network engine (netsim, on a fabric of the instance's GPUs;
+  see flow_dispatch_seconds_per_byte): routing and contention on that fabric.
 
 With ``overlap`` (default) communication hides behind computation and the iteration takes
 max(compute, communication) (Day 6: dual micro-batch overlap in prefill, a 5-stage
 pipeline in decode); without it, their sum. Not modelled: multi-token prediction, the SMs
-the all-to-all kernels take from computation while overlapping, micro-batch granularity and DP-rank granularity of single long prompts (the batch is split
-evenly over the ranks).
+the all-to-all kernels take from computation while overlapping, micro-batch granularity,
+and the DP-rank granularity of single long prompts (the batch is split evenly over the
+ranks); the imbalance factor slows the MoE computation, not the all-to-all.
 """
 
 from __future__ import annotations
@@ -154,7 +158,7 @@ class EpTiming:
     decode_bandwidth_efficiency: float = 0.8
     decode_mfu: float = 0.5
     _c: dict[str, float] = field(init=False, repr=False, compare=False, default_factory=dict)
-    _layout: list[EpLayout] = field(init=False, repr=False, compare=False, default_factory=list)
+    layout: EpLayout = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for name in ("prefill_mfu", "decode_bandwidth_efficiency", "decode_mfu"):
@@ -168,10 +172,13 @@ class EpTiming:
                 f"expert_load_imbalance(={self.expert_load_imbalance}) must be in 1..ep(={self.ep})"
                 " (busiest GPU's tokens / the mean)"
             )
-        self._layout.append(
-            EpLayout(ep=self.ep, gpus_per_node=self.gpu.scaleup_domain_size,
-                     num_experts=self.model.num_experts, redundant=self.redundant_experts)
-        )  # fmt: skip
+        layout = EpLayout(
+            ep=self.ep,
+            gpus_per_node=self.gpu.scaleup_domain_size,
+            num_experts=self.model.num_experts,
+            redundant=self.redundant_experts,
+        )
+        object.__setattr__(self, "layout", layout)  # frozen: set once here
         per_gpu = self.weight_bytes_per_gpu
         if per_gpu > self.gpu.hbm_bytes:
             raise ConfigError(
@@ -179,10 +186,6 @@ class EpTiming:
                 f"{self.ep}, more than {self.gpu.name}'s {self.gpu.hbm_bytes / 1e9:.0f} GB; raise ep"
             )
         self._derive()
-
-    @property
-    def layout(self) -> EpLayout:
-        return self._layout[0]
 
     def _derive(self) -> None:
         from aifabric.traffic.moe_dispatch import dispatch_fanout
