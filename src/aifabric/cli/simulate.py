@@ -198,6 +198,8 @@ def _print_result(r: dict[str, Any], *, builtin: bool = False) -> None:
         ("network: KV transfer / prefix fetch / prefix store",
          " / ".join(format_bytes(net[k]) for k in ("kv_transfer", "prefix_fetch", "prefix_store"))),
         ("TP all-reduce (scale-up)", format_bytes(net["tp_allreduce"])),
+        *([("EP dispatch + combine (in instances)", format_bytes(net["ep_all_to_all"]))]
+          if net.get("ep_all_to_all") else []),
         *_fabric_rows(r),
         *_elastic_rows(r),
         ("simulated / wall", f"{r['simulated_s']:,.1f} s / {r['wall_s']:.2f} s"),

@@ -73,6 +73,9 @@ class NetworkBytes(Out):
     prefix_fetch: Bytes
     prefix_store: Bytes
     tp_allreduce: Bytes
+    ep_all_to_all: Bytes = Field(
+        0.0, description="MoE dispatch + combine bytes inside expert-parallel instances"
+    )
 
 
 class LayerUtilization(Out):

@@ -67,8 +67,13 @@ class ServingSimulation:
         store = sc.kv_store
         self.store_enabled = store.enabled
 
-        def timing(gpu_name: str, tp: int, key: str, model: Any = None) -> RooflineTiming:
+        def timing(gpu_name: str, tp: int, key: str, ep: int | None = None,
+                   model: Any = None) -> Any:  # fmt: skip
             try:
+                if ep is not None:  # expert-parallel instance (routed experts EP, attention DP)
+                    from aifabric.serving.moe import scenario_ep_timing
+
+                    return scenario_ep_timing(sc, self.model, get_gpu(gpu_name), ep)
                 return RooflineTiming(
                     model=self.model if model is None else model, gpu=get_gpu(gpu_name), tp=tp,
                     weight_dtype=sc.compute.weight_dtype, kv_dtype=sc.compute.kv_dtype,
@@ -80,7 +85,7 @@ class ServingSimulation:
 
         spec = sc.compute.speculative
 
-        def speculate(base: RooflineTiming, gpu_name: str) -> IterationTiming:
+        def speculate(base: IterationTiming, gpu_name: str) -> IterationTiming:
             """The decode side's timing: speculative when compute.speculative is on."""
             if not spec.enabled:
                 return base
@@ -93,21 +98,24 @@ class ServingSimulation:
                     raise ConfigError(
                         f"scenario key compute.speculative.draft_cost: {exc}"
                     ) from None
-                draft = timing(gpu_name, base.tp, "compute.speculative.draft_cost", model)
+                draft = timing(gpu_name, base.tp, "compute.speculative.draft_cost", model=model)
             else:
                 cost = float(spec.draft_cost)
             return SpeculativeTiming(base=base, draft_tokens=spec.draft_tokens,
                                      acceptance_rate=spec.acceptance_rate, draft_cost=cost,
                                      draft=draft)  # fmt: skip
 
+        key_c = "cluster.tp" if cl.ep is None else "cluster.ep"
+        key_p = "cluster.prefill_tp" if cl.prefill_ep is None else "cluster.prefill_ep"
+        key_d = "cluster.decode_tp" if cl.decode_ep is None else "cluster.decode_ep"
         tp_p: IterationTiming
         tp_d: IterationTiming | None
         if cl.mode == "colocated":
-            tp_p, tp_d = speculate(timing(sc.gpu, cl.tp, "cluster.tp"), sc.gpu), None
+            tp_p, tp_d = speculate(timing(sc.gpu, cl.tp, key_c, cl.ep), sc.gpu), None
         else:
-            tp_p = timing(cl.prefill_gpu or sc.gpu, cl.prefill_tp or cl.tp, "cluster.prefill_tp")
+            tp_p = timing(cl.prefill_gpu or sc.gpu, cl.prefill_tp or cl.tp, key_p, cl.prefill_ep)
             gpu_d = cl.decode_gpu or sc.gpu
-            tp_d = speculate(timing(gpu_d, cl.decode_tp or cl.tp, "cluster.decode_tp"), gpu_d)
+            tp_d = speculate(timing(gpu_d, cl.decode_tp or cl.tp, key_d, cl.decode_ep), gpu_d)
         check_autoscale(sc)
         if sc.workload.source != "trace":  # a trace's size is known once it is read
             check_serving_work(sc, tp_p, tp_d, synthetic_figures(sc), max_work)
@@ -118,18 +126,14 @@ class ServingSimulation:
         self.instances: list[Instance] = []
         self.network = FlowNetwork(self.sim, latency=sc.network.latency_s)
         if tp_d is None:
-            self.entry = [
-                self._instance("colocated", tp_p, "cluster.tp") for _ in range(cl.instances)
-            ]
+            self.entry = [self._instance("colocated", tp_p, key_c) for _ in range(cl.instances)]
             self.decoders: list[Instance] = []
         else:
             self.entry = [
-                self._instance("prefill", tp_p, "cluster.prefill_tp")
-                for _ in range(cl.prefill_instances)
+                self._instance("prefill", tp_p, key_p) for _ in range(cl.prefill_instances)
             ]
             self.decoders = [
-                self._instance("decode", tp_d, "cluster.decode_tp")
-                for _ in range(cl.decode_instances)
+                self._instance("decode", tp_d, key_d) for _ in range(cl.decode_instances)
             ]
         # Network: each instance's NICs (tp x per-GPU NIC) as one egress and one ingress port;
         # with a fabric, its GPUs' NIC ports on the fabric instead (added with the fabric).

@@ -121,6 +121,37 @@ class Cluster(_Section):
     prefill_gpu: str | None = None  # default: the scenario's gpu (seed 003: H800 / H20)
     decode_gpu: str | None = None
     gpu_memory_utilization: Fraction = 0.9  # share of HBM for weights + KV (vLLM default)
+    # Expert parallelism (serving.moe): an instance of ep GPUs, routed experts over EP ranks,
+    # attention + shared experts data-parallel on every GPU (tp = 1); None = TP instances.
+    ep: Annotated[int, Field(ge=1)] | None = None  # colocated
+    prefill_ep: Annotated[int, Field(ge=1)] | None = None  # disaggregated (DeepSeek: 32)
+    decode_ep: Annotated[int, Field(ge=1)] | None = None  # (DeepSeek: 144)
+    dp_attention: Annotated[int, Field(ge=1)] | None = None  # default / only value: ep
+    prefill_dp_attention: Annotated[int, Field(ge=1)] | None = None
+    decode_dp_attention: Annotated[int, Field(ge=1)] | None = None
+    redundant_experts: Annotated[int, Field(ge=0)] = 0  # replica slots per instance (DeepSeek 32)
+    expert_load_imbalance: Annotated[float, Field(ge=1)] = 1.0  # busiest GPU's tokens / mean
+    ep_overlap: bool = True  # all-to-all hidden behind compute (dual micro-batch / pipeline)
+    ep_compute_dtype: str = "bf16"  # EP matmul format (DeepSeek: fp8); core attention bf16
+    # dispatch / combine timing: alpha-beta on NIC + NVLink, or the flow-level engine on a
+    # fabric of the instance's GPUs (design as for `aifabric plan`, routing as for netsim)
+    ep_network: Literal["analytic", "flow"] = "analytic"
+    ep_fabric_design: Literal["rail_optimized", "clos", "spine_leaf"] = "rail_optimized"
+    ep_routing: Literal["ecmp", "ecmp_qp", "spray", "adaptive"] = "ecmp"
+
+    @model_validator(mode="after")
+    def _ep_layout(self) -> Cluster:
+        for pre in ("", "prefill_", "decode_"):
+            ep, dp = getattr(self, f"{pre}ep"), getattr(self, f"{pre}dp_attention")
+            tp = getattr(self, f"{pre}tp") if pre else self.tp
+            if dp is not None and dp != ep:
+                raise ValueError(
+                    f"{pre}dp_attention(={dp}) must equal {pre}ep(={ep}): EP instances run "
+                    "attention data-parallel with tp = 1 on every GPU"
+                )
+            if ep is not None and tp not in (None, 1):
+                raise ValueError(f"{pre}tp(={tp}) must be 1 (or unset) with {pre}ep(={ep})")
+        return self
 
 
 class Speculative(_Section):

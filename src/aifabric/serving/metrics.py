@@ -127,6 +127,10 @@ def summarize(cluster: Any) -> dict[str, Any]:
     out_tokens = int(table["output"].sum())
     _, depth = queue_series(cluster, sc.metrics.sample_interval_s, sim_time)
     tp_bytes = sum(i.timing.tp_allreduce_bytes(i.tokens_processed) for i in cluster.instances)
+    ep_bytes = sum(  # expert-parallel instances only (serving.moe)
+        getattr(i.timing, "ep_all_to_all_bytes", lambda _: 0.0)(i.tokens_processed)
+        for i in cluster.instances
+    )
     net = cluster.network
     prompt = max(cluster.prompt_tokens, 1)
     hit_tokens = sum(cluster.hits.values())
@@ -192,6 +196,7 @@ def summarize(cluster: Any) -> dict[str, Any]:
         "network_bytes": {
             **{kind: net.bytes_done[kind] for kind in KINDS},
             "tp_allreduce": tp_bytes,
+            "ep_all_to_all": ep_bytes,
         },
         "simulated_s": sim_time,
         "events": cluster.sim.events_run,
