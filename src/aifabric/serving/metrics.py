@@ -14,6 +14,9 @@ Definitions (per request):
   targets (rejected and unfinished requests miss). Goodput: such requests per simulated
   second.
 - ``simulated_s``: clock at the end (the last completion, or max_sim_time_s).
+- ``utilization_by_role`` and ``economics``: capacity utilisation (FLOP and HBM bytes over
+  peak x GPUs x time), cost, energy and their per-output-token figures, overall and per SLO
+  tier (defined in serving.economics and serving.work).
 - With a fabric: ``network_bytes_by_tier`` and ``network_utilization_by_tier`` per link
   layer (both directions counted; defined in serving.fabric).
 """
@@ -24,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from aifabric.serving.economics import economics, role_utilization
 from aifabric.serving.network import KINDS
 
 PERCENTILES = (50, 95, 99)
@@ -171,6 +175,7 @@ def summarize(cluster: Any) -> dict[str, Any]:
             "p99": float(np.percentile(depth, 99)) if depth.size else 0.0,
         },
         "utilization": {role: sum(v) / len(v) for role, v in roles.items()},
+        "utilization_by_role": role_utilization(cluster, sim_time),
         "mean_decode_batch": {role: sum(v) / len(v) for role, v in batch.items()},
         "preemptions": sum(i.preemptions for i in cluster.instances),
         "kv_cache": {
@@ -186,6 +191,8 @@ def summarize(cluster: Any) -> dict[str, Any]:
         "simulated_s": sim_time,
         "events": cluster.sim.events_run,
     }
+    tier_tokens = np.bincount(table["tier"], weights=table["output"], minlength=len(tiers))
+    out["economics"] = economics(cluster, sim_time, tier_tokens.astype(np.int64))
     if cluster.fabric is not None:  # see serving.fabric for what these count
         by_bytes, by_util = cluster.fabric.tier_figures(sim_time)
         out["network_bytes_by_tier"] = by_bytes
