@@ -6,7 +6,9 @@ and ``[1, 2]`` keep their types). Unknown keys, wrong types and impossible value
 ConfigErrors naming the dotted key. Quantities accept units: ``nic_bandwidth: 400G``
 (bits/s), ``capacity_per_server: 512GB``, ``ttl: 24h``. An optional ``fabric:`` section
 places the cluster on a planned fabric (the plan loader's fabric keys plus routing, qps and
-placement; see aifabric.serving.fabric).
+placement; see aifabric.serving.fabric). The ``economics:`` section prices GPU-hours,
+energy and the fabric and sets the power model behind cost and energy per output token
+(see aifabric.serving.economics).
 """
 
 from __future__ import annotations
