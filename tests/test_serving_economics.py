@@ -180,7 +180,12 @@ PD = {"cluster": {"mode": "disaggregated", "prefill_instances": 2, "decode_insta
 ])  # fmt: skip
 def test_tier_costs_and_energies_add_up_to_the_totals(extra: dict[str, Any]) -> None:
     """Whatever the cluster, every dollar and joule goes to some tier (when any ran)."""
+    from aifabric.outputs.schema_sim import RoleUtilization, ServeEconomics
+
     res = run(_merge(scenario(700, 90, 60, workload={"rate_rps": 8.0}), extra))
+    ServeEconomics.model_validate(res["economics"])  # the published models, fabric included
+    for u in res["utilization_by_role"].values():
+        RoleUtilization.model_validate(u)
     ec = res["economics"]
     tiers = ec["tiers"].values()
     assert math.fsum(t["cost_usd"] for t in tiers) == pytest.approx(ec["cost_usd"], rel=1e-12)
