@@ -407,3 +407,20 @@ def test_default_model_load_is_weights_over_the_load_bandwidth() -> None:
     want = 2 * get_model(MODEL).num_params / (130e9 / 84)
     assert sim.autoscaler.pools["colocated"].load_s == pytest.approx(want, rel=1e-12)
     assert 9.0 < want < 12.0
+
+
+def test_elastic_gpu_capital_counts_the_seconds_each_instance_was_held(
+    step_run: tuple[ServingSimulation, Any],
+) -> None:
+    """Cost follows the instances' lifetimes: GPU capital = (GPU-seconds held, i.e. the
+    pool's instance_time_s x tp) / 3600 x the GPU-hour price (economics.gpu_hour_price),
+    not the peak pool for the whole run."""
+    from aifabric.serving.economics import gpu_hour_price
+
+    sim, res = step_run
+    sc = sim.scenario
+    rate = gpu_hour_price(sc.economics, sc.gpu)
+    gpu_seconds = res["instance_time_s"]["colocated"] * sc.cluster.tp
+    assert res["economics"]["gpu_capital_usd"] == pytest.approx(gpu_seconds / 3600 * rate)
+    peak = res["autoscale"]["pools"]["colocated"]["peak_held"] * res["simulated_s"]
+    assert gpu_seconds < peak * sc.cluster.tp

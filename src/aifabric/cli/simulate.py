@@ -213,6 +213,50 @@ def _print_result(r: dict[str, Any], *, builtin: bool = False) -> None:
         table.add_row(name, f"{t['requests']:,}", met, f"{t['ttft_target_s']:g} s",
                       _ms(t["ttft_s"]), f"{1e3 * t['tbt_target_s']:g} ms", _ms(t["tbt_s"]))  # fmt: skip
     _console().print(table)
+    _print_economics(r)
+
+
+def _print_economics(r: dict[str, Any]) -> None:
+    """Capacity utilisation per role, and cost and energy per token (serving.economics)."""
+    from rich.table import Table
+
+    from aifabric.report.tables import _console
+
+    util = Table(title="capacity utilisation by role (serving.work)")
+    for col in ("role", "GPUs", "busy", "compute (FLOP / peak)", "HBM bandwidth", "activity"):
+        util.add_column(col)
+    for role, u in r["utilization_by_role"].items():
+        util.add_row(role, f"{u['gpus']}", f"{u['busy_fraction']:.1%}",
+                     f"{u['compute_utilization']:.1%}", f"{u['hbm_bandwidth_utilization']:.1%}",
+                     f"{u['activity_fraction']:.1%}")  # fmt: skip
+    _console().print(util)
+    ec = r["economics"]
+
+    def usd_m(v: float | None) -> str:
+        return "-" if v is None else f"{v:,.3f}"
+
+    def j_tok(v: float | None) -> str:
+        return "-" if v is None else f"{v:,.3f}"
+
+    prices = ", ".join(f"{g} {v:.2f}" for g, v in ec["gpu_hour_usd"].items())
+    title = (f"cost and energy over {r['simulated_s']:,.0f} s: {ec['cost_usd']:,.2f} USD "
+             f"(GPU capital {ec['gpu_capital_usd']:,.2f}, network capital "
+             f"{ec['network_capital_usd']:,.2f}, energy {ec['energy_cost_usd']:,.2f}), "
+             f"{ec['energy_j'] / 3.6e6:,.2f} kWh, mean {ec['mean_power_w'] / 1e3:,.1f} kW; "
+             f"USD/GPU-hour: {prices}")  # fmt: skip
+    table = Table(title=title)
+    for col in ("tier", "output tokens", "cost USD", "USD / 1M output tokens", "energy kWh",
+                "J / output token"):  # fmt: skip
+        table.add_column(col)
+    for name, t in ec["tiers"].items():
+        table.add_row(name, f"{t['output_tokens']:,}", f"{t['cost_usd']:,.2f}",
+                      usd_m(t["usd_per_million_output_tokens"]), f"{t['energy_j'] / 3.6e6:,.3f}",
+                      j_tok(t["j_per_output_token"]))  # fmt: skip
+    tokens = sum(t["output_tokens"] for t in ec["tiers"].values())
+    table.add_row("all", f"{tokens:,}", f"{ec['cost_usd']:,.2f}",
+                  usd_m(ec["usd_per_million_output_tokens"]), f"{ec['energy_j'] / 3.6e6:,.3f}",
+                  j_tok(ec["j_per_output_token"]))  # fmt: skip
+    _console().print(table)
 
 
 @simulate_app.command("collective")

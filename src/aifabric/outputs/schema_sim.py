@@ -13,6 +13,8 @@ from aifabric.outputs.schema_base import (
     Enum,
     Flop,
     FlopPerS,
+    Joules,
+    JoulesPerToken,
     MeanCount,
     Out,
     ParallelPlan,
@@ -20,6 +22,9 @@ from aifabric.outputs.schema_base import (
     PerS,
     Ratio,
     Seconds,
+    Usd,
+    UsdPerMTokens,
+    Watts,
 )
 
 # --- serving ---------------------------------------------------------------------------
@@ -89,9 +94,55 @@ class LayerUtilization(Out):
 
 
 FabricLayer = Literal["endpoint_leaf", "leaf_spine", "spine_core"]
-
-
 Role = Literal["colocated", "prefill", "decode"]
+
+
+class RoleUtilization(Out):
+    """Capacity used by a role's GPUs over simulated_s (serving.economics, serving.work)."""
+
+    gpus: int
+    busy_fraction: Ratio = Field(description="GPU-time an iteration was running / GPU-time")
+    compute_utilization: Ratio = Field(
+        description="FLOP executed / (dense peak FLOP/s x GPUs x simulated_s)"
+    )
+    hbm_bandwidth_utilization: Ratio = Field(
+        description="HBM bytes moved (weights, KV read, KV written) / (HBM bandwidth x GPUs x "
+        "simulated_s)"
+    )
+    activity_fraction: Ratio = Field(
+        description="time mean of each iteration's max(compute, HBM) use: the power model's load"
+    )
+    flop: Flop
+    hbm_bytes: Bytes
+
+
+class TierEconomics(Out):
+    gpu_s: Seconds = Field(description="GPU-seconds of the iterations its requests were in")
+    cost_usd: Usd
+    energy_j: Joules
+    output_tokens: int = Field(description="output tokens of the tier's completed requests")
+    usd_per_million_output_tokens: UsdPerMTokens | None
+    j_per_output_token: JoulesPerToken | None
+
+
+class ServeEconomics(Out):
+    """Cost and energy of the simulated interval (defined in serving.economics)."""
+
+    gpus: int
+    gpu_hour_usd: dict[str, Usd] = Field(description="capital price per GPU-hour, by GPU")
+    cost_usd: Usd
+    gpu_capital_usd: Usd
+    network_capital_usd: Usd
+    energy_cost_usd: Usd
+    energy_j: Joules = Field(description="IT energy: GPUs + fabric (before PUE)")
+    gpu_energy_j: Joules
+    network_energy_j: Joules
+    mean_power_w: Watts
+    network_capex_usd: Usd | None = Field(description="with a fabric: its BOM cost (likely)")
+    network_power_w: Watts | None = Field(description="with a fabric: its BOM power")
+    usd_per_million_output_tokens: UsdPerMTokens | None
+    j_per_output_token: JoulesPerToken | None
+    tiers: dict[str, TierEconomics]
 
 
 class AutoscalePool(Out):
@@ -148,7 +199,8 @@ class ServeOutput(Out):
     throughput: Throughput
     goodput_requests_per_s: PerS
     queue_depth: QueueDepth
-    utilization: dict[str, Ratio]
+    utilization: dict[str, Ratio] = Field(description="busy time / simulated_s, per role")
+    utilization_by_role: dict[Role, RoleUtilization]
     mean_decode_batch: dict[str, MeanCount]
     instance_time_s: dict[Role, Seconds] = Field(
         description="per pool: seconds its instances were held (for costing)"
@@ -158,6 +210,7 @@ class ServeOutput(Out):
     network_bytes: NetworkBytes
     simulated_s: Seconds
     events: int
+    economics: ServeEconomics
     network_bytes_by_tier: dict[FabricLayer, Bytes] | None = Field(
         None, description="with a fabric: bytes over each link layer, both directions counted"
     )

@@ -6,7 +6,9 @@ and ``[1, 2]`` keep their types). Unknown keys, wrong types and impossible value
 ConfigErrors naming the dotted key. Quantities accept units: ``nic_bandwidth: 400G``
 (bits/s), ``capacity_per_server: 512GB``, ``ttl: 24h``. An optional ``fabric:`` section
 places the cluster on a planned fabric (the plan loader's fabric keys plus routing, qps and
-placement; see aifabric.serving.fabric).
+placement; see aifabric.serving.fabric). The ``economics:`` section prices GPU-hours,
+energy and the fabric and sets the power model behind cost and energy per output token
+(see aifabric.serving.economics).
 """
 
 from __future__ import annotations
@@ -283,6 +285,47 @@ class Metrics(_Section):
     sample_interval_s: Positive = 1.0  # queue depth / waiting time series
 
 
+class Economics(_Section):
+    """Prices and the power model behind cost and energy per token (serving.economics).
+
+    Defaults are stated assumptions, each with its basis; replace them with your own.
+    """
+
+    # USD per GPU-hour of capital, every GPU of the cluster. None: the GPU's catalog price
+    # (gpu_capex_usd, else parts.yaml gpus.<gpu>.price.likely) over amortization_years. A
+    # cloud rental price includes power and hosting: give it here and set
+    # energy_usd_per_kwh to 0 so that energy is not paid twice.
+    gpu_hour_usd: Annotated[float, Field(ge=0)] | None = None
+    gpu_capex_usd: Annotated[float, Field(ge=0)] | None = None  # per GPU; None: parts.yaml
+    # Straight-line life of GPUs and fabric. 5 years: an assumption inside the server
+    # lives the hyperscalers' filings state: Amazon 5 (a subset, from 6, effective 2025,
+    # 10-K for 2024), Meta 5.5 (from 2025), Microsoft and Alphabet 6 (from 2022-23).
+    amortization_years: Positive = 5.0
+    # USD per kWh of facility energy. 0.08: about the US average industrial price of
+    # 2023-24 (EIA Electric Power Monthly, tables 5.6.A/B: 7-9 cents/kWh in most regions).
+    energy_usd_per_kwh: Annotated[float, Field(ge=0)] = 0.08
+    # Facility energy / IT energy (cooling, power conversion). 1.3: an assumption between
+    # hyperscale fleets (~1.1, Google's reported fleet average) and the industry average
+    # (1.56 in the Uptime Institute Global Data Center Survey 2024; 1.58 in 2023); Uptime
+    # reports new large facilities at 1.3 or better.
+    pue: Annotated[float, Field(ge=1)] = 1.3
+    # GPU power P = TDP x (idle + (full - idle) x activity), activity per iteration = the
+    # busier of compute and HBM bandwidth at datasheet peak (serving.work). An idle GPU
+    # holding a CUDA context draws ~10% of an H100's 700 W TDP (nvidia-smi readings of
+    # 60-80 W are common; an assumption); full = 1: TDP at full activity.
+    idle_power_fraction: Annotated[float, Field(ge=0, le=1)] = 0.1
+    full_power_fraction: Fraction = 1.0
+
+    @model_validator(mode="after")
+    def _power_order(self) -> Economics:
+        if self.idle_power_fraction > self.full_power_fraction:
+            raise ValueError(
+                f"idle_power_fraction ({self.idle_power_fraction}) must not exceed "
+                f"full_power_fraction ({self.full_power_fraction})"
+            )
+        return self
+
+
 class ServeScenario(_Section):
     seed: Annotated[int, Field(ge=0)] = 0  # NumPy's generators take non-negative seeds
     model: str | dict[str, Any] = "llama3-8b"
@@ -298,6 +341,7 @@ class ServeScenario(_Section):
     slo: Slo = Slo()
     metrics: Metrics = Metrics()
     autoscale: Autoscale = Autoscale()
+    economics: Economics = Economics()
     # KV traffic on a planned fabric: plan's fabric keys + routing, qps, placement; checked
     # by aifabric.serving.fabric.scenario_fabric (parse_scenario calls it)
     fabric: dict[str, Any] | None = None

@@ -33,6 +33,7 @@ import numpy as np
 
 from aifabric.serving.compute import IterationTiming
 from aifabric.serving.request import Request
+from aifabric.serving.work import instance_work
 
 if TYPE_CHECKING:
     from aifabric.serving.kvstore.flat import FlatPrefixCache
@@ -52,14 +53,15 @@ class DecodeBatch:
         self.reqs: list[Request] = []
         self.n = 0
         self.context_total = 0
-        # Two 2-D blocks (ints: remaining, context, held; floats: last, maxgap) so that a
-        # compaction is two NumPy calls, not five; the named rows are views into them.
-        self._ints = np.zeros((3, capacity), np.int64)
+        # Two 2-D blocks (ints: remaining, context, held, SLO tier (economics: GPU-time by
+        # tier); floats: last, maxgap) so that a
+        # compaction is two NumPy calls, not six; the named rows are views into them.
+        self._ints = np.zeros((4, capacity), np.int64)
         self._floats = np.zeros((2, capacity))
         self._views()
 
     def _views(self) -> None:
-        self.remaining, self.context, self.held = self._ints
+        self.remaining, self.context, self.held, self.tier = self._ints
         self.last, self.maxgap = self._floats
 
     def add(self, req: Request) -> None:
@@ -76,6 +78,7 @@ class DecodeBatch:
         self.held[i] = req.held
         self.last[i] = req.last_token
         self.maxgap[i] = req.max_gap
+        self.tier[i] = req.tier
 
     def take_out(self, i: int, grow: bool) -> Request:
         """Remove sequence i, writing its progress back to its Request."""
@@ -152,6 +155,12 @@ class Instance:
         self.tokens_processed = 0
         self.prefill_tokens = 0
         self.preemptions = 0
+        # work done (serving.work) and GPU-seconds by SLO tier, for utilisation and cost
+        self.work = instance_work(cluster, timing)
+        self.flop = 0.0
+        self.hbm_bytes = 0.0
+        self.active_time = 0.0  # sum of iteration activity x duration (serving.work)
+        self.tier_gpu_seconds = np.zeros(len(cluster.scenario.slo.tiers))
         # links (set by the cluster)
         self.egress = -1
         self.ingress = -1
@@ -414,6 +423,7 @@ class Instance:
         assert run is not None
         k = run.k
         self.busy_time += float(run.cum[k - 1])
+        self._count_work(run, k)
         if run.decode:
             self._advance(run.start, run.steps[:k], run.cum[:k])
         for req, _, hi in run.items:
@@ -424,6 +434,28 @@ class Instance:
                 self._prefilled(req)
         self.run = None
         self._plan()
+
+    def _count_work(self, run: _Run, k: int) -> None:
+        """Add the ending iterations' FLOP, HBM bytes and activity (serving.work), and share
+        their GPU-seconds (tp x duration) among the requests in them by tokens processed."""
+        batch = self.batch
+        b = batch.n if run.decode else 0
+        span = float(run.cum[k - 1])
+        if run.items:  # one iteration: prefill chunks, and the batch's decodes if run.decode
+            chunks = [(lo, hi) for _, lo, hi in run.items]
+            w = self.work.iteration(chunks, b, float(batch.context_total) if b else 0.0, span)
+            per_token = self.timing.tp * span / (sum(hi - lo for lo, hi in chunks) + b)
+            for req, lo, hi in run.items:
+                self.tier_gpu_seconds[req.tier] += per_token * (hi - lo)
+        else:
+            w = self.work.decode_stretch(b, float(batch.context_total), run.steps[:k])
+            per_token = self.timing.tp * span / max(b, 1)
+        if b:
+            tiers = np.bincount(batch.tier[:b], minlength=self.tier_gpu_seconds.shape[0])
+            self.tier_gpu_seconds += per_token * tiers
+        self.flop += w[0]
+        self.hbm_bytes += w[1]
+        self.active_time += w[2]
 
     def _advance(self, start: float, steps: np.ndarray, cum: np.ndarray) -> None:
         """Every running sequence gains len(steps) tokens at the step ends start + cum."""

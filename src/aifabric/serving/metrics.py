@@ -17,6 +17,9 @@ Definitions (per request):
   pool's ``instance_time_s``, the seconds its instances were held (count x simulated_s
   for fixed pools; with autoscale, loading and draining included: serving.autoscale).
 - ``simulated_s``: clock at the end (the last completion, or max_sim_time_s).
+- ``utilization_by_role`` and ``economics``: capacity utilisation (FLOP and HBM bytes over
+  peak x GPUs x time), cost, energy and their per-output-token figures, overall and per SLO
+  tier (defined in serving.economics and serving.work).
 - With a fabric: ``network_bytes_by_tier`` and ``network_utilization_by_tier`` per link
   layer (both directions counted; defined in serving.fabric).
 """
@@ -27,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from aifabric.serving.economics import economics, role_utilization
 from aifabric.serving.network import KINDS
 
 PERCENTILES = (50, 95, 99)
@@ -186,6 +190,7 @@ def summarize(cluster: Any) -> dict[str, Any]:
         "utilization": utilization,
         "mean_decode_batch": mean_batch,
         "instance_time_s": held,
+        "utilization_by_role": role_utilization(cluster, sim_time),
         "preemptions": sum(i.preemptions for i in cluster.instances),
         "kv_cache": {
             "hit_ratio": hit_tokens / prompt,
@@ -213,6 +218,8 @@ def summarize(cluster: Any) -> dict[str, Any]:
             "draft_cost": spec.draft_cost,
             "expected_step_tokens": expected_tokens(spec.draft_tokens, spec.acceptance_rate),
         }
+    tier_tokens = np.bincount(table["tier"], weights=table["output"], minlength=len(tiers))
+    out["economics"] = economics(cluster, sim_time, tier_tokens.astype(np.int64))
     if cluster.fabric is not None:  # see serving.fabric for what these count
         by_bytes, by_util = cluster.fabric.tier_figures(sim_time)
         out["network_bytes_by_tier"] = by_bytes
