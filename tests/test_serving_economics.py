@@ -297,3 +297,28 @@ def test_decode_pool_busy_is_not_capacity() -> None:
     assert d["compute_utilization"] < 0.1 < d["busy_fraction"]
     assert d["hbm_bandwidth_utilization"] <= 0.8 * d["busy_fraction"] + 1e-9
     assert np.isclose(d["gpus"], 3)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    batch=st.integers(1, 300),
+    context=st.floats(0, 1e6),
+    k=st.integers(1, 400),
+    slow=st.floats(1.0, 3.0),
+    cap=st.booleans(),
+)
+def test_closed_form_decode_stretch_equals_step_by_step(batch, context, k, slow, cap) -> None:
+    """IterationWork.decode_stretch sums its affine series in closed form; it must equal
+    the direct per-step sums (FLOP, bytes, and min(dt, max(compute, memory)) activity),
+    whether or not the step durations cap the activity."""
+    gpu = get_gpu("h100-sxm")
+    w = IterationWork.of(get_model("llama3-8b"), tp=1, peak_flops=gpu.peak_flops("bf16"),
+                         hbm_bandwidth=gpu.hbm_bandwidth)  # fmt: skip
+    ctx = context + batch * np.arange(k, dtype=np.float64)
+    flop = batch * w.flop0 + w.slope * ctx
+    moved = w.weights_read(batch) + w.kv * (ctx + batch)
+    ideal = np.maximum(flop / w.peak, moved / w.bandwidth)
+    steps = ideal * slow if not cap else ideal[::-1].copy() * 0.999
+    got = w.decode_stretch(batch, context, steps)
+    want = (flop.sum(), moved.sum(), np.minimum(steps, ideal).sum())
+    assert got == pytest.approx(want, rel=1e-9)

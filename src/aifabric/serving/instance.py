@@ -49,9 +49,10 @@ class DecodeBatch:
     as a running sum so a stretch needs no reduction over the batch.
     """
 
-    def __init__(self, capacity: int = 64) -> None:
+    def __init__(self, capacity: int = 64, tiers: int = 1) -> None:
         self.reqs: list[Request] = []
         self.n = 0
+        self.tier_n = np.zeros(tiers, np.int64)  # running sequences per SLO tier
         self.context_total = 0
         # Two 2-D blocks (ints: remaining, context, held, SLO tier (economics: GPU-time by
         # tier); floats: last, maxgap) so that a
@@ -72,6 +73,7 @@ class DecodeBatch:
             self._views()
         self.reqs.append(req)
         self.n = i + 1
+        self.tier_n[req.tier] += 1
         self.remaining[i] = req.output - req.generated
         self.context[i] = req.prefill_len
         self.context_total += req.prefill_len
@@ -99,6 +101,7 @@ class DecodeBatch:
         self.context_total -= int(self.context[:n].sum()) - int(self.context[idx].sum())
         self._ints[:, :m] = self._ints[:, idx]
         self._floats[:, :m] = self._floats[:, idx]
+        self.tier_n = np.bincount(self.tier[:m], minlength=self.tier_n.shape[0])
         reqs = self.reqs
         self.reqs = [reqs[i] for i in idx.tolist()]
         self.n = m
@@ -139,7 +142,7 @@ class Instance:
         self.waiting: list[tuple[int, int, Request]] = []
         self.chunking: list[Request] = []
         self.incoming: list[Request] = []
-        self.batch = DecodeBatch()
+        self.batch = DecodeBatch(tiers=len(cluster.scenario.slo.tiers))
         self.kv_used = 0
         self.promised = 0  # decode role: sequences reserved but not yet arrived
         self.backlog: dict[int, float] = {}  # estimated prefill seconds queued, by priority
@@ -451,8 +454,7 @@ class Instance:
             w = self.work.decode_stretch(b, float(batch.context_total), run.steps[:k])
             per_token = self.timing.tp * span / max(b, 1)
         if b:
-            tiers = np.bincount(batch.tier[:b], minlength=self.tier_gpu_seconds.shape[0])
-            self.tier_gpu_seconds += per_token * tiers
+            self.tier_gpu_seconds += per_token * batch.tier_n
         self.flop += w[0]
         self.hbm_bytes += w[1]
         self.active_time += w[2]

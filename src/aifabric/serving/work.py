@@ -32,6 +32,7 @@ Peak FLOP/s is the GPU's dense figure for the compute dtype (catalog gpus.yaml).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -106,15 +107,57 @@ class IterationWork:
                        ) -> tuple[float, float, float]:  # fmt: skip
         """(FLOP, HBM bytes, activity-seconds) of len(steps) decode steps of ``batch``
         sequences whose KV context is ``context`` at the first step and grows by ``batch``
-        a step; ``steps`` are the steps' durations."""
-        k = steps.shape[0]
+        a step; ``steps`` are the steps' durations.
+
+        Closed form (a stretch runs once per event, so this is a hot path): step j has
+        FLOP f(j) = b F(0) + slope (C + b j) and bytes m(j) = W + kv (C + b j + b), both
+        affine in j, so their sums are arithmetic series; its activity is
+        min(dt_j, max(f(j) / peak, m(j) / bandwidth)), and the max of two affine functions
+        is summed piecewise about their crossing. The cap by dt_j is exact when the
+        shortest step is at least the largest ideal time (a convex function of j, so
+        largest at an end) -- always, for a timing no faster than the datasheet peaks;
+        otherwise the steps are summed one by one.
+        """
+        k = int(steps.shape[0])
         if batch <= 0 or k == 0:
             return 0.0, 0.0, 0.0
-        ctx = context + batch * np.arange(k, dtype=np.float64)
-        flop = batch * self.flop0 + self.slope * ctx
-        moved = float(self.weights_read(batch)) + self.kv * (ctx + batch)
-        active = np.minimum(steps, np.maximum(flop / self.peak, moved / self.bandwidth))
-        return float(flop.sum()), float(moved.sum()), float(active.sum())
+        b = float(batch)
+        series = k * context + b * k * (k - 1) / 2.0  # sum over j of the context C + b j
+        flop = k * b * self.flop0 + self.slope * series
+        weights = float(self.weights_read(batch))
+        moved = k * weights + self.kv * (series + k * b)
+        # ideal seconds of step j: max(a0 + a1 j, m0 + m1 j)
+        a0 = (b * self.flop0 + self.slope * context) / self.peak
+        a1 = self.slope * b / self.peak
+        m0 = (weights + self.kv * (context + b)) / self.bandwidth
+        m1 = self.kv * b / self.bandwidth
+        last = k - 1
+        top = max(a0 + a1 * last, m0 + m1 * last, a0, m0)
+        if float(steps.min()) < top:  # the cap binds somewhere: step by step
+            ctx = context + b * np.arange(k, dtype=np.float64)
+            ideal = np.maximum((b * self.flop0 + self.slope * ctx) / self.peak,
+                               (weights + self.kv * (ctx + b)) / self.bandwidth)  # fmt: skip
+            return flop, moved, float(np.minimum(steps, ideal).sum())
+        return flop, moved, _sum_max_affine(a0, a1, m0, m1, k)
+
+
+def _sum_max_affine(a0: float, a1: float, m0: float, m1: float, k: int) -> float:
+    """sum_{j=0}^{k-1} max(a0 + a1 j, m0 + m1 j), exactly, without an array: the
+    difference d(j) = (a0 - m0) + (a1 - m1) j is monotone, so the a-line wins on one side
+    of its root and the m-line on the other."""
+
+    def line(c0: float, c1: float, lo: int, hi: int) -> float:  # sum over j in [lo, hi)
+        n = hi - lo
+        return c0 * n + c1 * (lo + hi - 1) * n / 2.0 if n > 0 else 0.0
+
+    da, dd = a0 - m0, a1 - m1
+    if dd == 0:
+        return line(a0, a1, 0, k) if da >= 0 else line(m0, m1, 0, k)
+    if dd > 0:  # d >= 0 from j0 = ceil(-da / dd) on
+        j0 = min(k, max(0, math.ceil(-da / dd)))
+        return line(m0, m1, 0, j0) + line(a0, a1, j0, k)
+    j1 = min(k, max(0, math.floor(da / -dd) + 1))  # d >= 0 up to floor(da / -dd)
+    return line(a0, a1, 0, j1) + line(m0, m1, j1, k)
 
 
 def instance_work(cluster: Any, timing: Any) -> IterationWork:
