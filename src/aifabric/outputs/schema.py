@@ -38,6 +38,7 @@ from aifabric.outputs.schema_base import (
 from aifabric.outputs.schema_sim import (
     ServeOutput,
     SimulateCollectiveOutput,
+    TimingOutput,
     SimulateTrainOutput,
     TraceOutput,
 )
@@ -509,6 +510,7 @@ COMMANDS: dict[str, type[Out]] = {
     "simulate serve": ServeOutput,
     "simulate collective": SimulateCollectiveOutput,
     "simulate train": SimulateTrainOutput,
+    "timing": TimingOutput,
 }
 
 #: Every JSON output may carry ``notes`` when a non-finite number became null
