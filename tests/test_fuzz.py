@@ -50,7 +50,7 @@ NAMED = {
         "mixtral-8x7b",
         "gpt3-175b",
         "nope",
-    ],  # fmt: skip
+    ],
     "timing": ["auto", "profile", "roofline", "x"],
     "weight_dtype": ["bf16", "fp16", "fp8", "x"],
     "gpu": ["h100-sxm", "h800", "gb200-nvl72", "b200", "x"],

@@ -220,7 +220,7 @@ VARIANTS = [
         "--prompt-tokens",
         "1024",
         "--json",
-    ],  # fmt: skip
+    ],
     ["timing", "--model", "llama3-8b", "--gpu", "a100-80g", "--tp", "1", "--json"],
     ["traffic", "train", "-f", "examples/train/llama3-70b-tp8-pp8-dp16.yaml", "--json"],
     ["traffic", "train", "-f", "examples/train/deepseek-v3-ep64.yaml", "--json"],

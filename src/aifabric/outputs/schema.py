@@ -38,8 +38,8 @@ from aifabric.outputs.schema_base import (
 from aifabric.outputs.schema_sim import (
     ServeOutput,
     SimulateCollectiveOutput,
-    TimingOutput,
     SimulateTrainOutput,
+    TimingOutput,
     TraceOutput,
 )
 
