@@ -4,11 +4,14 @@ One iteration may carry prefill tokens (compute-bound: FLOPs / (tp x peak x pref
 decode tokens (memory-bound: the instance's weights are read once, plus the KV cache of
 every decoding sequence, at tp x HBM bandwidth x decode_bandwidth_efficiency; or their
 FLOPs at decode_mfu if that is longer), or both (chunked prefill). Time is
-max(compute, memory) plus the TP all-reduces (2 per layer) of all the iteration's tokens,
-timed by the collectives module on the scale-up link (ring, per-direction bandwidth).
-The efficiency factors are named config fields; a measured calibration table can replace
-this class behind the same methods (``iteration_time``, ``decode_step_times``,
-``prefill_flops``).
+max(compute, memory) -- so a short prefill is memory-bound too: it cannot beat one read of
+the weights -- plus the TP all-reduces (2 per layer) of all the iteration's tokens, timed by
+the collectives module on the scale-up link (ring, per-direction bandwidth, scaleup_latency
+per step), plus a fixed ``iteration_overhead`` (scheduling, kernel launches) and
+``sequence_overhead`` per decoding sequence (sampling, per-sequence bookkeeping). The
+efficiency and overhead factors are named config fields (serving.config.Compute, fitted
+there to measured tables); the dataclass defaults here are the unfitted roofline. The
+measured tables themselves stand in behind the same protocol (serving.profile).
 """
 
 from __future__ import annotations
