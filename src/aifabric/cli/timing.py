@@ -38,6 +38,8 @@ def timing_cmd(
                              ("--prompt-tokens", prompt_tokens, 1)):  # fmt: skip
         if value < low:
             raise ConfigError(f"{name}(={value}) must be >= {low}")
+    if timing not in ("auto", "profile", "roofline"):
+        raise ConfigError(f"--timing(={timing!r}) must be one of auto, profile, roofline")
     spec = get_model(model)
     if context + 1 > spec.max_seq_len or prompt_tokens > spec.max_seq_len:
         raise ConfigError(f"--context/--prompt-tokens must fit {model}'s {spec.max_seq_len}-token"
