@@ -64,15 +64,16 @@ def _leave_one_out_errors(p: object) -> list[float]:
 @pytest.mark.parametrize("p", BIG, ids=lambda p: p.label)
 def test_profile_predicts_held_out_points(p: object) -> None:
     """Drop each interior point, interpolate it from its neighbours (then 4x apart in
-    tokens, 4x in batch). Decode: every point within 15 %. Prefill: mean within 15 %, every
-    point within 30 %; the measured prefill curve turns sharply between 2,048 and 4,096
-    tokens (H100 TP8: 137 -> 390 ms for 2x the tokens), which a 4x gap cannot follow, so 6
-    of the 28 TP4/TP8 held-out prefill points are 15-27 % off (reported, not tuned away)."""
+    tokens, 4x in batch). Decode: every point within 15 % (worst 8.4 %). Prefill: mean
+    within 15 %, every point within 20 %: the measured curve turns sharply between 2,048
+    and 4,096 tokens (H100 TP8: 135 -> 381 ms for 2x the tokens), which a 4x gap cannot
+    follow, so 2 of the 28 TP4/TP8 held-out prefill points (2,048 tokens, A100 TP4 and H100
+    TP8) are 16.8 % and 17.3 % off; reported, not tuned away."""
     errs = np.abs(_leave_one_out_errors(p))
     n = len(p.prefill) - 2  # type: ignore[attr-defined]
     pre, dec = errs[:n], errs[n:]
     assert dec.max() < 0.15, dec
-    assert pre.mean() < 0.15 and pre.max() < 0.30, pre
+    assert pre.mean() < 0.15 and pre.max() < 0.20, pre
 
 
 def test_profile_decode_follows_the_measured_context_sweep() -> None:
