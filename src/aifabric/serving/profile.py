@@ -149,7 +149,7 @@ class _Curve:
 
     def _inside(self, x: np.ndarray) -> np.ndarray:
         if not self.log:
-            return np.interp(x, self.xs, self.ys)
+            return np.asarray(np.interp(x, self.xs, self.ys), dtype=np.float64)
         lx, ly, m = np.log(self.xs), np.log(self.ys), self._m
         u = np.log(np.clip(x, self.xs[0], self.xs[-1]))
         i = np.clip(np.searchsorted(lx, u) - 1, 0, len(lx) - 2)
@@ -157,7 +157,8 @@ class _Curve:
         t = (u - lx[i]) / h
         h00, h10 = (1 + 2 * t) * (1 - t) ** 2, t * (1 - t) ** 2
         h01, h11 = t * t * (3 - 2 * t), t * t * (t - 1)
-        return np.exp(h00 * ly[i] + h10 * h * m[i] + h01 * ly[i + 1] + h11 * h * m[i + 1])
+        logy = h00 * ly[i] + h10 * h * m[i] + h01 * ly[i + 1] + h11 * h * m[i + 1]
+        return np.asarray(np.exp(logy), dtype=np.float64)
 
     def __call__(self, x: np.ndarray | float) -> np.ndarray:
         x = np.maximum(np.asarray(x, dtype=np.float64), 1.0)
