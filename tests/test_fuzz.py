@@ -42,7 +42,17 @@ NUMBERS = ["0", "1", "2", "4", "8", "16", "64", "1024", "-1", "0.5", "1e30", "1e
            "inf", "-inf", "abc", "", "3.7", "100000000"]  # fmt: skip
 GOOD_NUMBERS = ["1", "2", "4", "8", "16", "64", "0.5"]
 NAMED = {
-    "model": ["llama3-8b", "llama3-70b", "deepseek-v3", "mixtral-8x7b", "gpt3-175b", "nope"],
+    "model": [
+        "llama3-8b",
+        "llama3-70b",
+        "llama2-70b",
+        "deepseek-v3",
+        "mixtral-8x7b",
+        "gpt3-175b",
+        "nope",
+    ],
+    "timing": ["auto", "profile", "roofline", "x"],
+    "weight_dtype": ["bf16", "fp16", "fp8", "x"],
     "gpu": ["h100-sxm", "h800", "gb200-nvl72", "b200", "x"],
     "preset": ["dgx-superpod-h100", "dgx-superpod-gb200", "meta-llama3-24k", "alibaba-hpn", "z"],
     "switch": ["quantum-2-qm9700", "spectrum-4-sn5600", "tomahawk-5", "seed-51.2t", "q"],
@@ -95,7 +105,7 @@ NAMED = {
 SETS = ["workload.num_requests=50", "workload.num_requests=0", "workload.rate_rps=-1",
         "metrics.sample_interval_s=0", "compute.prefill_mfu=1e-9", "cluster.instances=2",
         "cluster.tp=3", "seed=-1", "nope.key=1", "workload.num_requests=1e30",
-        "batching.policy=static", "cluster.mode=disaggregated"]  # fmt: skip
+        "batching.policy=static", "cluster.mode=disaggregated", "compute.timing=profile"]  # fmt: skip
 INPUT_OPTIONS = ("file", "prices")
 OUTPUT_OPTIONS = (
     "graphml",

@@ -39,6 +39,13 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+#: The roofline before its overheads were fitted (issue 12): the queueing tests below set
+#: their loads against this instance capacity, so they keep it (their subject is queueing,
+#: not timing; tests/test_serving_timing.py checks the timing).
+UNFITTED = {"prefill_mfu": 0.5, "iteration_overhead_s": 0.0, "sequence_overhead_s": 0.0,
+            "scaleup_latency_s": 2e-6}  # fmt: skip
+
+
 def scenario(**sections: Any) -> dict[str, Any]:
     """A small colocated llama3-8b scenario (one tier, FIFO) with ``sections`` merged in."""
     base: dict[str, Any] = {
@@ -65,7 +72,12 @@ def simulate(data: dict[str, Any]) -> tuple[ServingSimulation, dict[str, Any]]:
 
 
 def timing(tp: int = 1) -> RooflineTiming:
-    return RooflineTiming(model=get_model(MODEL), gpu=get_gpu(GPU), tp=tp)
+    """The roofline the scenario's compute defaults build (MODEL has no measured profile)."""
+    from aifabric.serving.config import Compute
+    from aifabric.serving.profile import roofline_options
+
+    opts = roofline_options(Compute())
+    return RooflineTiming(model=get_model(MODEL), gpu=get_gpu(GPU), tp=tp, **opts)
 
 
 def service_time(t: RooflineTiming, prompt: int, output: int) -> tuple[float, float]:
@@ -166,7 +178,9 @@ def test_lone_request_latency_is_the_roofline_service_time() -> None:
     assert res["e2e_s"]["p99"] == pytest.approx(prefill + decode, rel=1e-9)
     # Sanity of the hand model itself: a decode step of llama3-8b on an H100 at batch 1 is
     # dominated by reading 16 GB of weights at 0.8 x 3.35 TB/s, i.e. about 6 ms.
-    assert 5e-3 < decode / (OUTPUT - 1) < 7e-3
+    # 16.1 GB of weights / (3.35 TB/s x 0.8) = 6.0 ms + 8 ms iteration + 0.3 ms sequence
+    # overhead (config.Compute, fitted) = 14.3 ms, plus the KV read
+    assert 14e-3 < decode / (OUTPUT - 1) < 15e-3
 
 
 def test_single_slot_queue_is_md1() -> None:
@@ -293,7 +307,9 @@ def test_bursty_arrivals_raise_tail_ttft() -> None:
     load = {"rate_rps": 15, "num_requests": 1500, **LOGNORMAL}
     res = {}
     for cv in (1.0, 4.0):
-        sim, res[cv] = simulate(scenario(seed=5, workload={**load, "burstiness_cv": cv}))
+        sim, res[cv] = simulate(
+            scenario(seed=5, workload={**load, "burstiness_cv": cv}, compute=UNFITTED)
+        )
         gaps = np.diff(sim.workload.times)
         assert gaps.std() / gaps.mean() == pytest.approx(cv, rel=0.25)
         assert gaps.mean() == pytest.approx(1 / 15, rel=0.25)
@@ -514,7 +530,9 @@ OVERLOAD = {"rate_rps": 30, "num_requests": 1500, **LOGNORMAL}  # ~1.5x one inst
 
 
 def test_priorities_protect_gold_under_overload() -> None:
-    sim, res = simulate(scenario(seed=6, workload=OVERLOAD, slo={"tiers": EQUAL_TIERS}))
+    sim, res = simulate(
+        scenario(seed=6, workload=OVERLOAD, compute=UNFITTED, slo={"tiers": EQUAL_TIERS})
+    )
     conserved(sim, res)
     tiers = res["tiers"]
     assert res["completed"] == 1500
@@ -554,10 +572,12 @@ def test_admission_control_rejects_for_slo() -> None:
 
 
 def test_admission_control_honours_priorities() -> None:
-    _, plain = simulate(scenario(seed=6, workload=OVERLOAD, slo={"tiers": EQUAL_TIERS}))
+    _, plain = simulate(
+        scenario(seed=6, workload=OVERLOAD, compute=UNFITTED, slo={"tiers": EQUAL_TIERS})
+    )
     # Premise: without admission control gold meets its 2 s TTFT target with a wide margin.
     assert plain["tiers"]["gold"]["ttft_s"]["p99"] < 0.25 * EQUAL_TIERS[0]["ttft_s"]
-    _, res = simulate(scenario(seed=6, workload=OVERLOAD,
+    _, res = simulate(scenario(seed=6, workload=OVERLOAD, compute=UNFITTED,
                                slo={"tiers": EQUAL_TIERS, "admission_control": True}))  # fmt: skip
     t = res["tiers"]
     share = {name: t[name]["rejected"] / t[name]["requests"] for name in t}

@@ -165,3 +165,40 @@ def get_compute_calibration(gpu_name: str) -> Any:
     if gpu_name in table:
         return table[gpu_name]
     return replace(table["default"], name=f"default (no calibration for {gpu_name})")
+
+
+SERVING_PROFILE_FILES = ("splitwise_sim.yaml",)
+
+
+@cache
+def serving_profiles() -> dict[tuple[str, str, int, str], Any]:
+    """Measured serving iteration tables (``data/serving_profiles/``) by (model, gpu, tp,
+    weight dtype class): aifabric.serving.profile.ServingProfile values."""
+    from aifabric.serving.profile import ServingProfile
+
+    out: dict[tuple[str, str, int, str], Any] = {}
+    for name in SERVING_PROFILE_FILES:
+        data = _load_yaml(f"serving_profiles/{name}")
+        for raw in data["profiles"]:
+            decode = [(float(b), float(s)) for b, _c, s in raw["decode"]]
+            contexts = {float(c) for _b, c, _s in raw["decode"]}
+            if len(contexts) != 1:
+                raise ConfigError(f"serving profile file {name}: one decode context per table")
+            profile = ServingProfile(
+                source=str(data["source"]), model=str(raw["model"]), gpu=str(raw["gpu"]),
+                tp=int(raw["tp"]), weight_dtype=str(raw["weight_dtype"]),
+                prefill=tuple((float(n), float(s)) for n, s in raw["prefill"]),
+                decode=tuple(decode), decode_context=contexts.pop(),
+                decode_context_points=tuple(
+                    (float(c), float(s)) for c, s in raw.get("decode_context", ())
+                ),
+            )  # fmt: skip
+            out[profile.key] = profile
+    return out
+
+
+def find_serving_profile(model: str, gpu: str, tp: int, weight_dtype: str) -> Any:
+    """The measured table for a deployment, or None (fp16 and bf16 share a table)."""
+    from aifabric.serving.profile import dtype_class
+
+    return serving_profiles().get((model, gpu, tp, dtype_class(weight_dtype)))

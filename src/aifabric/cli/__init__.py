@@ -7,7 +7,7 @@ s, bytes/s, USD, W), otherwise Rich tables. Errors are one line on stderr, exit 
 This module is the app root: it assembles the Typer app from one module per command group
 (:mod:`~aifabric.cli.traffic`, :mod:`~aifabric.cli.catalog`, :mod:`~aifabric.cli.net`,
 :mod:`~aifabric.cli.trace`, :mod:`~aifabric.cli.plan`, :mod:`~aifabric.cli.simulate`, and the
-single commands :mod:`~aifabric.cli.collective`, :mod:`~aifabric.cli.seeds` and
+single commands :mod:`~aifabric.cli.collective`, :mod:`~aifabric.cli.seeds`, :mod:`~aifabric.cli.timing` and
 :mod:`~aifabric.cli.schema`) and turns
 errors into exit codes. The edges (JSON, error lines, output files) live in
 :mod:`aifabric.cli.edges`; command modules import that, never this module.
@@ -30,6 +30,7 @@ from aifabric.cli.plan import plan_app
 from aifabric.cli.schema import schema_cmd
 from aifabric.cli.seeds import seeds
 from aifabric.cli.simulate import simulate_app
+from aifabric.cli.timing import timing_cmd
 from aifabric.cli.trace import trace_app
 from aifabric.cli.traffic import traffic_app
 from aifabric.errors import AifabricError
@@ -47,6 +48,7 @@ app.add_typer(simulate_app, name="simulate")
 app.command("seeds")(seeds)
 app.command("collective")(collective_cmd)
 app.command("schema")(schema_cmd)
+app.command("timing")(timing_cmd)
 
 
 def command() -> Any:

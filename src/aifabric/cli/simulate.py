@@ -178,7 +178,7 @@ def _print_result(r: dict[str, Any], *, builtin: bool = False) -> None:
     pools = " + ".join(f"{n} {role}" for role, n in s["instances"].items())
     net = r["network_bytes"]
     origin = " (built-in example; -f FILE for a scenario)" if builtin else ""
-    key_values(f"serving {s['model']}{origin}: {pools}, {s['batching']} batching, {s['routing']} routing", [
+    key_values(f"serving {s['model']}{origin}: {pools}, {s['batching']} batching, {s['routing']} routing; timing {s['timing_model']}", [
         ("requests (completed / rejected / in flight)",
          f"{r['requests']:,} ({r['completed']:,} / {r['rejected']:,} / {r['in_flight_at_end']:,})"),
         ("TTFT p50 / p95 / p99 (ms)", _ms(r["ttft_s"])),

@@ -39,6 +39,7 @@ from aifabric.outputs.schema_sim import (
     ServeOutput,
     SimulateCollectiveOutput,
     SimulateTrainOutput,
+    TimingOutput,
     TraceOutput,
 )
 
@@ -509,6 +510,7 @@ COMMANDS: dict[str, type[Out]] = {
     "simulate serve": ServeOutput,
     "simulate collective": SimulateCollectiveOutput,
     "simulate train": SimulateTrainOutput,
+    "timing": TimingOutput,
 }
 
 #: Every JSON output may carry ``notes`` when a non-finite number became null

@@ -39,6 +39,10 @@ class ServeScenarioOut(Out):
     workload: str = Field(description="'synthetic' or the trace's file name")
     kv_store: bool
     seed: int
+    timing_model: str = Field(
+        description="which iteration timing answered: 'profile: SOURCE MODEL GPU tpN' (a "
+        "measured table) or 'roofline (why)'; 'role: ...; role: ...' when the pools differ"
+    )
 
 
 class TierResult(Out):
@@ -370,3 +374,26 @@ class SimulateTrainOutput(Out):
     fabric: StepFabric
     wall_s: Seconds
     time_to_train_s: Seconds | None = None
+
+
+# --- timing ----------------------------------------------------------------------------
+
+
+class TimingOutput(Out):
+    """``aifabric timing``: prefill and decode iteration times of one serving deployment."""
+
+    model: str
+    gpu: str
+    tp: int
+    batch: int
+    context_tokens: int = Field(description="context (KV) tokens per decoding sequence")
+    prompt_tokens: int
+    timing: Literal["auto", "profile", "roofline"]
+    weight_dtype: str
+    prefill_s: Seconds = Field(description="one prefill iteration of prompt_tokens fresh tokens")
+    decode_iteration_s: Seconds
+    per_token_latency_s: Seconds = Field(
+        description="time between a sequence's tokens (TBT): one decode iteration"
+    )
+    decode_tokens_per_s: PerS
+    timing_model: str

@@ -29,7 +29,7 @@ import numpy as np
 from aifabric.des import Simulator
 from aifabric.errors import ConfigError
 from aifabric.serving.autoscale import Autoscaler, check_autoscale, pool_policy, pool_sizes
-from aifabric.serving.compute import IterationTiming, RooflineTiming
+from aifabric.serving.compute import IterationTiming
 from aifabric.serving.config import ServeScenario
 from aifabric.serving.estimate import check_serving_work, synthetic_figures
 from aifabric.serving.fabric import FabricPaths, scenario_fabric
@@ -37,6 +37,7 @@ from aifabric.serving.instance import Instance
 from aifabric.serving.kvstore import ConsistentHashRing, KVStore, Tier
 from aifabric.serving.kvstore.flat import FlatPrefixCache
 from aifabric.serving.network import FlowNetwork
+from aifabric.serving.profile import roofline_options, select_timing
 from aifabric.serving.request import Request
 from aifabric.serving.routing import make_router
 from aifabric.serving.source import Workload, build_workload
@@ -69,16 +70,19 @@ class ServingSimulation:
 
         def timing(gpu_name: str, tp: int, key: str, ep: int | None = None,
                    model: Any = None) -> Any:  # fmt: skip
+            comp = sc.compute
+            # A draft model (speculative decoding) takes a measured profile when one exists
+            # but does not require one: compute.timing=profile is about the deployment.
+            choice = comp.timing if model is None or comp.timing == "roofline" else "auto"
             try:
                 if ep is not None:  # expert-parallel instance (routed experts EP, attention DP)
                     from aifabric.serving.moe import scenario_ep_timing
 
                     return scenario_ep_timing(sc, self.model, get_gpu(gpu_name), ep)
-                return RooflineTiming(
+                return select_timing(
                     model=self.model if model is None else model, gpu=get_gpu(gpu_name), tp=tp,
-                    weight_dtype=sc.compute.weight_dtype, kv_dtype=sc.compute.kv_dtype,
-                    prefill_mfu=sc.compute.prefill_mfu, decode_mfu=sc.compute.decode_mfu,
-                    decode_bandwidth_efficiency=sc.compute.decode_bandwidth_efficiency,
+                    timing=choice, weight_dtype=comp.weight_dtype, kv_dtype=comp.kv_dtype,
+                    **roofline_options(comp),
                 )  # fmt: skip
             except ConfigError as exc:
                 raise ConfigError(f"scenario key {key}: {exc}") from None

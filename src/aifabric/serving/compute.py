@@ -4,11 +4,14 @@ One iteration may carry prefill tokens (compute-bound: FLOPs / (tp x peak x pref
 decode tokens (memory-bound: the instance's weights are read once, plus the KV cache of
 every decoding sequence, at tp x HBM bandwidth x decode_bandwidth_efficiency; or their
 FLOPs at decode_mfu if that is longer), or both (chunked prefill). Time is
-max(compute, memory) plus the TP all-reduces (2 per layer) of all the iteration's tokens,
-timed by the collectives module on the scale-up link (ring, per-direction bandwidth).
-The efficiency factors are named config fields; a measured calibration table can replace
-this class behind the same methods (``iteration_time``, ``decode_step_times``,
-``prefill_flops``).
+max(compute, memory) -- so a short prefill is memory-bound too: it cannot beat one read of
+the weights -- plus the TP all-reduces (2 per layer) of all the iteration's tokens, timed by
+the collectives module on the scale-up link (ring, per-direction bandwidth, scaleup_latency
+per step), plus a fixed ``iteration_overhead`` (scheduling, kernel launches) and
+``sequence_overhead`` per decoding sequence (sampling, per-sequence bookkeeping). The
+efficiency and overhead factors are named config fields (serving.config.Compute, fitted
+there to measured tables); the dataclass defaults here are the unfitted roofline. The
+measured tables themselves stand in behind the same protocol (serving.profile).
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ class IterationTiming(Protocol):
     """What the serving simulator asks of a timing model (the calibration seam): a table
     of measured iteration times can stand in for the roofline by providing these."""
 
+    @property
+    def name(self) -> str: ...
     @property
     def tp(self) -> int: ...
     @property
@@ -59,6 +64,9 @@ class RooflineTiming:
     decode_bandwidth_efficiency: float = 0.8
     decode_mfu: float = 0.5
     scaleup_latency: float = 2e-6  # s per collective step on NVLink
+    iteration_overhead: float = 0.0  # s per iteration (scheduling, launches, sampling)
+    sequence_overhead: float = 0.0  # s per decoding sequence in an iteration
+    note: str = ""  # why the roofline answers (shown in ``name``)
     # Derived once in __post_init__ (hot path): see _derive.
     _c: dict[str, float] = field(init=False, repr=False, compare=False, default_factory=dict)
 
@@ -69,6 +77,10 @@ class RooflineTiming:
                 raise ConfigError(f"compute.{name}(={value}) must be in (0, 1]")
         if self.tp < 1:
             raise ConfigError(f"tp(={self.tp}) must be >= 1")
+        for name in ("iteration_overhead", "sequence_overhead"):
+            value = getattr(self, name)
+            if not 0 <= value < 10:
+                raise ConfigError(f"compute.{name}_s(={value}) must be in [0, 10) s")
         weights = self.weight_bytes / self.tp
         if weights > self.gpu.hbm_bytes:
             raise ConfigError(
@@ -90,6 +102,11 @@ class RooflineTiming:
         fixed = self._allreduce_exact(0.0) if self.tp > 1 else 0.0
         c["ar_fixed"] = fixed
         c["ar_per_token"] = (self._allreduce_exact(1e6) - fixed) / 1e6 if self.tp > 1 else 0.0
+
+    @property
+    def name(self) -> str:
+        """Which timing model this is (the serve output's ``timing_model``)."""
+        return f"roofline ({self.note})" if self.note else "roofline"
 
     # ----- sizes --------------------------------------------------------------------------
     @property
@@ -144,6 +161,14 @@ class RooflineTiming:
         new = max(0.0, prompt_tokens - cached_tokens)
         return new * (self._c["flops0"] + self._c["slope"] * (cached_tokens + new / 2.0))
 
+    def prefill_compute_time(self, flops: float) -> float:
+        """Seconds for ``flops`` of prefill work at tp x peak x prefill_mfu."""
+        return flops / (self._c["peak"] * self.prefill_mfu)
+
+    def kv_read_time(self, context_tokens: float) -> float:
+        """Seconds to read ``context_tokens`` tokens of KV at the effective HBM rate."""
+        return context_tokens * self._c["kv"] / self._c["hbm"]
+
     # ----- iteration times ----------------------------------------------------------------
     def iteration_time(self, *, prefill_flops: float = 0.0, prefill_tokens: float = 0.0,
                        decode_batch: int = 0, decode_context: float = 0.0) -> float:  # fmt: skip
@@ -158,7 +183,8 @@ class RooflineTiming:
             decode_flops = decode_batch * c["flops0"] + c["slope"] * decode_context
             compute += decode_flops / (c["peak"] * self.decode_mfu)
         memory = (self._weights_read(tokens) + decode_context * c["kv"]) / c["hbm"]
-        return max(compute, memory) + self._allreduce_time(tokens)
+        fixed = self.iteration_overhead + self.sequence_overhead * decode_batch
+        return max(compute, memory) + self._allreduce_time(tokens) + fixed
 
     def prefill_time(self, prompt_tokens: float, cached_tokens: float = 0.0) -> float:
         """Seconds to prefill ``prompt_tokens`` of which ``cached_tokens`` come from cache."""
@@ -183,4 +209,6 @@ class RooflineTiming:
         context = context_tokens + batch * np.arange(steps, dtype=np.float64)
         compute = (batch * c["flops0"] + c["slope"] * context) / (c["peak"] * self.decode_mfu)
         memory = (self._weights_read(batch) + context * c["kv"]) / c["hbm"]
-        return np.maximum(compute, memory) + self._allreduce_time(batch)
+        fixed = self._allreduce_time(batch) + self.iteration_overhead
+        fixed += self.sequence_overhead * batch
+        return np.maximum(compute, memory) + fixed

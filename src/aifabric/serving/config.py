@@ -170,9 +170,29 @@ class Speculative(_Section):
 
 
 class Compute(_Section):
-    prefill_mfu: Fraction = 0.5
+    """How an instance's iterations are timed (aifabric.serving.compute / .profile).
+
+    ``timing``: ``profile`` answers from a measured table for the deployment's (model, gpu,
+    tp, weight dtype) (catalog ``data/serving_profiles/``; ConfigError if none), ``roofline``
+    from the roofline below, ``auto`` (default) the profile when one exists, else the
+    roofline. The roofline defaults are FITTED to the shipped tables (SplitwiseSim's
+    measured Llama-2-70B on DGX-A100/DGX-H100 at TP4 and TP8, 64 points; grid search
+    minimising the mean relative error, tests/test_serving_timing.py pins the result):
+    prefill_mfu 0.45; iteration_overhead_s 8 ms (scheduling, kernel launches, sampling:
+    measured decode iterations cost 29-45 ms where the weight read is 6-22 ms);
+    scaleup_latency_s 9 us per ring step of the 2 x layers TP all-reduces (the overhead grows
+    with TP: 160 all-reduces of 14 steps at TP8 = 20 ms); sequence_overhead_s 0.3 ms per
+    decoding sequence (batch 1 -> 64 adds 17-28 ms measured, the roofline's KV and FLOPs
+    ~2 ms). decode_bandwidth_efficiency 0.8 and decode_mfu 0.5 are not fitted.
+    """
+
+    timing: Literal["auto", "profile", "roofline"] = "auto"
+    prefill_mfu: Fraction = 0.45
     decode_bandwidth_efficiency: Fraction = 0.8
     decode_mfu: Fraction = 0.5
+    iteration_overhead_s: Annotated[float, _units(parse_duration), Field(ge=0, lt=10)] = 0.008
+    sequence_overhead_s: Annotated[float, _units(parse_duration), Field(ge=0, lt=10)] = 3e-4
+    scaleup_latency_s: Annotated[float, _units(parse_duration), Field(ge=0, lt=1)] = 9e-6
     weight_dtype: str = "bf16"
     kv_dtype: str = "bf16"
     speculative: Speculative = Speculative()

@@ -1,6 +1,6 @@
 """Up-front estimate of a serving simulation's work, for the resource guard (aifabric.guards).
 
-Two figures, from the scenario and the instances' roofline timing only:
+Two figures, from the scenario and the instances' iteration timing only:
 
 - events ~ requests x events per request: an arrival, a prefill iteration, the decode
   stretch it cuts and the one that ends with its last token (4, colocated); with PD also

@@ -161,6 +161,7 @@ def summarize(cluster: Any) -> dict[str, Any]:
             "workload": cluster.workload.name,
             "kv_store": sc.kv_store.enabled,
             "seed": sc.seed,
+            "timing_model": timing_model(cluster),
         },
         "requests": cluster.arrived,
         "completed": completed,
@@ -232,3 +233,13 @@ def _arrived_per_tier(cluster: Any, n: int) -> np.ndarray:
     for tier, c in cluster.tier_arrivals.items():
         counts[tier] = c
     return counts
+
+
+def timing_model(cluster: Any) -> str:
+    """Which timing model answered: one name, or ``role: name`` per pool when they differ."""
+    names: dict[str, str] = {}
+    for inst in cluster.instances:
+        names.setdefault(inst.role, inst.timing.name)
+    if len(set(names.values())) == 1:
+        return next(iter(names.values()))
+    return "; ".join(f"{role}: {name}" for role, name in names.items())

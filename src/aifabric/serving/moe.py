@@ -160,6 +160,11 @@ class EpTiming:
     _c: dict[str, float] = field(init=False, repr=False, compare=False, default_factory=dict)
     layout: EpLayout = field(init=False, repr=False, compare=False)
 
+    @property
+    def name(self) -> str:
+        """Which timing model this is (the serve output's ``timing_model``)."""
+        return f"expert-parallel roofline (ep{self.ep}; no measured profile)"
+
     def __post_init__(self) -> None:
         for name in ("prefill_mfu", "decode_bandwidth_efficiency", "decode_mfu"):
             value = getattr(self, name)

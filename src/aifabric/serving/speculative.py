@@ -65,6 +65,11 @@ class SpeculativeTiming:
 
     # ----- delegated ----------------------------------------------------------------------
     @property
+    def name(self) -> str:
+        """The target's timing model, with speculative decode steps on top."""
+        return f"{self.base.name}, speculative decode"
+
+    @property
     def tp(self) -> int:
         return self.base.tp
 

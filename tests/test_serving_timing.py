@@ -1,0 +1,197 @@
+"""Serving iteration timing against measurements (issue 12 item 1).
+
+Truth: SplitwiseSim's measured Llama-2-70B iteration times (catalog
+``data/serving_profiles/splitwise_sim.yaml``, derived from its ``data/perf_model.csv``, MIT).
+The profile timing must reproduce points it did not see (leave-one-out on interior points),
+and the roofline fallback, with its defaults fitted to those tables, must stay near them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from aifabric.catalog import find_serving_profile, get_gpu, get_model, serving_profiles
+from aifabric.errors import ConfigError
+from aifabric.serving.compute import RooflineTiming
+from aifabric.serving.config import Compute
+from aifabric.serving.profile import ProfileTiming, roofline_options, select_timing
+
+PROFILES = sorted(serving_profiles().values(), key=lambda p: p.key)
+BIG = [p for p in PROFILES if p.tp in (4, 8)]  # the issue's TP4 / TP8 deployments
+
+
+def _roofline(p: object, **kw: float) -> RooflineTiming:
+    opts = roofline_options(Compute()) | kw
+    return RooflineTiming(model=get_model(p.model), gpu=get_gpu(p.gpu), tp=p.tp, **opts)  # type: ignore[attr-defined]
+
+
+def _profile(p: object) -> ProfileTiming:
+    return ProfileTiming(profile=p, roofline=_roofline(p))  # type: ignore[arg-type]
+
+
+def test_tables_shipped() -> None:
+    """Llama-2-70B on A100 and H100 at TP 2/4/8, each with prefill and decode points."""
+    keys = {(p.model, p.gpu, p.tp) for p in PROFILES}
+    for gpu in ("a100-80g", "h100-sxm"):
+        for tp in (4, 8):
+            assert ("llama2-70b", gpu, tp) in keys
+    for p in PROFILES:
+        assert len(p.prefill) >= 8 and len(p.decode) >= 6
+        assert p.decode_context == pytest.approx(512 + 127 / 2)
+
+
+def _leave_one_out_errors(p: object) -> list[float]:
+    errs = []
+    for axis in ("prefill", "decode"):
+        pts = getattr(p, axis)
+        for i in range(1, len(pts) - 1):
+            held = replace(p, **{axis: pts[:i] + pts[i + 1 :]})  # type: ignore[type-var]
+            t = _profile(held)
+            x, measured = pts[i]
+            if axis == "prefill":
+                got = t.prefill_table_time(x)
+            else:
+                got = t.decode_step_time(int(x), x * p.decode_context)  # type: ignore[attr-defined]
+            errs.append(got / measured - 1)
+    return errs
+
+
+@pytest.mark.parametrize("p", BIG, ids=lambda p: p.label)
+def test_profile_predicts_held_out_points(p: object) -> None:
+    """Drop each interior point, interpolate it from its neighbours (then 4x apart in
+    tokens, 4x in batch). Decode: every point within 15 % (worst 8.4 %). Prefill: mean
+    within 15 %, every point within 20 %: the measured curve turns sharply between 2,048
+    and 4,096 tokens (H100 TP8: 135 -> 381 ms for 2x the tokens), which a 4x gap cannot
+    follow, so 2 of the 28 TP4/TP8 held-out prefill points (2,048 tokens, A100 TP4 and H100
+    TP8) are 16.8 % and 17.3 % off; reported, not tuned away."""
+    errs = np.abs(_leave_one_out_errors(p))
+    n = len(p.prefill) - 2  # type: ignore[attr-defined]
+    pre, dec = errs[:n], errs[n:]
+    assert dec.max() < 0.15, dec
+    assert pre.mean() < 0.15 and pre.max() < 0.20, pre
+
+
+def test_profile_decode_follows_the_measured_context_sweep() -> None:
+    """The batch-1 token sweep (context 575 -> 4,607, not used by the interpolation) is
+    matched by the table plus the KV-read term within 15 %."""
+    for p in BIG:
+        t = _profile(p)
+        for context, measured in p.decode_context_points:
+            assert t.decode_step_time(1, context) == pytest.approx(measured, rel=0.15)
+
+
+def _roofline_errors(p: object, **kw: float) -> np.ndarray:
+    r = _roofline(p, **kw)
+    e = [r.prefill_time(n) / s - 1 for n, s in p.prefill]  # type: ignore[attr-defined]
+    e += [r.decode_step_time(int(b), b * p.decode_context) / s - 1 for b, s in p.decode]  # type: ignore[attr-defined]
+    return np.array(e)
+
+
+def test_roofline_fitted_defaults_within_30_percent_of_the_tables() -> None:
+    """Fitted defaults: mean |error| over the TP4/TP8 tables <= 30 % for prefill and decode,
+    every decode point within 30 %; the unfitted roofline (no overheads, prefill_mfu 0.5,
+    2 us per step) was ~60 % off on decode. Long TP8 prefills stay up to ~46 % fast (the
+    measured TP8 MFU is ~20 %), which is what the profile is for."""
+    dec, pre, before = [], [], []
+    for p in BIG:
+        e = _roofline_errors(p)
+        pre += list(e[: len(p.prefill)])
+        dec += list(e[len(p.prefill) :])
+        b = _roofline_errors(p, iteration_overhead=0.0, sequence_overhead=0.0,
+                             scaleup_latency=2e-6, prefill_mfu=0.5)  # fmt: skip
+        before += list(b[len(p.prefill) :])
+    assert np.mean(np.abs(pre)) < 0.30 and np.mean(np.abs(dec)) < 0.30
+    assert np.max(np.abs(dec)) < 0.30
+    assert np.mean(np.abs(before)) > 0.5  # the optimism the fit removed
+
+
+@pytest.mark.parametrize("p", PROFILES, ids=lambda p: p.label)
+@settings(max_examples=40, deadline=None)
+@given(a=st.floats(1, 70000), b=st.floats(1, 70000), batch=st.integers(1, 300),
+       ctx=st.floats(0, 4000))  # fmt: skip
+def test_more_tokens_are_never_faster(
+    p: object, a: float, b: float, batch: int, ctx: float
+) -> None:
+    t = _profile(p)
+    lo, hi = sorted((a, b))
+    assert t.prefill_time(lo) <= t.prefill_time(hi) + 1e-12
+    c = batch * ctx
+    assert t.decode_step_time(batch, c) <= t.decode_step_time(batch + 1, c + ctx) + 1e-12
+    assert t.decode_step_time(batch, c) <= t.iteration_time(
+        prefill_flops=t.prefill_flops(lo), prefill_tokens=lo, decode_batch=batch, decode_context=c
+    )
+    assert t.prefill_time(lo) <= t.prefill_time(lo + 100.0, 100.0) + 1e-12  # cached context
+
+
+@pytest.mark.parametrize("p", PROFILES[:2] + PROFILES[-2:], ids=lambda p: p.label)
+def test_vectorised_decode_equals_scalar(p: object) -> None:
+    t = _profile(p)
+    for batch, ctx, steps in ((1, 0.0, 5), (7, 3000.0, 40), (64, 64 * 575.5, 3), (200, 1e5, 9)):
+        vec = t.decode_step_times(batch, ctx, steps)
+        scalar = [t.decode_step_time(batch, ctx + batch * i) for i in range(steps)]
+        np.testing.assert_allclose(vec, scalar, rtol=1e-12)
+    assert t.decode_step_times(0, 0.0, 3).tolist() == [0.0, 0.0, 0.0]
+
+
+def test_mixed_iteration_is_the_prefill_table_at_all_tokens_plus_kv() -> None:
+    """Hand derivation of the documented rule: t = prefill(p + b) + kv_read(C) when that
+    exceeds the decode part, exactly."""
+    p = find_serving_profile("llama2-70b", "h100-sxm", 8, "bf16")
+    t = _profile(p)
+    b, c, n = 16, 16 * 1000.0, 2048.0
+    expect = t.prefill_table_time(n + b) + t.roofline.kv_read_time(c)
+    got = t.iteration_time(prefill_flops=t.prefill_flops(n), prefill_tokens=n, decode_batch=b,
+                           decode_context=c)  # fmt: skip
+    assert got == pytest.approx(expect, rel=1e-12)
+    # At measured points the table is returned as measured.
+    assert t.prefill_time(4096) == pytest.approx(dict(p.prefill)[4096.0], rel=1e-9)
+
+
+def test_selection_auto_profile_roofline() -> None:
+    m, g = get_model("llama2-70b"), get_gpu("h100-sxm")
+    auto = select_timing(model=m, gpu=g, tp=8, timing="auto")
+    assert isinstance(auto, ProfileTiming)
+    assert auto.name == "profile: splitwise-sim llama2-70b h100-sxm tp8"
+    assert isinstance(select_timing(model=m, gpu=g, tp=8, timing="profile"), ProfileTiming)
+    roof = select_timing(model=m, gpu=g, tp=8, timing="roofline")
+    assert isinstance(roof, RooflineTiming) and roof.name.startswith("roofline")
+    other = select_timing(model=get_model("llama3-8b"), gpu=g, tp=1, timing="auto")
+    assert isinstance(other, RooflineTiming)
+    assert "no measured profile for llama3-8b h100-sxm tp1" in other.name
+    # fp8 weights are not what was measured: roofline
+    assert isinstance(select_timing(model=m, gpu=g, tp=8, weight_dtype="fp8"), RooflineTiming)
+    # sizes come from the model arithmetic either way
+    assert auto.kv_bytes_per_token == roof.kv_bytes_per_token == 80 * 2 * 8 * 128 * 2
+    assert auto.tp_allreduce_bytes(100) == roof.tp_allreduce_bytes(100)
+
+
+def test_unknown_deployment_with_profile_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="no measured serving profile"):
+        select_timing(model=get_model("llama3-8b"), gpu=get_gpu("h100-sxm"), tp=1,
+                      timing="profile")  # fmt: skip
+
+
+def test_serve_and_timing_cli_say_which_model_answered(capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from aifabric.cli import main
+
+    assert main(["simulate", "serve", "--set", "model=llama2-70b", "--set", "gpu=h100-sxm",
+                 "--set", "cluster.tp=8", "--set", "workload.num_requests=30", "--json"]) == 0  # fmt: skip
+    out = json.loads(capsys.readouterr().out)
+    assert out["scenario"]["timing_model"] == "profile: splitwise-sim llama2-70b h100-sxm tp8"
+    # measured 30-50 ms per token at batch 1..64 (SplitwiseSim H100 TP8)
+    assert 0.029 < out["tbt_s"]["p50"] < 0.051
+    assert main(["timing", "--tp", "8", "--batch", "1", "--context", "575", "--json"]) == 0
+    t = json.loads(capsys.readouterr().out)
+    assert t["decode_iteration_s"] == pytest.approx(0.029762, rel=1e-3)  # table, batch 1
+    assert main(["timing", "--model", "llama3-8b", "--tp", "1", "--timing", "profile",
+                 "--json"]) == 2  # fmt: skip
+    assert main(["timing", "--batch", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") <= 2 and "--batch" in err
