@@ -9,8 +9,10 @@ joins the instance's queue; otherwise the local hit is used. After prefill, the 
 blocks enter the local cache and the pool (``prefix_store`` bytes, written behind). With
 PD disaggregation the prompt's KV (kv_bytes_per_token x prompt, GQA/MLA aware) then moves
 to the decode instance with the most free KV memory (``kv_transfer`` bytes); decoding
-starts when it has arrived. Optional admission control rejects a request whose estimated
-TTFT already misses its tier's target. Every figure is gathered by serving.metrics.
+starts when it has arrived. Optional admission control (serving.admission) rejects a
+request whose predicted TTFT or TBT misses its tier's target, or whose joining would push
+an admitted request's tier past its TBT target. Every figure is gathered by
+serving.metrics.
 
 With a ``fabric:`` section the instances and memory servers are placed on a planned fabric
 and every transfer crosses its routed links (serving.fabric); without one the network is
@@ -27,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from aifabric.des import Simulator
+from aifabric.serving.admission import POOL, Admission
 from aifabric.errors import ConfigError
 from aifabric.serving.autoscale import Autoscaler, check_autoscale, pool_policy, pool_sizes
 from aifabric.serving.compute import IterationTiming, RooflineTiming
@@ -185,6 +188,7 @@ class ServingSimulation:
                 [i.role for i in self.instances], len(self.servers), sc.seed, pairs, max_work,
             )  # fmt: skip
         self.router = make_router(sc.routing.policy)
+        self.admission = Admission(self)
         self.tiers = sc.slo.tiers
         self.pending: deque[Request] = deque()  # PD: waiting for decode memory
         # counters and records
@@ -324,6 +328,9 @@ class ServingSimulation:
         return req
 
     def _reject(self, req: Request, reason: str) -> None:
+        if req.group != -2:  # refused after admission (slo.early_rejection: none)
+            self.admission.done(req)
+            self.admission.rejected_prefill_tokens += req.prefill_len - req.cached
         self.rejected += 1
         self.rejected_by[reason] = self.rejected_by.get(reason, 0) + 1
         self.rejected_reqs.append(req)
@@ -341,15 +348,20 @@ class ServingSimulation:
         if need_entry > inst.kv_capacity:
             inst = next(i for i in self.entry if need_entry <= i.kv_capacity)
         fetch = self._plan_cache(req, inst)
-        if self.scenario.slo.admission_control:
-            estimate = (
+        adm = self.admission
+        if adm.enabled:
+            ttft = (
                 inst.estimated_wait(req.priority)
                 + fetch[0]
                 + inst.timing.prefill_time(req.prefill_len, req.cached)
             )
-            if estimate > self.scenario.slo.admission_slack * self.tiers[req.tier].ttft_s:
+            if ttft > adm.slack * self.tiers[req.tier].ttft_s:
                 self._reject(req, "slo")
                 return
+            if adm.mode != "none" and not adm.tbt_ok(req, inst, adm.mode, ttft):
+                self._reject(req, "slo_tbt")
+                return
+        adm.commit(req, POOL if self.decoders else inst.index)
         if fetch[1] <= 0:
             inst.enqueue(req)
             return
@@ -462,6 +474,17 @@ class ServingSimulation:
         self.queue_depth += delta
         self.queue_trace.append((self.sim.now, self.queue_depth))
 
+    def decode_gate(self, req: Request, inst: Instance) -> bool:
+        """``slo.early_rejection: none``: the TBT check when a prefilled request reaches
+        the decode stage (False: it was rejected there, its prefill wasted)."""
+        adm = self.admission
+        if not adm.enabled or adm.mode != "none" or req.preemptions:
+            return True
+        if adm.tbt_ok(req, inst, "current"):
+            return True
+        self._reject(req, "slo_decode")
+        return False
+
     def prefilled(self, req: Request, inst: Instance) -> None:
         now = self.sim.now
         if req.blocks and req.preemptions == 0:
@@ -484,6 +507,11 @@ class ServingSimulation:
             inst.release(req.held)
             req.held = 0
             self.finished(req, inst)
+            return
+        if not self.decode_gate(req, inst):
+            inst.release(req.held)
+            req.held = 0
+            inst.poke()
             return
         self.pending.append(req)
         self._start_transfers(inst)
@@ -526,6 +554,8 @@ class ServingSimulation:
     def finished(self, req: Request, inst: Instance) -> None:
         req.finish = req.last_token
         self.records.append(req)
+        start = req.kv_ready if inst.role == "decode" else req.first_token
+        self.admission.done(req, start if req.output > 1 else None)
         if inst.role == "decode" and self.pending:
             self._start_transfers()
         self._next_turn(req)

@@ -54,15 +54,16 @@ class DecodeBatch:
         self.n = 0
         self.context_total = 0
         # Two 2-D blocks (ints: remaining, context, held, SLO tier (economics: GPU-time by
-        # tier); floats: last, maxgap) so that a
-        # compaction is two NumPy calls, not six; the named rows are views into them.
+        # tier); floats: last, maxgap, start (when each sequence began decoding here, for
+        # admission control)) so that a compaction is two NumPy calls, not seven; the
+        # named rows are views into them.
         self._ints = np.zeros((4, capacity), np.int64)
-        self._floats = np.zeros((2, capacity))
+        self._floats = np.zeros((3, capacity))
         self._views()
 
     def _views(self) -> None:
         self.remaining, self.context, self.held, self.tier = self._ints
-        self.last, self.maxgap = self._floats
+        self.last, self.maxgap, self.start = self._floats
 
     def add(self, req: Request) -> None:
         i = self.n
@@ -79,6 +80,7 @@ class DecodeBatch:
         self.last[i] = req.last_token
         self.maxgap[i] = req.max_gap
         self.tier[i] = req.tier
+        self.start[i] = req.last_token if math.isnan(req.kv_ready) else req.kv_ready
 
     def take_out(self, i: int, grow: bool) -> Request:
         """Remove sequence i, writing its progress back to its Request."""
@@ -148,6 +150,14 @@ class Instance:
         self._admit_gap = math.nan  # EWMA of the time between admissions from the queue
         self._last_arrival: dict[int, float] = {}
         self._arrival_gap: dict[int, float] = {}  # EWMA of enqueue gaps, by priority
+        # for admission control (serving.admission): new prompt tokens queued, and EWMAs
+        # (weight 0.1) of a queued request's prefill seconds, FLOPs and new tokens
+        self.queued_new_tokens = 0
+        self.mean_prefill_time = 0.0
+        self.mean_prefill_flops = 0.0
+        self.mean_prefill_tokens = 0.0
+        self._prefill_samples = 0
+        self.recent_gap = math.nan  # EWMA (per token, weight 0.02) of the realized token gap
         self.run: _Run | None = None
         self._planning = False
         self.busy_time = 0.0
@@ -216,6 +226,18 @@ class Instance:
         req.enqueued = self.sim.now
         req.instance = self.index
         req.est_prefill = self.timing.prefill_time(req.prefill_len, req.cached)
+        new = req.prefill_len - req.cached
+        self.queued_new_tokens += new
+        flops = self.timing.prefill_flops(req.prefill_len, req.cached)
+        if self._prefill_samples == 0:
+            self.mean_prefill_time, self.mean_prefill_flops = req.est_prefill, flops
+            self.mean_prefill_tokens = float(new)
+        else:
+            a = 0.1
+            self.mean_prefill_time += a * (req.est_prefill - self.mean_prefill_time)
+            self.mean_prefill_flops += a * (flops - self.mean_prefill_flops)
+            self.mean_prefill_tokens += a * (new - self.mean_prefill_tokens)
+        self._prefill_samples += 1
         self.backlog[req.priority] = self.backlog.get(req.priority, 0.0) + req.est_prefill
         self.queued[req.priority] = self.queued.get(req.priority, 0) + 1
         if req.preemptions == 0:
@@ -275,6 +297,7 @@ class Instance:
                 for req in self.incoming:
                     self.promised -= 1
                     self.batch.add(req)
+                    self.cluster.admission.joined(req)
                 self.incoming.clear()
                 if self.batch.n:
                     self._decode_stretch()
@@ -305,6 +328,7 @@ class Instance:
         left = self.backlog.get(req.priority, 0.0) - req.est_prefill
         self.backlog[req.priority] = max(0.0, left)
         self.queued[req.priority] -= 1
+        self.queued_new_tokens -= req.prefill_len - req.cached
         now = self.sim.now
         if not math.isnan(self._last_admit):
             gap = now - self._last_admit
@@ -465,6 +489,12 @@ class Instance:
         span = float(cum[-1])
         last = start + span
         self.sequence_seconds += b * span
+        prev = float(batch.last[:b].min())
+        if b and prev < last:
+            gap = (last - prev) / k
+            w = 1.0 - 0.98**k
+            old = self.recent_gap
+            self.recent_gap = gap if math.isnan(old) else old + w * (gap - old)
         maxgap = batch.maxgap[:b]
         np.maximum(maxgap, (start + float(cum[0])) - batch.last[:b], out=maxgap)
         if k > 1:  # a stretch's steps never shrink (the context grows), so the last is longest
@@ -508,8 +538,12 @@ class Instance:
             self.kv_used -= req.held
             req.held = 0
             self.cluster.finished(req, self)
+        elif not self.cluster.decode_gate(req, self):
+            self.kv_used -= req.held  # refused at the decode stage: its prefill was wasted
+            req.held = 0
         else:
             self.batch.add(req)
+            self.cluster.admission.joined(req)
 
     def _preempt(self) -> None:
         """Drop the lowest-priority, latest request from the batch; it is recomputed later."""
@@ -522,6 +556,7 @@ class Instance:
         self.preemptions += 1
         req.prefill_len = req.prompt + req.generated
         req.cached = 0
+        self.cluster.admission.left(req)
         if self.role == "decode":
             self.cluster.preempted(req, self)
         else:
