@@ -191,8 +191,8 @@ class Admission:
             b += 1
             ctx += req.prefill_len
             return self._colocated_tbt(inst, b, ctx, req)
-        decoders = cl.decoders
-        b_total, ctx_total = 0, 0.0
+        decoders: list[Instance] = cl.decoders
+        b_total, ctx_total = 0.0, 0.0
         for d in decoders:
             b, ctx = self._running(d, until)
             b_total += b
@@ -215,11 +215,13 @@ class Admission:
         ctx_total += req.prefill_len
         n = len(decoders)
         dec = decoders[0]
-        return dec.timing.decode_step_time(max(1, math.ceil(b_total / n)), ctx_total / n)
+        return dec.timing.iteration_time(
+            decode_batch=max(1, math.ceil(b_total / n)), decode_context=ctx_total / n
+        )
 
     def _colocated_tbt(self, inst: Instance, b: int, ctx: float, req: Request) -> float:
         timing = inst.timing
-        step = timing.decode_step_time(b, ctx)
+        step = timing.iteration_time(decode_batch=b, decode_context=ctx)
         policy = inst.policy
         if policy == "static":
             return step
@@ -229,10 +231,10 @@ class Admission:
                 tokens = min(inst.max_batch_tokens,
                              inst.queued_new_tokens + req.prefill_len - req.cached)  # fmt: skip
                 return step + timing.prefill_time(tokens)
-            budget = max(0, inst.max_batch_tokens - b)
+            full = max(0, inst.max_batch_tokens - b)
             flops_per_token = inst.mean_prefill_flops / max(inst.mean_prefill_tokens, 1.0)
             return timing.iteration_time(
-                prefill_flops=budget * flops_per_token, prefill_tokens=budget,
+                prefill_flops=full * flops_per_token, prefill_tokens=full,
                 decode_batch=b, decode_context=ctx,
             )  # fmt: skip
         if policy == "continuous":

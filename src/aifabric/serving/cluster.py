@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 
 from aifabric.des import Simulator
-from aifabric.serving.admission import POOL, Admission
 from aifabric.errors import ConfigError
+from aifabric.serving.admission import POOL, Admission
 from aifabric.serving.autoscale import Autoscaler, check_autoscale, pool_policy, pool_sizes
 from aifabric.serving.compute import IterationTiming, RooflineTiming
 from aifabric.serving.config import ServeScenario
