@@ -239,12 +239,12 @@ class Admission:
             )  # fmt: skip
         if policy == "continuous":
             return step + per_step * inst.mean_prefill_time
-        tokens = per_step * inst.mean_prefill_tokens
+        chunk = per_step * inst.mean_prefill_tokens
         budget = max(0.0, inst.max_batch_tokens - b)
-        scale = min(1.0, budget / tokens) if tokens > 0 else 0.0
+        scale = min(1.0, budget / chunk) if chunk > 0 else 0.0
         return timing.iteration_time(
             prefill_flops=scale * per_step * inst.mean_prefill_flops,
-            prefill_tokens=scale * tokens, decode_batch=b, decode_context=ctx,
+            prefill_tokens=scale * chunk, decode_batch=b, decode_context=ctx,
         )  # fmt: skip
 
     # ----- decisions ----------------------------------------------------------------------
