@@ -70,6 +70,10 @@ if TYPE_CHECKING:
 
 POOL = -1  # the group key of the PD decode pool (colocated groups: the instance index)
 EWMA = 0.1  # weight of the newest sample in the running means below
+# The TBT prediction is an upper quantile, not the mean: admitted requests keep the stage
+# at the limit, so a mean prediction would leave half of them above it. 1.645: the 95th
+# percentile of a normal variate (the share of admitted requests meant to meet the target).
+Z_QUANTILE = 1.645
 
 
 class DecodeLoad:
@@ -100,6 +104,8 @@ class Admission:
         self.groups: dict[int, DecodeLoad] = {}
         outputs = cluster.workload.outputs
         self.mean_output = float(outputs.mean()) if outputs.shape[0] else 1.0
+        # the 5th percentile of answer lengths (prior: the workload's; an operator's history)
+        self.short_output = max(2.0, float(np.quantile(outputs, 0.05))) if outputs.shape[0] else 2.0
         self.decode_time = math.nan  # t_d: EWMA of completed requests' decode durations
         self.rejected_prefill_tokens = 0
         # Mooncake's section 6.4 also takes running requests older than t_d as finished by
@@ -107,6 +113,42 @@ class Admission:
         # the short answers, so t_d is biased low), so it is off: requests finishing are
         # replaced by the admitted ones counted anyway.
         self.subtract_finished = False
+        self._cost: tuple[int, float] = (-1, 0.0)  # (request, prefill cost) of the last check
+        # offered prefill seconds by priority, decaying over the horizon of a short answer
+        self.horizon = self.short_output * float(self.tbt_targets.min())
+        self._offered: dict[int, dict[int, tuple[float, float]]] = {}
+        self._bucket: dict[int, tuple[float, float, float]] = {}  # key: (t, level, rate)
+
+    def offer(self, req: Request, inst: Instance) -> None:
+        """Count an arrival's prefill seconds (before the decision) for its priority."""
+        key = POOL if self.cluster.decoders else inst.index
+        now = self.cluster.sim.now
+        per = self._offered.setdefault(key, {})
+        t, total = per.get(req.priority, (now, 0.0))
+        decay = math.exp(-(now - t) / self.horizon)
+        per[req.priority] = (now, total * decay + inst.timing.prefill_time(req.prefill_len))
+
+    def offered_above(self, key: int, priority: int) -> float:
+        """Prefill seconds per second offered lately by priorities above ``priority``."""
+        now = self.cluster.sim.now
+        total = 0.0
+        for p, (t, amount) in self._offered.get(key, {}).items():
+            if p < priority:
+                total += amount * math.exp(-(now - t) / self.horizon)
+        return total / self.horizon
+
+    def bucket_level(self, key: int, rate: float) -> float:
+        """Prefill seconds in ``key``'s bucket now, draining at ``rate`` since the last
+        update (the rate is remembered for the next admission's update)."""
+        t, level, _ = self._bucket.get(key, (0.0, 0.0, rate))
+        level = max(0.0, level - rate * (self.cluster.sim.now - t))
+        self._bucket[key] = (self.cluster.sim.now, level, rate)
+        return level
+
+    def _fill(self, key: int, seconds: float) -> None:
+        t, level, rate = self._bucket.get(key, (0.0, 0.0, 0.0))
+        now = self.cluster.sim.now
+        self._bucket[key] = (now, max(0.0, level - rate * (now - t)) + seconds, rate)
 
     def group(self, key: int) -> DecodeLoad:
         load = self.groups.get(key)
@@ -118,6 +160,12 @@ class Admission:
     def commit(self, req: Request, key: int) -> None:
         """``req`` was admitted to decode group ``key``."""
         req.group = key
+        inst = self.cluster.instances[key] if key >= 0 else None
+        if inst is not None:
+            rid, cost = self._cost
+            if rid != req.id:
+                cost = inst.timing.prefill_time(req.prefill_len, req.cached)
+            self._fill(key, cost)
         load = self.group(key)
         load.members[req.tier] += 1
         self._inbound(req, load)
@@ -175,7 +223,8 @@ class Admission:
         alive = batch.start[:n] + t_d > until
         return int(alive.sum()), float(batch.context[:n][alive].sum())
 
-    def predicted_tbt(self, req: Request, inst: Instance, mode: str, ttft: float) -> float:
+    def predicted_tbt(self, req: Request, inst: Instance, mode: str, ttft: float,
+                      limit: float) -> float:  # fmt: skip
         """Predicted TBT (per ``slo.tbt_metric``) on the decode stage ``req`` would join,
         with ``req`` in it; ``inst`` is its routed (colocated) or prefill (PD) instance."""
         cl = self.cluster
@@ -190,7 +239,7 @@ class Admission:
                     ctx += load.inbound_tokens - mine
             b += 1
             ctx += req.prefill_len
-            return self._colocated_tbt(inst, b, ctx, req)
+            return self._colocated_tbt(inst, b, ctx, req, limit, mode != "gate")
         decoders: list[Instance] = cl.decoders
         b_total, ctx_total = 0.0, 0.0
         for d in decoders:
@@ -219,35 +268,95 @@ class Admission:
             decode_batch=max(1, math.ceil(b_total / n)), decode_context=ctx_total / n
         )
 
-    def _colocated_tbt(self, inst: Instance, b: int, ctx: float, req: Request) -> float:
+    def _colocated_tbt(self, inst: Instance, b: int, ctx: float, req: Request,
+                       limit: float, burst: bool) -> float:  # fmt: skip
+        """Predicted gap on a colocated instance with ``b`` sequences (``ctx`` KV tokens)."""
         timing = inst.timing
         step = timing.iteration_time(decode_batch=b, decode_context=ctx)
         policy = inst.policy
         if policy == "static":
             return step
-        per_step = b / max(self.mean_output, 1.0)  # prompts prefilled per decode step
-        if self.metric == "max":
-            if policy == "continuous":
-                tokens = min(inst.max_batch_tokens,
-                             inst.queued_new_tokens + req.prefill_len - req.cached)  # fmt: skip
-                return step + timing.prefill_time(tokens)
-            full = max(0, inst.max_batch_tokens - b)
-            flops_per_token = inst.mean_prefill_flops / max(inst.mean_prefill_tokens, 1.0)
-            return timing.iteration_time(
-                prefill_flops=full * flops_per_token, prefill_tokens=full,
-                decode_batch=b, decode_context=ctx,
+        chunked = policy == "chunked"
+        own_new = req.prefill_len - req.cached
+        own_flops = timing.prefill_flops(req.prefill_len, req.cached)
+        if self.metric == "max":  # a decode step plus the longest prefill iteration met
+            if chunked:
+                full = max(0, inst.max_batch_tokens - b)
+                per_token = inst.mean_prefill_flops / max(inst.mean_prefill_tokens, 1.0)
+                return timing.iteration_time(
+                    prefill_flops=full * per_token, prefill_tokens=full,
+                    decode_batch=b, decode_context=ctx,
+                )  # fmt: skip
+            # Continuous is prefill-first: the running decodes wait until the whole queue
+            # is prefilled, on top of the stall they are already in (since their last
+            # token, including the rest of a prefill iteration running now).
+            now = self.cluster.sim.now
+            n = inst.batch.n
+            stalled = now - float(inst.batch.last[:n].min()) if n else 0.0
+            run = inst.run
+            rest = 0.0
+            if run is not None and run.items:
+                rest = max(0.0, run.start + float(run.cum[run.k - 1]) - now)
+            queued = sum(inst.backlog.values())
+            own = timing.prefill_time(req.prefill_len, req.cached)
+            return max(0.0, stalled) + rest + queued + own + step
+        # Prefill seconds a decode step pays per prompt: the whole prefill (continuous: it
+        # pauses the decodes), or what its tokens add to a decode iteration (chunked).
+        if chunked:
+            mean_cost = (
+                timing.iteration_time(
+                    prefill_flops=inst.mean_prefill_flops,
+                    prefill_tokens=inst.mean_prefill_tokens, decode_batch=b,
+                    decode_context=ctx,
+                ) - step
             )  # fmt: skip
-        if policy == "continuous":
-            return step + per_step * inst.mean_prefill_time
-        chunk = per_step * inst.mean_prefill_tokens
-        budget = max(0.0, inst.max_batch_tokens - b)
-        scale = min(1.0, budget / chunk) if chunk > 0 else 0.0
-        return timing.iteration_time(
-            prefill_flops=scale * per_step * inst.mean_prefill_flops,
-            prefill_tokens=scale * chunk, decode_batch=b, decode_context=ctx,
-        )  # fmt: skip
+            cost = (
+                timing.iteration_time(prefill_flops=own_flops, prefill_tokens=own_new,
+                                      decode_batch=b, decode_context=ctx) - step
+            )  # fmt: skip
+            mean_sq = (
+                mean_cost**2 * inst.mean_prefill_time_sq / max(inst.mean_prefill_time**2, 1e-30)
+            )
+        else:
+            mean_cost = inst.mean_prefill_time
+            cost = timing.prefill_time(req.prefill_len, req.cached)
+            mean_sq = inst.mean_prefill_time_sq
+        self._cost = (req.id, cost)
+        # Steady state: b / L prompts replace finished answers per decode step (L: mean
+        # answer). Over a life of L steps the prefills met are compound Poisson (mean
+        # L r P, variance L r E[P^2]): the prediction is the upper quantile.
+        per_step = b / max(self.mean_output, 1.0)
+        spread = Z_QUANTILE * math.sqrt(per_step * mean_sq / max(self.mean_output, 1.0))
+        steady = per_step * mean_cost + spread
+        if burst:
+            # Leaky bucket of admitted prefill seconds, draining at the steady share of
+            # time spent prefilling; over the life of a short answer (T = short_output x
+            # limit) what it lets through, depth + rate x T, must leave that answer its
+            # decode steps: depth = T (1 - step / limit - rate).
+            rate = steady / (step + steady) if steady > 0 else 0.0
+            depth = self.short_output * limit * (1.0 - step / limit - rate)
+            # Priorities: a request leaves room for the prefill that higher-priority
+            # arrivals (offered, admitted or not) bring over that life.
+            depth -= self.offered_above(inst.index, req.priority) * self.short_output * limit
+            if self.bucket_level(inst.index, rate) + cost > depth:
+                return math.inf
+        return step + steady
 
     # ----- decisions ----------------------------------------------------------------------
+    def ttft(self, req: Request, inst: Instance, fetch: float) -> float:
+        """Predicted TTFT: prefix fetch + queue wait (with chunked prefill, also the rest of
+        the prompts being chunked, which go first) + prefill. Requests of higher priority
+        keep arriving while it waits and go first: with their prefill load rho_h (seconds
+        of prefill per second) the work ahead W drains in W / (1 - rho_h) (the waiting time
+        of a priority class, Kleinrock, Queueing Systems vol. 2, section 3.7)."""
+        wait = inst.estimated_wait(req.priority)
+        # chunked: prompts already being chunked keep the budget first (FIFO)
+        for other in inst.chunking:
+            wait += inst.timing.prefill_time(other.prefill_len, max(other.prefilled, other.cached))
+        rho = inst.higher_priority_load(req.priority)
+        wait = wait / (1.0 - rho) if rho < 1.0 else math.inf
+        return fetch + wait + inst.timing.prefill_time(req.prefill_len, req.cached)
+
     def tbt_ok(self, req: Request, inst: Instance, mode: str, ttft: float = 0.0) -> bool:
         cl = self.cluster
         key = POOL if cl.decoders else inst.index
@@ -256,4 +365,4 @@ class Admission:
         observed = min(seen) if cl.decoders else seen[0]  # PD: the least loaded decoder
         if not math.isnan(observed) and observed > limit:
             return False  # measured gaps already miss the target: let the stage drain
-        return self.predicted_tbt(req, inst, mode, ttft) <= limit
+        return self.predicted_tbt(req, inst, mode, ttft, limit) <= limit

@@ -350,11 +350,8 @@ class ServingSimulation:
         fetch = self._plan_cache(req, inst)
         adm = self.admission
         if adm.enabled:
-            ttft = (
-                inst.estimated_wait(req.priority)
-                + fetch[0]
-                + inst.timing.prefill_time(req.prefill_len, req.cached)
-            )
+            adm.offer(req, inst)
+            ttft = adm.ttft(req, inst, fetch[0])
             if ttft > adm.slack * self.tiers[req.tier].ttft_s:
                 self._reject(req, "slo")
                 return
@@ -480,7 +477,7 @@ class ServingSimulation:
         adm = self.admission
         if not adm.enabled or adm.mode != "none" or req.preemptions:
             return True
-        if adm.tbt_ok(req, inst, "current"):
+        if adm.tbt_ok(req, inst, "gate"):
             return True
         self._reject(req, "slo_decode")
         return False

@@ -154,9 +154,11 @@ class Instance:
         # (weight 0.1) of a queued request's prefill seconds, FLOPs and new tokens
         self.queued_new_tokens = 0
         self.mean_prefill_time = 0.0
+        self.mean_prefill_time_sq = 0.0  # of its square (the compound-Poisson spread)
         self.mean_prefill_flops = 0.0
         self.mean_prefill_tokens = 0.0
         self._prefill_samples = 0
+        self.class_prefill: dict[int, float] = {}  # EWMA of est_prefill, by priority
         self.recent_gap = math.nan  # EWMA (per token, weight 0.02) of the realized token gap
         self.run: _Run | None = None
         self._planning = False
@@ -212,6 +214,15 @@ class Instance:
             drain = ahead / (mu - lam) if mu > lam else math.inf
         return max(work + busy, drain)
 
+    def higher_priority_load(self, priority: int) -> float:
+        """Prefill seconds per second that requests of higher priority than ``priority``
+        (lower numbers) bring to this queue: recent enqueue rate x mean prefill."""
+        load = 0.0
+        for p, gap in self._arrival_gap.items():
+            if p < priority and gap > 0:
+                load += self.class_prefill.get(p, 0.0) / gap
+        return load
+
     def committed_growth(self) -> int:
         """KV tokens the running iterations will still add to the batch (decode steps)."""
         run = self.run
@@ -231,13 +242,19 @@ class Instance:
         flops = self.timing.prefill_flops(req.prefill_len, req.cached)
         if self._prefill_samples == 0:
             self.mean_prefill_time, self.mean_prefill_flops = req.est_prefill, flops
+            self.mean_prefill_time_sq = req.est_prefill**2
             self.mean_prefill_tokens = float(new)
         else:
             a = 0.1
             self.mean_prefill_time += a * (req.est_prefill - self.mean_prefill_time)
+            self.mean_prefill_time_sq += a * (req.est_prefill**2 - self.mean_prefill_time_sq)
             self.mean_prefill_flops += a * (flops - self.mean_prefill_flops)
             self.mean_prefill_tokens += a * (new - self.mean_prefill_tokens)
         self._prefill_samples += 1
+        old_p = self.class_prefill.get(req.priority)
+        self.class_prefill[req.priority] = (
+            req.est_prefill if old_p is None else old_p + 0.1 * (req.est_prefill - old_p)
+        )
         self.backlog[req.priority] = self.backlog.get(req.priority, 0.0) + req.est_prefill
         self.queued[req.priority] = self.queued.get(req.priority, 0) + 1
         if req.preemptions == 0:
