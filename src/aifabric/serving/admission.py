@@ -140,9 +140,10 @@ class Admission:
     def bucket_level(self, key: int, rate: float) -> float:
         """Prefill seconds in ``key``'s bucket now, draining at ``rate`` since the last
         update (the rate is remembered for the next admission's update)."""
+        now: float = self.cluster.sim.now
         t, level, _ = self._bucket.get(key, (0.0, 0.0, rate))
-        level = max(0.0, level - rate * (self.cluster.sim.now - t))
-        self._bucket[key] = (self.cluster.sim.now, level, rate)
+        level = max(0.0, level - rate * (now - t))
+        self._bucket[key] = (now, level, rate)
         return level
 
     def _fill(self, key: int, seconds: float) -> None:
