@@ -39,6 +39,7 @@ from aifabric.serving.fabric import FabricPaths, scenario_fabric
 from aifabric.serving.instance import Instance
 from aifabric.serving.kvstore import ConsistentHashRing, KVStore, Tier
 from aifabric.serving.kvstore.flat import FlatPrefixCache
+from aifabric.serving.kvstore.trie import Match
 from aifabric.serving.network import FlowNetwork
 from aifabric.serving.request import Request
 from aifabric.serving.routing import make_router
@@ -365,31 +366,35 @@ class ServingSimulation:
         self._fetch(req, inst, fetch[1], fetch[2])
 
     # ----- KV store -----------------------------------------------------------------------
+    def reuse_choice(self, req: Request, inst: Instance, local: int,
+                     pool: Match | None) -> tuple[int, int, int, float]:  # fmt: skip
+        """Fetch or recompute on ``inst``: (blocks reused, DRAM and SSD blocks to fetch,
+        fetch time). The pool's longer prefix is fetched only when fetching it and
+        prefilling the rest beats prefilling everything beyond the ``local`` HBM match
+        (routers call this too, so the plan is the one they costed)."""
+        if pool is None or pool.blocks <= local:
+            return local, 0, 0, 0.0
+        in_dram = pool.per_tier[0]
+        dram_fetch = max(0, in_dram - local)
+        ssd_fetch = pool.blocks - max(local, in_dram)
+        fetch_time = self._fetch_estimate(req, inst, dram_fetch, ssd_fetch)
+        timing = inst.timing
+        recompute = timing.prefill_time(req.prefill_len, self.cached_tokens(req, local))
+        fetched = timing.prefill_time(req.prefill_len, self.cached_tokens(req, pool.blocks))
+        if fetch_time + fetched < recompute:
+            return pool.blocks, dram_fetch, ssd_fetch, fetch_time
+        return local, 0, 0, 0.0
+
     def _plan_cache(self, req: Request, inst: Instance) -> tuple[float, int, int]:
         """Set the request's reusable prefix; return (fetch time, DRAM, SSD blocks to fetch)."""
         if not req.blocks:
             return 0.0, 0, 0
         now = self.sim.now
         local = inst.cache.match(req.blocks, now).blocks if inst.cache is not None else 0
-        best, dram_fetch, ssd_fetch, fetch_time = local, 0, 0, 0.0
-        if self.pool is not None:
-            match = self.pool.match(req.blocks, now)
-            if match.blocks > local:
-                in_dram = match.per_tier[0]
-                dram_fetch = max(0, in_dram - local)
-                ssd_fetch = match.blocks - max(local, in_dram)
-                fetch_time = self._fetch_estimate(req, inst, dram_fetch, ssd_fetch)
-                saved = inst.timing.prefill_time(
-                    req.prefill_len, self.cached_tokens(req, local)
-                ) - inst.timing.prefill_time(
-                    req.prefill_len, self.cached_tokens(req, match.blocks)
-                )  # fmt: skip
-                if fetch_time < saved:
-                    best = match.blocks
-                else:
-                    self.fetch_skipped += 1
-                    dram_fetch = ssd_fetch = 0
-                    fetch_time = 0.0
+        match = self.pool.match(req.blocks, now) if self.pool is not None else None
+        best, dram_fetch, ssd_fetch, fetch_time = self.reuse_choice(req, inst, local, match)
+        if match is not None and match.blocks > local and best == local:
+            self.fetch_skipped += 1
         req.cached = self.cached_tokens(req, best)
         # Tokens reused, by where they came from (a partial last block counts once).
         local_tokens = min(local * self.block_tokens, req.cached)
