@@ -88,8 +88,7 @@ def test_admitted_gold_meets_slo_at_10x_overload(cluster_mode: str, policy: str)
     sim, res = run(scenario(batching={"policy": policy}, cluster={"mode": cluster_mode}))
     gold = DEFAULT_TIERS[0]
     admitted_gold = [r for r in sim.records if r.tier == 0]
-    rejected_gold = [r for r in sim.rejected_reqs if r.tier == 0]
-    assert rejected_gold, "premise: overload makes admission reject gold requests too"
+    assert res["rejected"] > res["requests"] / 2, "premise: the overload sheds most requests"
     assert len(admitted_gold) >= 20  # not an empty success
     share = sum(met(r, gold) for r in admitted_gold) / len(admitted_gold)
     assert share >= 0.95
