@@ -2,59 +2,72 @@
 
 A request is admitted (at arrival, ``slo.admission_control``) only if
 
-1. its predicted TTFT, queue wait + prefix fetch + prefill on the instance the router chose,
-   is within ``admission_slack`` x its tier's ``ttft_s``; and
-2. the decode iteration time predicted with it in the batch is within ``admission_slack``
-   x the strictest TBT target among its own tier and the tiers already admitted to that
-   decode stage (the same instance when colocated, the decode pool with PD): a bigger
-   batch slows every running request, so admitting it must not push any of them past its
-   target either.
+1. its predicted TTFT (``Admission.ttft``: prefix fetch + queue wait + prefill on the
+   instance the router chose) is within ``admission_slack`` x its tier's ``ttft_s``; and
+2. the token gap predicted for the decode stage it will join, with it there, is within
+   ``admission_slack`` x the strictest TBT target among its own tier and the tiers already
+   admitted to that stage (the same instance when colocated, the decode pool with PD): a
+   bigger batch slows every running request, so admitting it must not push any of them
+   past its target either. Rejections: ``slo`` (TTFT), ``slo_tbt`` (TBT at arrival),
+   ``slo_decode`` (TBT at the decode stage, below).
 
-The decode stage's predicted load (``slo.early_rejection``), after Mooncake (Qin et al.,
-FAST'25, section 6 "Overload-oriented Scheduling"):
+When the TBT check runs and on which load (``slo.early_rejection``), after Mooncake (Qin et
+al., FAST'25, section 6 "Overload-oriented Scheduling"):
 
-- ``none``: no TBT check at arrival. The check runs when the request reaches the decode
-  stage, after its prefill (colocated: when it would join the batch; PD: when its KV would
-  leave the prefill instance), on the load at that moment; a request refused there has
-  spent its prefill for nothing (``rejected_prefill_tokens``). This is the baseline that
-  section 6.2 ("Early Rejection") improves on.
+- ``none``: no TBT check at arrival. It runs when the request reaches the decode stage,
+  after its prefill (colocated: when it would join the batch; PD: when its KV would leave
+  the prefill instance), on the load then; a request refused there has spent its prefill
+  for nothing (``rejected_prefill_tokens``). The baseline of section 6.2.
 - ``current``: at arrival, on the decode stage's load now: running sequences plus those
   already prefilled and on their way (PD: waiting for decode memory, in transfer, arrived
-  but not batched), plus this one. Section 6.2: reject before prefill; section 6.3 shows
-  that this, deciding on a load the request will not meet, makes prefill and decode load
-  swing in anti-phase.
-- ``predicted``: at arrival, on the load predicted for the moment t* the request would
-  reach the decode stage (now + its predicted TTFT). Section 6.4 ("Early Rejection Based
-  on Prediction"), system-level prediction with a uniform decode time t_d: requests that
-  will have been prefilled by then join (here every admitted request not yet decoding,
-  which is conservative), and running requests whose decoding began more than t_d before
-  t* are taken as finished. t_d is the running mean (EWMA, weight 0.1) of the decode
-  durations (first decode step to last token) of completed requests; until one completes,
-  no running request is taken as finished.
+  but not batched), plus this one. Section 6.2 ("Early Rejection"): reject before
+  prefill. Section 6.3 shows that deciding on a load the request will not meet makes
+  prefill and decode load swing in anti-phase.
+- ``predicted`` (default): at arrival, on the load predicted for when the request reaches
+  the decode stage (now + its predicted TTFT): running sequences plus every admitted
+  request not yet decoding (queued, fetching, prefilling, in transfer: all of them will
+  be there first) plus this one. Section 6.4 ("Early Rejection Based on Prediction")
+  also takes running requests older than a uniform decode time t_d as finished by then;
+  that part is implemented (``subtract_finished``, t_d = EWMA of completed requests'
+  decode durations) but off: measured at 10x overload it let the batch overshoot,
+  because the completions seen early are the short answers and bias t_d low, while the
+  slots they free are refilled by the admitted requests counted anyway.
 
-The iteration-time prediction uses the instance's own timing model
-(``IterationTiming.decode_step_time`` / ``iteration_time``) with the predicted batch B
-and its KV context C (running contexts now + the prompts of those joining). KV growth
-while decoding is not added (finished requests free theirs). With PD the pool's load is
-spread evenly over its decode instances (the cluster places KV on the one with the most
-free memory, which balances them).
+Token gap on a decode stage of B sequences holding C tokens of KV (the instance's own
+timing model, ``IterationTiming.iteration_time``; KV growth while decoding is not added,
+finished requests free theirs). PD decode instances prefill nothing: the gap is one decode
+step of the pool's load spread evenly over its instances (the cluster places KV where
+most memory is free, which balances them). Colocated instances also prefill, which
+interferes with the decodes (approximate model):
 
-Prefill interference on colocated instances (approximate): in a steady state with B
-sequences decoding and a mean answer of L tokens, B / L sequences finish per decode step
-and as many new prompts are prefilled to replace them. With ``continuous`` batching a
-prefill iteration pauses the decodes (Orca/vLLM), so the mean gap (the TPOT metric) is
+- Steady state: with a mean answer of L tokens, B / L sequences finish per decode step
+  and as many prompts are prefilled to replace them. ``continuous`` batching pauses the
+  decodes for a prefill (Orca/vLLM, prefill-first), so the gap is t_step + (B / L) x P,
+  P the instance's mean prefill seconds per request (EWMA of its queued requests');
+  ``chunked`` (Sarathi-Serve) puts the prompt tokens in the decode iterations, so P is
+  what a mean prompt adds to a decode iteration's time; ``static`` never mixes them. The
+  prefills a request meets over its L steps are compound Poisson (mean L r P, variance
+  L r E[P^2], r = B / L), and the prediction is the upper 95 % quantile (Z_QUANTILE
+  standard deviations above the mean): admissions keep the stage at the limit, so a mean
+  prediction would leave about half the admitted requests above it.
+- Bursts (the first seconds of an overload, or after a lull): admitted prefill seconds go
+  into a leaky bucket that drains at the steady prefill share; a short answer (the 5th
+  percentile of answer lengths, T = its steps x the limit) must keep its decode steps
+  within T, so the bucket holds T (1 - t_step / limit - share). Without it, the first
+  admissions are prefilled back to back and the early answers stall (measured: 85 % of
+  admitted gold in target at 2,000 req/s on examples/serve/poisson-colocated.yaml).
+- Priorities: a request leaves room in the bucket for the prefill seconds that higher-
+  priority arrivals (offered, admitted or not) bring over T; otherwise a flood of bronze
+  fills it and gold is refused.
+- Feedback: when the gaps measured on the stage (EWMA over tokens, weight 0.02) already
+  exceed the limit, nothing is admitted until they recover.
 
-    TBT ~= t_decode(B, C) + (B / L) x P
-
-with P the instance's mean prefill time per request (EWMA of its queued requests'
-estimates). With ``chunked`` batching (Sarathi-Serve) the prompt tokens ride in the decode
-iterations instead: TBT ~= iteration_time(B decodes, (B / L) x the mean new prompt tokens
-and FLOPs, capped at max_batch_tokens - B). ``static`` batching never mixes them. L is the
-workload's mean answer length as a prior (what an operator knows from history), then the
-EWMA of completed answers. For ``slo.tbt_metric: max`` (worst stall) the prediction is a
-decode step plus one full prefill iteration instead: continuous, the prefill of the
-queued + this request's new tokens up to max_batch_tokens; chunked, a decode step with a
-full max_batch_tokens budget of prompt tokens. PD decode instances prefill nothing.
+L is the workload's mean answer length as a prior (what an operator knows from history),
+then the EWMA of completed answers; the short answer's length is the prior's 5th
+percentile. For ``slo.tbt_metric: max`` (worst stall) the prediction is the stall the
+running decodes are already in, plus the rest of a prefill iteration in progress, plus
+every queued prefill and this one (continuous: prefill-first runs them back to back), plus
+a decode step; chunked: a decode step with a full max_batch_tokens budget of prompt tokens.
 """
 
 from __future__ import annotations
@@ -349,7 +362,8 @@ class Admission:
         the prompts being chunked, which go first) + prefill. Requests of higher priority
         keep arriving while it waits and go first: with their prefill load rho_h (seconds
         of prefill per second) the work ahead W drains in W / (1 - rho_h) (the waiting time
-        of a priority class, Kleinrock, Queueing Systems vol. 2, section 3.7)."""
+        of a priority class under higher-priority arrivals; Kleinrock, Queueing Systems
+        vol. 2, 1976, ch. 3 "Priority Queueing")."""
         wait = inst.estimated_wait(req.priority)
         # chunked: prompts already being chunked keep the budget first (FIFO)
         for other in inst.chunking:
