@@ -376,8 +376,9 @@ class Admission:
         cl = self.cluster
         key = POOL if cl.decoders else inst.index
         limit = self.slack * self.strictest(req, key)
-        seen = [d.recent_gap for d in cl.decoders] if cl.decoders else [inst.recent_gap]
-        observed = min(seen) if cl.decoders else seen[0]  # PD: the least loaded decoder
-        if not math.isnan(observed) and observed > limit:
+        stage = cl.decoders if cl.decoders else [inst]
+        seen = [d.recent_gap for d in stage if not math.isnan(d.recent_gap)]
+        # PD: the least loaded decoder (an idle one has no measured gap yet: no verdict)
+        if len(seen) == len(stage) and min(seen) > limit:
             return False  # measured gaps already miss the target: let the stage drain
         return self.predicted_tbt(req, inst, mode, ttft, limit) <= limit
