@@ -42,7 +42,8 @@ SUFFIX = {
     "J/token": r"(^|_)j_per_output_token$",
     "USD/1M tokens": r"(^|_)usd_per_million_output_tokens$",
     "1/s": r"_per_s$",
-    "1": r"(_ratio|_fraction|utilization|^[mh]fu|^oversubscription|^slo_attainment|_cv)" + QUAL,
+    "1": r"(_ratio|_fraction|utilization|^[mh]fu|^oversubscription"
+    r"|^slo_attainment(_admitted)?|_cv)" + QUAL,
     "count": r"(tokens|calls|switches|instances|^mean_decode_batch|^queue_depth)$",
 }
 # Percentile and range members of a map whose own key names the unit.

@@ -561,7 +561,7 @@ def test_admission_control_rejects_for_slo() -> None:
     )
     conserved(sim, res)
     assert res["rejected"] > 0
-    assert set(res["rejected_by"]) == {"slo"}
+    assert set(res["rejected_by"]) <= {"slo", "slo_tbt"}  # TTFT or TBT predicted to miss
     assert res["completed"] + res["rejected"] == res["requests"] == 1500
     assert sum(t["rejected"] for t in res["tiers"].values()) == res["rejected"]
     # A rejected request never ran.

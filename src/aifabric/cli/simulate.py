@@ -189,6 +189,9 @@ def _print_result(r: dict[str, Any], *, builtin: bool = False) -> None:
                        f"{r['throughput']['output_tokens_per_s']:,.0f} output tokens/s"),
         ("goodput (SLO met)", f"{r['goodput_requests_per_s']:.3f} req/s "
                               f"({r['slo_attainment']:.1%} of requests)"),
+        ("SLO met: of admitted / of all arrivals",
+         f"{_pct(r['slo_attainment_admitted'])} of {r['admitted']:,} / "
+         f"{_pct(r['slo_attainment'])} of {r['requests']:,}"),
         ("queue depth mean / max", f"{r['queue_depth']['mean']:.2f} / {r['queue_depth']['max']}"),
         ("utilization (busy time)", ", ".join(f"{k} {v:.0%}" for k, v in r["utilization"].items())),
         ("mean decode batch", ", ".join(f"{k} {v:.1f}" for k, v in r["mean_decode_batch"].items())),
@@ -205,11 +208,11 @@ def _print_result(r: dict[str, Any], *, builtin: bool = False) -> None:
         ("simulated / wall", f"{r['simulated_s']:,.1f} s / {r['wall_s']:.2f} s"),
     ])  # fmt: skip
     table = Table(title="SLO tiers")
-    for col in ("tier", "requests", "SLO met", "TTFT target", "TTFT p50/p95/p99 ms",
+    for col in ("tier", "requests", "SLO met adm / all", "TTFT target", "TTFT p50/p95/p99 ms",
                 "TBT target", "TBT p50/p95/p99 ms"):  # fmt: skip
         table.add_column(col)
     for name, t in r["tiers"].items():
-        met = "-" if t["slo_attainment"] is None else f"{t['slo_attainment']:.1%}"
+        met = f"{_pct(t['slo_attainment_admitted'])} / {_pct(t['slo_attainment'])}"
         table.add_row(name, f"{t['requests']:,}", met, f"{t['ttft_target_s']:g} s",
                       _ms(t["ttft_s"]), f"{1e3 * t['tbt_target_s']:g} ms", _ms(t["tbt_s"]))  # fmt: skip
     _console().print(table)
@@ -257,6 +260,10 @@ def _print_economics(r: dict[str, Any]) -> None:
                   usd_m(ec["usd_per_million_output_tokens"]), f"{ec['energy_j'] / 3.6e6:,.3f}",
                   j_tok(ec["j_per_output_token"]))  # fmt: skip
     _console().print(table)
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
 
 
 @simulate_app.command("collective")

@@ -47,9 +47,11 @@ class ServeScenarioOut(Out):
 
 class TierResult(Out):
     requests: int
+    admitted: int = Field(description="arrivals not rejected")
     completed: int
     rejected: int
-    slo_attainment: Ratio
+    slo_attainment: Ratio = Field(description="SLO met, over all arrivals (rejected miss)")
+    slo_attainment_admitted: Ratio = Field(description="SLO met, over admitted requests")
     ttft_target_s: Seconds
     tbt_target_s: Seconds
     ttft_s: Percentiles
@@ -193,12 +195,17 @@ class ServeOutput(Out):
     rejected: int
     rejected_by: dict[str, int]
     in_flight_at_end: int
+    admitted: int = Field(description="arrivals not rejected")
+    rejected_prefill_tokens: int = Field(
+        description="prompt tokens prefilled for requests rejected afterwards"
+    )
     ttft_s: Percentiles
     tbt_s: Percentiles
     tbt_max_s: Percentiles
     e2e_s: Percentiles
     queue_wait_s: Percentiles
-    slo_attainment: Ratio
+    slo_attainment: Ratio = Field(description="SLO met, over all arrivals (rejected miss)")
+    slo_attainment_admitted: Ratio = Field(description="SLO met, over admitted requests")
     tiers: dict[str, TierResult]
     throughput: Throughput
     goodput_requests_per_s: PerS

@@ -9,8 +9,10 @@ joins the instance's queue; otherwise the local hit is used. After prefill, the 
 blocks enter the local cache and the pool (``prefix_store`` bytes, written behind). With
 PD disaggregation the prompt's KV (kv_bytes_per_token x prompt, GQA/MLA aware) then moves
 to the decode instance with the most free KV memory (``kv_transfer`` bytes); decoding
-starts when it has arrived. Optional admission control rejects a request whose estimated
-TTFT already misses its tier's target. Every figure is gathered by serving.metrics.
+starts when it has arrived. Optional admission control (serving.admission) rejects a
+request whose predicted TTFT or TBT misses its tier's target, or whose joining would push
+an admitted request's tier past its TBT target. Every figure is gathered by
+serving.metrics.
 
 With a ``fabric:`` section the instances and memory servers are placed on a planned fabric
 and every transfer crosses its routed links (serving.fabric); without one the network is
@@ -28,6 +30,7 @@ import numpy as np
 
 from aifabric.des import Simulator
 from aifabric.errors import ConfigError
+from aifabric.serving.admission import POOL, Admission
 from aifabric.serving.autoscale import Autoscaler, check_autoscale, pool_policy, pool_sizes
 from aifabric.serving.compute import IterationTiming
 from aifabric.serving.config import ServeScenario
@@ -36,6 +39,7 @@ from aifabric.serving.fabric import FabricPaths, scenario_fabric
 from aifabric.serving.instance import Instance
 from aifabric.serving.kvstore import ConsistentHashRing, KVStore, Tier
 from aifabric.serving.kvstore.flat import FlatPrefixCache
+from aifabric.serving.kvstore.trie import Match
 from aifabric.serving.network import FlowNetwork
 from aifabric.serving.profile import roofline_options, select_timing
 from aifabric.serving.request import Request
@@ -189,6 +193,7 @@ class ServingSimulation:
                 [i.role for i in self.instances], len(self.servers), sc.seed, pairs, max_work,
             )  # fmt: skip
         self.router = make_router(sc.routing.policy)
+        self.admission = Admission(self)
         self.tiers = sc.slo.tiers
         self.pending: deque[Request] = deque()  # PD: waiting for decode memory
         # counters and records
@@ -328,6 +333,9 @@ class ServingSimulation:
         return req
 
     def _reject(self, req: Request, reason: str) -> None:
+        if req.group != -2:  # refused after admission (slo.early_rejection: none)
+            self.admission.done(req)
+            self.admission.rejected_prefill_tokens += req.prefill_len - req.cached
         self.rejected += 1
         self.rejected_by[reason] = self.rejected_by.get(reason, 0) + 1
         self.rejected_reqs.append(req)
@@ -345,46 +353,52 @@ class ServingSimulation:
         if need_entry > inst.kv_capacity:
             inst = next(i for i in self.entry if need_entry <= i.kv_capacity)
         fetch = self._plan_cache(req, inst)
-        if self.scenario.slo.admission_control:
-            estimate = (
-                inst.estimated_wait(req.priority)
-                + fetch[0]
-                + inst.timing.prefill_time(req.prefill_len, req.cached)
-            )
-            if estimate > self.scenario.slo.admission_slack * self.tiers[req.tier].ttft_s:
+        adm = self.admission
+        if adm.enabled:
+            adm.offer(req, inst)
+            ttft = adm.ttft(req, inst, fetch[0])
+            if ttft > adm.slack * self.tiers[req.tier].ttft_s:
                 self._reject(req, "slo")
                 return
+            if adm.mode != "none" and not adm.tbt_ok(req, inst, adm.mode, ttft):
+                self._reject(req, "slo_tbt")
+                return
+        adm.commit(req, POOL if self.decoders else inst.index)
         if fetch[1] <= 0:
             inst.enqueue(req)
             return
         self._fetch(req, inst, fetch[1], fetch[2])
 
     # ----- KV store -----------------------------------------------------------------------
+    def reuse_choice(self, req: Request, inst: Instance, local: int,
+                     pool: Match | None) -> tuple[int, int, int, float]:  # fmt: skip
+        """Fetch or recompute on ``inst``: (blocks reused, DRAM and SSD blocks to fetch,
+        fetch time). The pool's longer prefix is fetched only when fetching it and
+        prefilling the rest beats prefilling everything beyond the ``local`` HBM match
+        (routers call this too, so the plan is the one they costed)."""
+        if pool is None or pool.blocks <= local:
+            return local, 0, 0, 0.0
+        in_dram = pool.per_tier[0]
+        dram_fetch = max(0, in_dram - local)
+        ssd_fetch = pool.blocks - max(local, in_dram)
+        fetch_time = self._fetch_estimate(req, inst, dram_fetch, ssd_fetch)
+        timing = inst.timing
+        recompute = timing.prefill_time(req.prefill_len, self.cached_tokens(req, local))
+        fetched = timing.prefill_time(req.prefill_len, self.cached_tokens(req, pool.blocks))
+        if fetch_time + fetched < recompute:
+            return pool.blocks, dram_fetch, ssd_fetch, fetch_time
+        return local, 0, 0, 0.0
+
     def _plan_cache(self, req: Request, inst: Instance) -> tuple[float, int, int]:
         """Set the request's reusable prefix; return (fetch time, DRAM, SSD blocks to fetch)."""
         if not req.blocks:
             return 0.0, 0, 0
         now = self.sim.now
         local = inst.cache.match(req.blocks, now).blocks if inst.cache is not None else 0
-        best, dram_fetch, ssd_fetch, fetch_time = local, 0, 0, 0.0
-        if self.pool is not None:
-            match = self.pool.match(req.blocks, now)
-            if match.blocks > local:
-                in_dram = match.per_tier[0]
-                dram_fetch = max(0, in_dram - local)
-                ssd_fetch = match.blocks - max(local, in_dram)
-                fetch_time = self._fetch_estimate(req, inst, dram_fetch, ssd_fetch)
-                saved = inst.timing.prefill_time(
-                    req.prefill_len, self.cached_tokens(req, local)
-                ) - inst.timing.prefill_time(
-                    req.prefill_len, self.cached_tokens(req, match.blocks)
-                )  # fmt: skip
-                if fetch_time < saved:
-                    best = match.blocks
-                else:
-                    self.fetch_skipped += 1
-                    dram_fetch = ssd_fetch = 0
-                    fetch_time = 0.0
+        match = self.pool.match(req.blocks, now) if self.pool is not None else None
+        best, dram_fetch, ssd_fetch, fetch_time = self.reuse_choice(req, inst, local, match)
+        if match is not None and match.blocks > local and best == local:
+            self.fetch_skipped += 1
         req.cached = self.cached_tokens(req, best)
         # Tokens reused, by where they came from (a partial last block counts once).
         local_tokens = min(local * self.block_tokens, req.cached)
@@ -466,6 +480,17 @@ class ServingSimulation:
         self.queue_depth += delta
         self.queue_trace.append((self.sim.now, self.queue_depth))
 
+    def decode_gate(self, req: Request, inst: Instance) -> bool:
+        """``slo.early_rejection: none``: the TBT check when a prefilled request reaches
+        the decode stage (False: it was rejected there, its prefill wasted)."""
+        adm = self.admission
+        if not adm.enabled or adm.mode != "none" or req.preemptions:
+            return True
+        if adm.tbt_ok(req, inst, "gate"):
+            return True
+        self._reject(req, "slo_decode")
+        return False
+
     def prefilled(self, req: Request, inst: Instance) -> None:
         now = self.sim.now
         if req.blocks and req.preemptions == 0:
@@ -488,6 +513,11 @@ class ServingSimulation:
             inst.release(req.held)
             req.held = 0
             self.finished(req, inst)
+            return
+        if not self.decode_gate(req, inst):
+            inst.release(req.held)
+            req.held = 0
+            inst.poke()
             return
         self.pending.append(req)
         self._start_transfers(inst)
@@ -530,6 +560,8 @@ class ServingSimulation:
     def finished(self, req: Request, inst: Instance) -> None:
         req.finish = req.last_token
         self.records.append(req)
+        start = req.kv_ready if inst.role == "decode" else req.first_token
+        self.admission.done(req, start if req.output > 1 else None)
         if inst.role == "decode" and self.pending:
             self._start_transfers()
         self._next_turn(req)

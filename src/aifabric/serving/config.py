@@ -257,8 +257,16 @@ DEFAULT_TIERS = (
 class Slo(_Section):
     tiers: tuple[SloTier, ...] = DEFAULT_TIERS
     tbt_metric: Literal["mean", "max"] = "mean"  # per request: mean gap (TPOT) or worst stall
-    admission_control: bool = False  # reject a request whose estimated TTFT misses its SLO
-    admission_slack: Positive = 1.0  # reject when estimate > slack x ttft_s
+    # Admission control (serving.admission): reject a request at arrival when its predicted
+    # TTFT misses its tier's target, or, per early_rejection, when its predicted TBT on the
+    # decode stage would miss it or push a running request's tier past its TBT target.
+    admission_control: bool = False
+    admission_slack: Positive = 1.0  # reject when estimate > slack x target (TTFT and TBT)
+    # When the TBT check runs (Mooncake, FAST'25, section 6 "Overload-oriented Scheduling"):
+    # none: only when the request reaches the decode stage, after its prefill (wasted);
+    # current: at arrival, on the decode stage's load now (running + committed);
+    # predicted: at arrival, on the load predicted for when it reaches the decode stage.
+    early_rejection: Literal["none", "current", "predicted"] = "predicted"
 
     @model_validator(mode="after")
     def _tiers_valid(self) -> Slo:

@@ -55,15 +55,16 @@ class DecodeBatch:
         self.tier_n = np.zeros(tiers, np.int64)  # running sequences per SLO tier
         self.context_total = 0
         # Two 2-D blocks (ints: remaining, context, held, SLO tier (economics: GPU-time by
-        # tier); floats: last, maxgap) so that a
-        # compaction is two NumPy calls, not six; the named rows are views into them.
+        # tier); floats: last, maxgap, start (when each sequence began decoding here, for
+        # admission control)) so that a compaction is two NumPy calls, not seven; the
+        # named rows are views into them.
         self._ints = np.zeros((4, capacity), np.int64)
-        self._floats = np.zeros((2, capacity))
+        self._floats = np.zeros((3, capacity))
         self._views()
 
     def _views(self) -> None:
         self.remaining, self.context, self.held, self.tier = self._ints
-        self.last, self.maxgap = self._floats
+        self.last, self.maxgap, self.start = self._floats
 
     def add(self, req: Request) -> None:
         i = self.n
@@ -81,6 +82,7 @@ class DecodeBatch:
         self.last[i] = req.last_token
         self.maxgap[i] = req.max_gap
         self.tier[i] = req.tier
+        self.start[i] = req.last_token if math.isnan(req.kv_ready) else req.kv_ready
 
     def take_out(self, i: int, grow: bool) -> Request:
         """Remove sequence i, writing its progress back to its Request."""
@@ -151,6 +153,16 @@ class Instance:
         self._admit_gap = math.nan  # EWMA of the time between admissions from the queue
         self._last_arrival: dict[int, float] = {}
         self._arrival_gap: dict[int, float] = {}  # EWMA of enqueue gaps, by priority
+        # for admission control (serving.admission): new prompt tokens queued, and EWMAs
+        # (weight 0.1) of a queued request's prefill seconds, FLOPs and new tokens
+        self.queued_new_tokens = 0
+        self.mean_prefill_time = 0.0
+        self.mean_prefill_time_sq = 0.0  # of its square (the compound-Poisson spread)
+        self.mean_prefill_flops = 0.0
+        self.mean_prefill_tokens = 0.0
+        self._prefill_samples = 0
+        self.class_prefill: dict[int, float] = {}  # EWMA of est_prefill, by priority
+        self.recent_gap = math.nan  # EWMA (per token, weight 0.02) of the realized token gap
         self.run: _Run | None = None
         self._planning = False
         self.busy_time = 0.0
@@ -205,6 +217,15 @@ class Instance:
             drain = ahead / (mu - lam) if mu > lam else math.inf
         return max(work + busy, drain)
 
+    def higher_priority_load(self, priority: int) -> float:
+        """Prefill seconds per second that requests of higher priority than ``priority``
+        (lower numbers) bring to this queue: recent enqueue rate x mean prefill."""
+        load = 0.0
+        for p, gap in self._arrival_gap.items():
+            if p < priority and gap > 0:
+                load += self.class_prefill.get(p, 0.0) / gap
+        return load
+
     def committed_growth(self) -> int:
         """KV tokens the running iterations will still add to the batch (decode steps)."""
         run = self.run
@@ -219,6 +240,24 @@ class Instance:
         req.enqueued = self.sim.now
         req.instance = self.index
         req.est_prefill = self.timing.prefill_time(req.prefill_len, req.cached)
+        new = req.prefill_len - req.cached
+        self.queued_new_tokens += new
+        flops = self.timing.prefill_flops(req.prefill_len, req.cached)
+        if self._prefill_samples == 0:
+            self.mean_prefill_time, self.mean_prefill_flops = req.est_prefill, flops
+            self.mean_prefill_time_sq = req.est_prefill**2
+            self.mean_prefill_tokens = float(new)
+        else:
+            a = 0.1
+            self.mean_prefill_time += a * (req.est_prefill - self.mean_prefill_time)
+            self.mean_prefill_time_sq += a * (req.est_prefill**2 - self.mean_prefill_time_sq)
+            self.mean_prefill_flops += a * (flops - self.mean_prefill_flops)
+            self.mean_prefill_tokens += a * (new - self.mean_prefill_tokens)
+        self._prefill_samples += 1
+        old_p = self.class_prefill.get(req.priority)
+        self.class_prefill[req.priority] = (
+            req.est_prefill if old_p is None else old_p + 0.1 * (req.est_prefill - old_p)
+        )
         self.backlog[req.priority] = self.backlog.get(req.priority, 0.0) + req.est_prefill
         self.queued[req.priority] = self.queued.get(req.priority, 0) + 1
         if req.preemptions == 0:
@@ -278,6 +317,7 @@ class Instance:
                 for req in self.incoming:
                     self.promised -= 1
                     self.batch.add(req)
+                    self.cluster.admission.joined(req)
                 self.incoming.clear()
                 if self.batch.n:
                     self._decode_stretch()
@@ -308,6 +348,7 @@ class Instance:
         left = self.backlog.get(req.priority, 0.0) - req.est_prefill
         self.backlog[req.priority] = max(0.0, left)
         self.queued[req.priority] -= 1
+        self.queued_new_tokens -= req.prefill_len - req.cached
         now = self.sim.now
         if not math.isnan(self._last_admit):
             gap = now - self._last_admit
@@ -467,6 +508,12 @@ class Instance:
         span = float(cum[-1])
         last = start + span
         self.sequence_seconds += b * span
+        prev = float(batch.last[:b].min())
+        if b and prev < last:
+            gap = (last - prev) / k
+            w = 1.0 - 0.98**k
+            old = self.recent_gap
+            self.recent_gap = gap if math.isnan(old) else old + w * (gap - old)
         maxgap = batch.maxgap[:b]
         np.maximum(maxgap, (start + float(cum[0])) - batch.last[:b], out=maxgap)
         if k > 1:  # a stretch's steps never shrink (the context grows), so the last is longest
@@ -510,8 +557,12 @@ class Instance:
             self.kv_used -= req.held
             req.held = 0
             self.cluster.finished(req, self)
+        elif not self.cluster.decode_gate(req, self):
+            self.kv_used -= req.held  # refused at the decode stage: its prefill was wasted
+            req.held = 0
         else:
             self.batch.add(req)
+            self.cluster.admission.joined(req)
 
     def _preempt(self) -> None:
         """Drop the lowest-priority, latest request from the batch; it is recomputed later."""
@@ -524,6 +575,7 @@ class Instance:
         self.preemptions += 1
         req.prefill_len = req.prompt + req.generated
         req.cached = 0
+        self.cluster.admission.left(req)
         if self.role == "decode":
             self.cluster.preempted(req, self)
         else:

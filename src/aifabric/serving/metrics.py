@@ -11,8 +11,11 @@ Definitions (per request):
   One-token answers have no TBT and meet any TBT target.
 - E2E: last token - arrival.
 - SLO attainment of a tier: share of its arrived requests that completed meeting both
-  targets (rejected and unfinished requests miss). Goodput: such requests per simulated
-  second.
+  targets (rejected and unfinished requests miss): ``slo_attainment`` (all arrivals).
+  ``slo_attainment_admitted``: the same count over the requests admitted (arrivals minus
+  every rejection; unfinished ones still miss), so it is >= the all-arrival figure.
+  Goodput: such requests per simulated second. ``rejected_prefill_tokens``: prompt tokens
+  prefilled for requests rejected afterwards (slo.early_rejection: none).
 - ``utilization`` / ``mean_decode_batch`` per pool: busy (sequence) seconds over the
   pool's ``instance_time_s``, the seconds its instances were held (count x simulated_s
   for fixed pools; with autoscale, loading and draining included: serving.autoscale).
@@ -116,11 +119,15 @@ def summarize(cluster: Any) -> dict[str, Any]:
     for t, tier in enumerate(tiers):
         mask = table["tier"] == t
         n_arr = int(arrived_tiers[t])
+        n_adm = n_arr - int(rejected_by_tier[t])
+        met = float(good[mask].sum())
         tier_out[tier.name] = {
             "requests": n_arr,
+            "admitted": n_adm,
             "completed": int(mask.sum()),
             "rejected": int(rejected_by_tier[t]),
-            "slo_attainment": (float(good[mask].sum() / n_arr) if n_arr else None),
+            "slo_attainment": (met / n_arr if n_arr else None),
+            "slo_attainment_admitted": (met / n_adm if n_adm else None),
             "ttft_target_s": tier.ttft_s,
             "tbt_target_s": tier.tbt_s,
             "ttft_s": _pcts(table["ttft"][mask]),
@@ -173,7 +180,14 @@ def summarize(cluster: Any) -> dict[str, Any]:
         "tbt_max_s": _pcts(table["tbt_max"]),
         "e2e_s": _pcts(table["e2e"]),
         "queue_wait_s": _pcts(table["waited"]),
+        "admitted": cluster.arrived - cluster.rejected,
+        "rejected_prefill_tokens": cluster.admission.rejected_prefill_tokens,
         "slo_attainment": float(good.sum() / cluster.arrived) if cluster.arrived else None,
+        "slo_attainment_admitted": (
+            float(good.sum() / (cluster.arrived - cluster.rejected))
+            if cluster.arrived > cluster.rejected
+            else None
+        ),
         "tiers": tier_out,
         "throughput": {
             "requests_per_s": completed / sim_time if sim_time > 0 else None,

@@ -35,6 +35,8 @@ class Request:
     waited: float = 0.0  # s spent in prefill queues
     instance: int = -1
     decode_instance: int = -1
+    group: int = -2  # admission: the decode stage it was admitted to (-2: none yet)
+    inbound: int = 0  # admission: KV tokens counted for it while not yet decoding
     # timeline
     first_token: float = math.nan
     last_token: float = math.nan

@@ -8,6 +8,15 @@ A registry, like the collectives: add a policy with ``@register("name")``.
   as its queued prefill work plus the prefill of the part of the prompt that instance
   cannot reuse (its own HBM prefix cache, or the shared pool when that reaches further),
   and take the smallest; ties go to the least loaded.
+- ``kv_aware``: the Conductor's full cost (Mooncake, FAST'25, section 5 / Algorithm 1:
+  for each prefill instance, TTFT = queue time + KV transfer time + prefill time, and the
+  request goes where it is smallest). Here, per instance: queue wait + the cheaper of
+  (a) fetching the pool's longer prefix over the network (the nominal transfer time on
+  the instance's path from the prefix's memory server, no sharing) and prefilling the
+  rest, or (b) recomputing everything beyond the instance's own HBM match. The cluster's
+  cache plan (ServingSimulation.reuse_choice) makes the same fetch-or-recompute choice
+  for the chosen instance, so the request is served the way it was costed. Unlike
+  ``cache_aware`` it never assumes a pool hit is free to use.
 """
 
 from __future__ import annotations
@@ -90,6 +99,31 @@ def _cache_aware() -> Router:
                 cached = cluster.cached_tokens(req, blocks)
                 cost = prefill_cost[memo] = inst.timing.prefill_time(req.prefill_len, cached)
             key = (inst.estimated_wait(req.priority) + cost, inst.outstanding, inst.index)
+            if best is None or key < best:
+                best, chosen = key, inst
+        return chosen
+
+    return choose
+
+
+@register("kv_aware")
+def _kv_aware() -> Router:
+    def choose(cluster: Any, req: Request) -> Instance:
+        pool: list[Instance] = cluster.entry
+        local = cluster.local_match_blocks(req)  # instance index -> matched blocks
+        store = cluster.pool
+        match = (
+            store.peek_match(req.blocks, cluster.sim.now)
+            if store is not None and req.blocks
+            else None
+        )
+        best: tuple[float, int, int] | None = None
+        chosen = pool[0]
+        for inst in pool:
+            blocks, _, _, fetch = cluster.reuse_choice(req, inst, local.get(inst.index, 0), match)
+            prefill = inst.timing.prefill_time(req.prefill_len, cluster.cached_tokens(req, blocks))
+            key = (inst.estimated_wait(req.priority) + fetch + prefill, inst.outstanding,
+                   inst.index)  # fmt: skip
             if best is None or key < best:
                 best, chosen = key, inst
         return chosen

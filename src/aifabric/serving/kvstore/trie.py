@@ -96,6 +96,18 @@ class KVStore:
             node, count = child, count + 1
         return count
 
+    def peek_match(self, blocks: Sequence[int], now: float) -> Match:
+        """``match`` without touching anything (for routers comparing instances)."""
+        node, per_tier, count = self.root, [0] * len(self.tiers), 0
+        deadline = now - self.ttl
+        for block in blocks:
+            child = node.children.get(block)
+            if child is None or child.last_access < deadline:
+                break
+            per_tier[child.tier] += 1
+            node, count = child, count + 1
+        return Match(count, tuple(per_tier))
+
     def blocks_in(self, tier: int) -> int:
         return len(self._lru[tier])
 
