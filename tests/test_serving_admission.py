@@ -5,10 +5,10 @@ The overload scenario: one colocated Llama-3-8B instance (TP1, H100 SXM), contin
 batching, fixed 512-token prompts and 64-token answers, the default gold / silver / bronze
 tiers (TTFT 2 / 5 / 15 s, TBT 50 / 100 / 200 ms).
 
-Sustainable rate (hand derivation, roofline numbers from RooflineTiming): every request
-needs its prefill, P = prefill_time(512) (~15 ms: 512 x 2 x 8e9 FLOP / (989 TFLOP/s x 0.5)
-plus the weight read), during which the instance does nothing else, so no rate above 1/P
-(~65 req/s) can be sustained, whatever the batch. The tests run at 10 / P, at least 10x
+Sustainable rate (hand derivation): every request needs its prefill, P = prefill_time(512)
+with the scenario's default (fitted) roofline (~25 ms: 512 x 2 x 8e9 FLOP / (989 TFLOP/s x
+0.45) plus the 8 ms iteration overhead and the weight read), during which the instance does
+nothing else, so no rate above 1/P (~39 req/s) can be sustained, whatever the batch. The tests run at 10 / P, at least 10x
 what the instance sustains, with a few hundred requests.
 """
 
@@ -31,7 +31,9 @@ PROMPT, OUTPUT = 512, 64
 
 
 def prefill_seconds() -> float:
-    return RooflineTiming(model=get_model(MODEL), gpu=get_gpu(GPU), tp=1).prefill_time(PROMPT)
+    """P with the timing the scenario really gets (the default, fitted roofline)."""
+    probe = {"model": MODEL, "gpu": GPU, "workload": {"num_requests": 1}}
+    return float(ServingSimulation(parse_scenario(probe)).entry[0].timing.prefill_time(PROMPT))
 
 
 OVERLOAD_RPS = 10.0 / prefill_seconds()  # >= 10x the sustainable 1 / P

@@ -108,7 +108,10 @@ def test_lone_request_cost_energy_and_utilization_by_hand() -> None:
     prompt, output = 512, 64
     econ = {"gpu_hour_usd": 2.0, "energy_usd_per_kwh": 0.1, "pue": 1.5,
             "idle_power_fraction": 0.2, "full_power_fraction": 0.9}  # fmt: skip
-    res = run(scenario(prompt, output, economics=econ))
+    # RooflineTiming's own defaults: the unfitted roofline, no per-iteration overheads
+    unfitted = {"prefill_mfu": 0.5, "iteration_overhead_s": 0.0, "sequence_overhead_s": 0.0,
+                "scaleup_latency_s": 2e-6}  # fmt: skip
+    res = run(scenario(prompt, output, economics=econ, compute=unfitted))
     t = RooflineTiming(model=M, gpu=H100)
     prefill = t.prefill_time(prompt)
     steps = [t.decode_step_time(1, prompt + j) for j in range(output - 1)]

@@ -74,6 +74,8 @@ def test_without_fabric_the_example_is_unchanged(capsys: pytest.CaptureFixture[s
         "compute.sequence_overhead_s=0",
         "--set",
         "compute.scaleup_latency_s=2e-6",
+        "--set",
+        "compute.timing=roofline",  # not the measured profile Llama-3-70B now borrows
     ]
     r = run_json(capsys, "simulate", "serve", "-f", str(EXAMPLES / "mooncake-conversation-pd.yaml"),
                  *unfitted, "--json")  # fmt: skip

@@ -195,3 +195,30 @@ def test_serve_and_timing_cli_say_which_model_answered(capsys: pytest.CaptureFix
     assert main(["timing", "--batch", "0"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") <= 2 and "--batch" in err
+
+
+def test_llama3_70b_borrows_llama2_70b_tables_scaled_by_its_weights() -> None:
+    """siblings.yaml: Llama-3-70B (no table) is timed from Llama-2-70B's, prefill scaled by
+    F(0) = 2 x matmul weights and the decode's fixed part by the same weights ratio; the
+    bodies are equal, so the only difference is the 128,256- vs 32,000-token LM head:
+    8192 x (128,256 - 32,000) = 788.5M more matmul weights on 68.98B (+1.1 %)."""
+    from aifabric.catalog import get_gpu, get_model
+    from aifabric.serving.profile import select_timing, sibling_scales
+
+    l3, l2 = get_model("llama3-70b"), get_model("llama2-70b")
+    pre, dec = sibling_scales(l3, "llama2-70b")  # type: ignore[misc]
+    extra = 8192 * (128256 - 32000)
+    assert dec == pytest.approx((l2.matmul_params_per_token() + extra)
+                                / l2.matmul_params_per_token(), rel=1e-9)  # fmt: skip
+    assert 1.0 < pre < 1.02 and 1.0 < dec < 1.02
+    gpu = get_gpu("h100-sxm")
+    t3 = select_timing(model=l3, gpu=gpu, tp=8)
+    t2 = select_timing(model=l2, gpu=gpu, tp=8)
+    assert t3.name.endswith("scaled to llama3-70b")
+    assert t3.prefill_time(2048) == pytest.approx(t2.prefill_time(2048) * pre, rel=0.01)
+    assert (
+        t2.decode_step_time(8, 8192)
+        < t3.decode_step_time(8, 8192)
+        < 1.02 * t2.decode_step_time(8, 8192)
+    )
+    assert sibling_scales(get_model("llama3-8b"), "llama2-70b") is None  # not a sibling

@@ -197,8 +197,20 @@ def serving_profiles() -> dict[tuple[str, str, int, str], Any]:
     return out
 
 
+def serving_profile_siblings() -> dict[str, str]:
+    """Model -> the sibling whose measured serving tables it borrows (siblings.yaml)."""
+    raw = _load_yaml("serving_profiles/siblings.yaml") or {}
+    return {str(k): str(v["profile_of"]) for k, v in raw.items()}
+
+
 def find_serving_profile(model: str, gpu: str, tp: int, weight_dtype: str) -> Any:
-    """The measured table for a deployment, or None (fp16 and bf16 share a table)."""
+    """The measured table for a deployment, else its sibling's (``siblings.yaml``), or None
+    (fp16 and bf16 share a table)."""
     from aifabric.serving.profile import dtype_class
 
-    return serving_profiles().get((model, gpu, tp, dtype_class(weight_dtype)))
+    tables = serving_profiles()
+    found = tables.get((model, gpu, tp, dtype_class(weight_dtype)))
+    sibling = serving_profile_siblings().get(model)
+    if found is None and sibling is not None:
+        found = tables.get((sibling, gpu, tp, dtype_class(weight_dtype)))
+    return found

@@ -41,6 +41,11 @@ the table measures fresh prompts; FLOPs beyond a fresh prompt of the same new to
 (``prefill_flops - model prefill_flops(new, 0)``, the attention over the cached tokens) are
 added at the roofline's prefill rate (tp x peak x prefill_mfu).
 
+Siblings: a model without its own table may borrow one of a model with the same transformer
+body (catalog ``serving_profiles/siblings.yaml``: Llama-3-70B from Llama-2-70B, which
+differ only in vocabulary), its times scaled by ``sibling_scales``; the answer's name says
+"scaled to".
+
 Mixed iterations (chunked prefill with decode tokens piggybacked):
 ``t = max(decode(b, C), prefill(p + b) + kv_read(C) + cached_attention)``. The linear
 layers see all p + b tokens of the iteration, so the prefill table is read at p + b
@@ -187,16 +192,21 @@ class ProfileTiming:
 
     def __post_init__(self) -> None:
         p, r = self.profile, self.roofline
-        if (r.model.name, r.gpu.name, r.tp) != (p.model, p.gpu, p.tp):
+        if (r.gpu.name, r.tp) != (p.gpu, p.tp) or (
+            r.model.name != p.model and (sibling_scales(r.model, p.model) is None)
+        ):
             raise ConfigError(f"serving profile {p.label} does not describe "
                               f"{r.model.name} on {r.tp} x {r.gpu.name}")  # fmt: skip
+        pre_scale, dec_scale = sibling_scales(r.model, p.model) or (1.0, 1.0)
         dec = np.array(p.decode, dtype=np.float64)
         pre = np.array(p.prefill, dtype=np.float64)
+        pre[:, 1] *= pre_scale
         kv_s = r.kv_read_time(1.0)
         # Zero-context decode times D(b) - b x c_ref x kv_s, kept non-decreasing (running
         # maximum: moves a measured point by < 0.02 ms where the KV term outgrows a flat
         # stretch of the table), so that decode(b, C) = that + C x kv_s is monotone in both.
-        zero = np.maximum.accumulate(dec[:, 1] - dec[:, 0] * p.decode_context * kv_s)
+        # (A sibling's KV per token is the same: same layers, KV heads and head size.)
+        zero = np.maximum.accumulate(dec_scale * (dec[:, 1] - dec[:, 0] * p.decode_context * kv_s))
         set_ = object.__setattr__
         set_(self, "_decode", _Curve(dec[:, 0], zero))
         set_(self, "_prefill", _Curve(pre[:, 0], pre[:, 1], log=True, floor=float(dec[0, 1])))
@@ -205,7 +215,9 @@ class ProfileTiming:
     # ----- sizes: the model arithmetic, delegated ------------------------------------------
     @property
     def name(self) -> str:
-        return f"profile: {self.profile.label}"
+        own = self.roofline.model.name
+        scaled = "" if own == self.profile.model else f", scaled to {own}"
+        return f"profile: {self.profile.label}{scaled}"
 
     @property
     def tp(self) -> int:
@@ -280,6 +292,32 @@ class ProfileTiming:
         context = context_tokens + batch * np.arange(steps, dtype=np.float64)
         base = self._decode.scalar(batch)
         return base + context * self._kv_s
+
+
+#: Transformer-body fields a sibling must share (the kernels' shapes).
+BODY = ("num_layers", "hidden_size", "num_attention_heads", "num_kv_heads", "head_dim",
+        "intermediate_size", "attention", "ffn", "num_experts")  # fmt: skip
+
+
+def sibling_scales(model: ModelSpec, source: str) -> tuple[float, float] | None:
+    """(prefill, decode) scale factors for timing ``model`` from ``source``'s measured table
+    when the catalog names ``source`` as its sibling (catalog siblings.yaml) and their
+    transformer bodies match (``BODY``), else None. Prefill times scale by FLOP per token
+    (F(0): 2 x the matmul weights, LM head included); the fixed part of a decode iteration
+    by the matmul weight bytes each step reads, the same ratio. Overheads scale with them,
+    which is exact for none of them and within the vocabulary's share of the weights (Llama
+    3 70B vs Llama 2 70B: 2.3 %) of either reading."""
+    from aifabric.catalog import get_model, serving_profile_siblings
+
+    if serving_profile_siblings().get(model.name) != source:
+        return None
+    src = get_model(source)
+    if any(getattr(model, f) != getattr(src, f) for f in BODY):
+        raise ConfigError(f"serving profile siblings: {model.name} and {source} differ in their "
+                          "transformer body; remove the pair from siblings.yaml")  # fmt: skip
+    flop = model.forward_flops_per_token(0.0) / src.forward_flops_per_token(0.0)
+    weights = model.matmul_params_per_token() / src.matmul_params_per_token()
+    return flop, weights
 
 
 def select_timing(*, model: ModelSpec, gpu: GpuSpec, tp: int, timing: str = "auto",
