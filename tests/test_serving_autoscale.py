@@ -430,3 +430,21 @@ def test_elastic_gpu_capital_counts_the_seconds_each_instance_was_held(
     assert res["economics"]["gpu_capital_usd"] == pytest.approx(gpu_seconds / 3600 * rate)
     peak = res["autoscale"]["pools"]["colocated"]["peak_held"] * res["simulated_s"]
     assert gpu_seconds < peak * sc.cluster.tp
+
+
+def test_speculative_verification_charges_the_sequence_overhead_per_sequence() -> None:
+    """A verification step of b sequences x (k + 1) tokens samples b sequences: adding a
+    per-sequence overhead s to the roofline adds b s to the verification and k x c x b s to
+    the k draft steps (each c x a one-token decode step of b sequences), not (k + 1) b s."""
+    from aifabric.catalog import get_gpu, get_model
+    from aifabric.serving.compute import RooflineTiming
+    from aifabric.serving.speculative import SpeculativeTiming
+
+    model, gpu = get_model(MODEL), get_gpu(GPU)
+    b, k, c, s = 16, 4, 0.1, 1e-3
+    times = []
+    for overhead in (0.0, s):
+        base = RooflineTiming(model=model, gpu=gpu, sequence_overhead=overhead)
+        spec = SpeculativeTiming(base=base, draft_tokens=k, acceptance_rate=0.5, draft_cost=c)
+        times.append(spec.step_times(b, 4096.0, 3))
+    assert times[1] - times[0] == pytest.approx([b * s * (1 + k * c)] * 3, rel=1e-9)

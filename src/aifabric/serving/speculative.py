@@ -21,7 +21,8 @@ decode step on the same GPUs.
 Acceptance is modelled as its expectation: no per-token draws. The simulator still moves
 every sequence one token per (virtual) step; a virtual step lasts T / E, so the time between
 emitted tokens (TBT) is T / E and a verification step emits E tokens per sequence on
-average. Blind spots: the verification's attention FLOPs count each sequence's context once
+average. The roofline's per-sequence overhead is charged per sequence, not per verified
+token. Blind spots: the verification's attention FLOPs count each sequence's context once
 (not k + 1 times), which matters only when the iteration is compute bound; mixed
 prefill + decode iterations (chunked prefill) are not speculated; a draft model's KV cache
 is not transferred between PD pools (its weights and KV do shrink the target's KV room).
@@ -127,7 +128,12 @@ class SpeculativeTiming:
             verify[:, r] = self.base.decode_step_times(
                 width * batch, context_tokens + r * batch, rows
             )
-        target = verify.reshape(-1)[:steps]
+        # The verification carries (k + 1) b tokens but only b sequences: the roofline's
+        # per-sequence overhead (sampling, bookkeeping) is charged once per sequence, not per
+        # verified token. (A measured profile's per-sequence slope is not split this way:
+        # there the verification is timed as (k + 1) b one-token sequences, an upper bound.)
+        per_seq = float(getattr(self.base, "sequence_overhead", 0.0))
+        target = verify.reshape(-1)[:steps] - k * batch * per_seq
         if self.draft is not None:
             draft = self.draft.decode_step_times(batch, context_tokens, steps)
         else:
