@@ -222,3 +222,16 @@ def test_llama3_70b_borrows_llama2_70b_tables_scaled_by_its_weights() -> None:
         < 1.02 * t2.decode_step_time(8, 8192)
     )
     assert sibling_scales(get_model("llama3-8b"), "llama2-70b") is None  # not a sibling
+
+
+@settings(max_examples=300, deadline=None)
+@given(x=st.floats(0.0, 1e6, allow_nan=False), which=st.integers(0, 11), log=st.booleans())
+def test_curve_scalar_path_equals_the_array_path(x: float, which: int, log: bool) -> None:
+    """_Curve.scalar (plain floats, the simulator's hot path) equals _Curve.__call__ (NumPy)
+    everywhere: below the first point, inside, above the last, for both interpolations."""
+    from aifabric.serving.profile import _Curve
+
+    prof = sorted(serving_profiles().values(), key=lambda p: p.key)[which % len(serving_profiles())]
+    pts = np.array(prof.prefill if log else prof.decode, dtype=np.float64)
+    curve = _Curve(pts[:, 0], pts[:, 1], log=log, floor=float(prof.decode[0][1]) if log else None)
+    assert curve.scalar(x) == pytest.approx(float(curve(x)), rel=1e-12)

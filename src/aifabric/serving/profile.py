@@ -62,6 +62,7 @@ decode iteration jumps to the prefill curve: that is the measurement, not a seam
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
 from dataclasses import dataclass, field
@@ -147,10 +148,14 @@ class _Curve:
     log: bool = False
     floor: float | None = None
     _m: np.ndarray = field(init=False, repr=False, compare=False)
+    _py: tuple[tuple[float, ...], ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.log:
             object.__setattr__(self, "_m", _monotone_slopes(np.log(self.xs), np.log(self.ys)))
+        logs = (np.log(self.xs), np.log(self.ys), self._m) if self.log else ()
+        py = tuple(tuple(float(v) for v in a) for a in (self.xs, self.ys, *logs))
+        object.__setattr__(self, "_py", py)
 
     def _inside(self, x: np.ndarray) -> np.ndarray:
         if not self.log:
@@ -177,7 +182,32 @@ class _Curve:
         return np.asarray(out, dtype=np.float64)
 
     def scalar(self, x: float) -> float:
-        return float(self(x))
+        """``self(x)`` for one x in plain floats (the simulator asks one point per
+        iteration, where NumPy's per-call overhead is most of the cost); equal to the
+        array path (tests/test_serving_timing.py)."""
+        pts = self._py
+        xs, ys = pts[0], pts[1]
+        x = max(float(x), 1.0)
+        n = len(xs)
+        if x > xs[-1]:
+            return ys[-1] + (x - xs[-1]) * (ys[-1] - ys[-2]) / (xs[-1] - xs[-2])
+        if x < xs[0] and self.floor is not None and xs[0] > 1.0:
+            lo = min(self.floor, ys[0])
+            frac = math.log(x) / math.log(xs[0])
+            return math.exp(math.log(lo) + frac * (math.log(ys[0]) - math.log(lo)))
+        if not self.log:
+            if x <= xs[0]:
+                return ys[0]
+            i = min(bisect.bisect_left(xs, x) - 1, n - 2)
+            return ys[i] + (x - xs[i]) * (ys[i + 1] - ys[i]) / (xs[i + 1] - xs[i])
+        lx, ly, m = pts[2], pts[3], pts[4]
+        u = math.log(min(max(x, xs[0]), xs[-1]))
+        i = min(max(bisect.bisect_left(lx, u) - 1, 0), n - 2)
+        h = lx[i + 1] - lx[i]
+        t = (u - lx[i]) / h
+        h00, h10 = (1 + 2 * t) * (1 - t) ** 2, t * (1 - t) ** 2
+        h01, h11 = t * t * (3 - 2 * t), t * t * (t - 1)
+        return math.exp(h00 * ly[i] + h10 * h * m[i] + h01 * ly[i + 1] + h11 * h * m[i + 1])
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
