@@ -281,6 +281,16 @@ VARIANTS = [
     ["plan", "compare", "--json"],
     ["simulate", "serve", "--json"],
     ["simulate", "serve", "-f", "examples/serve/poisson-colocated.yaml", "--json"],
+    # three requests, so two SLO tiers draw none: their percentiles and attainment are null
+    [
+        "simulate",
+        "serve",
+        "-f",
+        "examples/serve/poisson-colocated.yaml",
+        "--set",
+        "workload.num_requests=3",
+        "--json",
+    ],  # fmt: skip
     [
         "simulate",
         "collective",

@@ -68,12 +68,12 @@ class Power(Out):
 
 
 class Percentiles(Out):
-    """Distribution of a time over requests."""
+    """Distribution of a time over requests; null when no request completed."""
 
-    p50: Seconds
-    p95: Seconds
-    p99: Seconds
-    mean: Seconds
+    p50: Seconds | None
+    p95: Seconds | None
+    p99: Seconds | None
+    mean: Seconds | None
 
 
 class ParallelPlan(Out):

@@ -50,8 +50,12 @@ class TierResult(Out):
     admitted: int = Field(description="arrivals not rejected")
     completed: int
     rejected: int
-    slo_attainment: Ratio = Field(description="SLO met, over all arrivals (rejected miss)")
-    slo_attainment_admitted: Ratio = Field(description="SLO met, over admitted requests")
+    slo_attainment: Ratio | None = Field(
+        description="SLO met, over all arrivals (rejected miss); null for a tier no request drew"
+    )
+    slo_attainment_admitted: Ratio | None = Field(
+        description="SLO met, over admitted requests; null when none was admitted"
+    )
     ttft_target_s: Seconds
     tbt_target_s: Seconds
     ttft_s: Percentiles
