@@ -74,11 +74,23 @@ class Simulator:
 
     def run(self, until: float = math.inf) -> float:
         """Run events with time <= until; the clock ends at ``until`` if it is finite."""
-        while True:
-            next_time = self.peek()
-            if next_time == math.inf or next_time > until:
+        # step() inlined (one event costs no extra calls): skip canceled events, stop at
+        # the first live one past ``until`` (or at inf, as peek() reports it).
+        heap = self._heap
+        pop = heapq.heappop
+        inf = math.inf
+        while heap:
+            entry = heap[0]
+            event = entry[3]
+            if event.canceled:
+                pop(heap)
+                continue
+            if entry[0] == inf or entry[0] > until:
                 break
-            self.step()
+            pop(heap)
+            self.now = event.time
+            self.events_run += 1
+            event.handler(*event.args)
         if until != math.inf:
             self.now = max(self.now, until)
         return self.now
