@@ -203,7 +203,19 @@ def _fill_small(
     of capacity freeze their flows), without NumPy's per-call overhead, which dominates when
     a component has a few dozen link entries. Loads are kept up to date as flows freeze
     instead of recomputed each round. ``rows[f]`` lists flow f's finite links, ``weights[f]``
-    their (positive) weights; a flow on no link gets inf."""
+    their (positive) weights; a flow on no link gets inf.
+
+    One flow (the common serving case: a KV transfer alone on its NICs) fills in one
+    round: its rate is the least capacity / weight of its links (weights of a link listed
+    twice summed), the same number the rounds give (its level rises from 0 by that step)."""
+    if len(rows) == 1:
+        row, ws = rows[0], weights[0]
+        if not row:
+            return [math.inf]
+        use: dict[int, float] = {}
+        for ln, w in zip(row, ws, strict=True):
+            use[ln] = use.get(ln, 0.0) + w  # a link listed twice carries both weights
+        return [0.0 + min([float(capacity[ln]) / x for ln, x in use.items()])]
     rates = [math.inf] * len(rows)
     left: dict[int, float] = {}
     load: dict[int, float] = {}  # links with unfrozen flows only

@@ -50,6 +50,11 @@ class IterationTiming(Protocol):
     def decode_step_times(self, batch: int, context_tokens: float, steps: int) -> np.ndarray: ...
 
 
+#: Decode stretches up to this many steps are timed in plain floats (NumPy's per-call
+#: overhead exceeds the arithmetic there); longer ones as one array expression.
+SMALL_STRETCH = 12
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RooflineTiming:
     """Iteration times (s) of one instance of ``model`` on ``tp`` GPUs of type ``gpu``."""
@@ -201,14 +206,25 @@ class RooflineTiming:
 
         Vectorized twin of ``decode_step_time`` (which it equals at every step): both the
         memory and the compute term are linear in the context, so a stretch of identical
-        iterations costs one array expression instead of ``steps`` calls.
+        iterations costs one array expression instead of ``steps`` calls; a short stretch
+        (up to ``SMALL_STRETCH`` steps) does the same operations in plain floats, which give
+        the same numbers (tests/test_serving_speed_paths.py).
         """
         if batch <= 0 or steps <= 0:
             return np.zeros(max(steps, 0))
         c = self._c
-        context = context_tokens + batch * np.arange(steps, dtype=np.float64)
-        compute = (batch * c["flops0"] + c["slope"] * context) / (c["peak"] * self.decode_mfu)
-        memory = (self._weights_read(batch) + context * c["kv"]) / c["hbm"]
         fixed = self._allreduce_time(batch) + self.iteration_overhead
         fixed += self.sequence_overhead * batch
+        f0, slope, kv, hbm = batch * c["flops0"], c["slope"], c["kv"], c["hbm"]
+        peak = c["peak"] * self.decode_mfu
+        weights = self._weights_read(batch)
+        if steps <= SMALL_STRETCH:  # the same operations on plain floats, step by step
+            out = []
+            for j in range(steps):
+                ctx = context_tokens + batch * float(j)
+                out.append(max((f0 + slope * ctx) / peak, (weights + ctx * kv) / hbm) + fixed)
+            return np.array(out)
+        context = context_tokens + batch * np.arange(steps, dtype=np.float64)
+        compute = (f0 + slope * context) / peak
+        memory = (weights + context * kv) / hbm
         return np.maximum(compute, memory) + fixed

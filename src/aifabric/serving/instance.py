@@ -444,7 +444,7 @@ class Instance:
 
     def _launch(self, steps: np.ndarray, items: list[tuple[Request, int, int]], *,
                 decode: bool, interruptible: bool) -> None:  # fmt: skip
-        cum = np.cumsum(steps)
+        cum = steps if steps.shape[0] == 1 else np.cumsum(steps)  # one step: its own sum
         run = _Run(self.sim.now, steps, cum, len(steps), items, decode, interruptible)
         run.event = self.sim.schedule(float(cum[-1]), self._end)
         self.run = run

@@ -71,7 +71,7 @@ from typing import Any
 import numpy as np
 
 from aifabric.errors import ConfigError
-from aifabric.serving.compute import RooflineTiming
+from aifabric.serving.compute import SMALL_STRETCH, RooflineTiming
 from aifabric.spec.gpu import GpuSpec
 from aifabric.spec.model import ModelSpec
 
@@ -316,12 +316,17 @@ class ProfileTiming:
 
     def decode_step_times(self, batch: int, context_tokens: float, steps: int) -> np.ndarray:
         """Times of ``steps`` consecutive decode steps, the context growing by ``batch`` a
-        step: one array expression, equal to ``decode_step_time`` at every step."""
+        step: one array expression (plain floats up to ``SMALL_STRETCH`` steps, the same
+        numbers), equal to ``decode_step_time`` at every step."""
         if batch <= 0 or steps <= 0:
             return np.zeros(max(steps, 0))
-        context = context_tokens + batch * np.arange(steps, dtype=np.float64)
         base = self._decode.scalar(batch)
-        return base + context * self._kv_s
+        kv_s = self._kv_s
+        if steps <= SMALL_STRETCH:  # the same operations on plain floats, step by step
+            return np.array([base + (context_tokens + batch * float(j)) * kv_s
+                             for j in range(steps)])  # fmt: skip
+        context = context_tokens + batch * np.arange(steps, dtype=np.float64)
+        return base + context * kv_s
 
 
 #: Transformer-body fields a sibling must share (the kernels' shapes).
