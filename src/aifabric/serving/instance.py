@@ -203,9 +203,14 @@ class Instance:
         if priority is None:
             work = sum(self.backlog.values())
             ahead = sum(self.queued.values())
-        else:
-            work = sum(v for p, v in self.backlog.items() if p <= priority)
-            ahead = sum(v for p, v in self.queued.items() if p <= priority)
+        else:  # the sums over the classes p <= priority, in the dicts' order, from 0
+            work = ahead = 0
+            for p, v in self.backlog.items():
+                if p <= priority:
+                    work += v
+            for p, n in self.queued.items():
+                if p <= priority:
+                    ahead += n
         # When KV memory, not prefill compute, holds the queue back, requests leave it at
         # the recent admission rate mu, while higher-priority arrivals (rate lam) keep
         # overtaking: the queue ahead drains at mu - lam.
