@@ -98,7 +98,7 @@ class DecodeBatch:
 
     def compact(self, keep: np.ndarray) -> None:
         n = self.n
-        idx = np.flatnonzero(keep)
+        idx = keep.nonzero()[0]  # flatnonzero of a 1-D mask, without its wrapper calls
         m = idx.shape[0]
         self.context_total -= int(self.context[:n].sum()) - int(self.context[idx].sum())
         self._ints[:, :m] = self._ints[:, idx]
@@ -534,7 +534,7 @@ class Instance:
         if int(remaining.min()) > 0:
             return
         done = remaining == 0
-        finished = [batch.reqs[i] for i in np.flatnonzero(done).tolist()]
+        finished = [batch.reqs[i] for i in done.nonzero()[0].tolist()]
         held = batch.context if self.grow else batch.held
         self.kv_used -= int(held[:b][done].sum())
         maxgaps = maxgap[done].tolist()
