@@ -203,16 +203,18 @@ class KVStore:
             while len(lru) > tier.capacity_blocks:
                 # The least recently used node with no child in this tier (one exists:
                 # children are never faster than their parent). Walks touch deepest first,
-                # so this is almost always the very first node.
-                for victim in lru:
-                    children = victim.children
-                    if not children:
-                        break
-                    for c in children.values():
-                        if c.tier <= t:
+                # so this is almost always the very first node (a leaf: taken at once).
+                victim = next(iter(lru))
+                if victim.children:
+                    for victim in lru:
+                        children = victim.children
+                        if not children:
                             break
-                    else:
-                        break
+                        for c in children.values():
+                            if c.tier <= t:
+                                break
+                        else:
+                            break
                 if below is None:
                     self._remove(victim)
                     self.evicted_blocks += 1
