@@ -290,7 +290,7 @@ VARIANTS = [
         "--set",
         "workload.num_requests=3",
         "--json",
-    ],  # fmt: skip
+    ],
     [
         "simulate",
         "collective",
