@@ -44,7 +44,7 @@ from aifabric.serving.network import FlowNetwork
 from aifabric.serving.profile import roofline_options, select_timing
 from aifabric.serving.request import Request
 from aifabric.serving.routing import make_router
-from aifabric.serving.source import Workload, build_workload
+from aifabric.serving.source import Workload, load_workload, trace_figures
 from aifabric.serving.speculative import SpeculativeTiming
 
 Progress = Callable[[int, int], None]
@@ -127,9 +127,9 @@ class ServingSimulation:
         check_autoscale(sc)
         if sc.workload.source != "trace":  # a trace's size is known once it is read
             check_serving_work(sc, tp_p, tp_d, synthetic_figures(sc), max_work)
-        self.workload: Workload = _build_workload(sc, self.rng)
+        self.workload: Workload = load_workload(sc, self.rng)
         if sc.workload.source == "trace":
-            check_serving_work(sc, tp_p, tp_d, _trace_figures(self.workload), max_work)
+            check_serving_work(sc, tp_p, tp_d, trace_figures(self.workload), max_work)
         self.block_tokens = self.workload.block_tokens
         self.instances: list[Instance] = []
         self.network = FlowNetwork(self.sim, latency=sc.network.latency_s)
@@ -581,24 +581,3 @@ class ServingSimulation:
         blocks = self.workload.blocks_for(-1, prev.session, prev.turn + 1, prompt)
         req = self._new_request(prompt, output, prev.tier, prev.session, prev.turn + 1, blocks)
         self._admit(req)
-
-
-def _trace_figures(wl: Workload) -> dict[str, Any]:
-    """Requests, arrival span and mean lengths of a read trace (first turns only)."""
-    n = wl.total
-    return {
-        "requests": n,
-        "span": float(wl.times[-1] - wl.times[0]) if wl.times.shape[0] else 0.0,
-        "mean_prompt": float(wl.prompts.mean()) if n else 0.0,
-        "mean_output": float(wl.outputs.mean()) if n else 0.0,
-    }
-
-
-def _build_workload(sc: ServeScenario, rng: np.random.Generator) -> Workload:
-    try:
-        return build_workload(sc, rng)
-    except ConfigError as exc:
-        text = str(exc)
-        if text.startswith(("length", "uniform")):
-            text = f"scenario key workload.input_tokens/output_tokens: {text}"
-        raise ConfigError(text) from None

@@ -22,6 +22,7 @@ of one conversation share their common prefix and the system prompt is shared by
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -167,3 +168,27 @@ def _trace_workload(scenario: ServeScenario, rng: np.random.Generator,
     tier = rng.choice(len(shares), size=n, p=shares)
     return Workload(times, prompts, outs, tier, np.full(n, -1), n, trace.block_tokens,
                     trace_blocks=blocks, name=trace.name)  # fmt: skip
+
+
+def load_workload(sc: ServeScenario, rng: np.random.Generator) -> Workload:
+    """``build_workload``, with a length error named by its scenario keys."""
+    from aifabric.errors import ConfigError
+
+    try:
+        return build_workload(sc, rng)
+    except ConfigError as exc:
+        text = str(exc)
+        if text.startswith(("length", "uniform")):
+            text = f"scenario key workload.input_tokens/output_tokens: {text}"
+        raise ConfigError(text) from None
+
+
+def trace_figures(wl: Workload) -> dict[str, Any]:
+    """Requests, arrival span and mean lengths of a read trace (first turns only)."""
+    n = wl.total
+    return {
+        "requests": n,
+        "span": float(wl.times[-1] - wl.times[0]) if wl.times.shape[0] else 0.0,
+        "mean_prompt": float(wl.prompts.mean()) if n else 0.0,
+        "mean_output": float(wl.outputs.mean()) if n else 0.0,
+    }
