@@ -80,3 +80,21 @@ def main_in_process(capsys: pytest.CaptureFixture[str], *args: str) -> str:
     out, err = capsys.readouterr()
     assert code == 0, err
     return out
+
+
+def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``extra``'s keys laid over it, nested sections merged key by key (the
+    serving tests build scenarios as a base plus per-test sections)."""
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+#: The serving roofline without the fitted overheads of config.Compute (RooflineTiming's own
+#: defaults), for tests whose hand derivations are of the pure roofline.
+UNFITTED_ROOFLINE = {"prefill_mfu": 0.5, "iteration_overhead_s": 0.0, "sequence_overhead_s": 0.0,
+                     "scaleup_latency_s": 2e-6}  # fmt: skip

@@ -28,22 +28,14 @@ from aifabric.serving.instance import Instance
 from aifabric.serving.speculative import SpeculativeTiming, expected_tokens
 from aifabric.serving.workload import schedule_clock
 
+from .cli_helpers import UNFITTED_ROOFLINE, deep_merge
+
 MODEL, GPU = "llama3-8b", "h100-sxm"
 ONE_TIER = [{"name": "all", "share": 1.0, "ttft_s": 1000.0, "tbt_s": 1000.0, "priority": 0}]
 LOAD_S = 30.0
 INTERVAL = 10.0
 STEP_AT = 200.0  # the load steps up here ...
 DROP_AT = 400.0  # ... and back down here
-
-
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 def stepped(**sections: Any) -> dict[str, Any]:
@@ -76,7 +68,7 @@ def stepped(**sections: Any) -> dict[str, Any]:
             "scale_down_cooldown_s": 30.0,
         },
     }
-    return _merge(base, sections)
+    return deep_merge(base, sections)
 
 
 def run(data: dict[str, Any]) -> tuple[ServingSimulation, dict[str, Any]]:
@@ -244,7 +236,7 @@ def test_deterministic_per_seed() -> None:
     data = stepped(workload={"num_requests": 1500})
     a = run(data)
     b = run(data)
-    c = run(_merge(data, {"seed": 4}))
+    c = run(deep_merge(data, {"seed": 4}))
     for res in (a[1], b[1], c[1]):
         res.pop("wall_s")
     assert a[1] == b[1]
@@ -322,8 +314,7 @@ PROMPT, OUTPUT = 1024, 129
 #: The unfitted roofline (no iteration / sequence overheads): the hand derivations below
 #: are of the pure memory-bound step, and the speculative arithmetic is their subject (the
 #: fitted overheads of config.Compute are checked in tests/test_serving_timing.py).
-UNFITTED = {"prefill_mfu": 0.5, "iteration_overhead_s": 0.0, "sequence_overhead_s": 0.0,
-            "scaleup_latency_s": 2e-6}  # fmt: skip
+UNFITTED = UNFITTED_ROOFLINE
 
 
 def lone(spec: dict[str, Any] | None) -> dict[str, Any]:

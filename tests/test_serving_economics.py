@@ -18,7 +18,7 @@ from aifabric.serving.compute import RooflineTiming
 from aifabric.serving.config import parse_scenario
 from aifabric.serving.work import IterationWork
 
-from .cli_helpers import run_json
+from .cli_helpers import UNFITTED_ROOFLINE, deep_merge, run_json
 
 MODEL, GPU = "llama3-8b", "h100-sxm"
 ONE_TIER = [{"name": "all", "share": 1.0, "ttft_s": 1000.0, "tbt_s": 1000.0, "priority": 0}]
@@ -28,16 +28,6 @@ THREE_TIERS = [
     {"name": "bronze", "share": 0.5, "ttft_s": 15.0, "tbt_s": 0.2, "priority": 2},
 ]
 YEAR_S = 365.25 * 24 * 3600
-
-
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 def scenario(prompt: int = 512, output: int = 64, n: int = 1, **sections: Any) -> dict[str, Any]:
@@ -55,7 +45,7 @@ def scenario(prompt: int = 512, output: int = 64, n: int = 1, **sections: Any) -
         "cluster": {"mode": "colocated", "instances": 1, "tp": 1},
         "slo": {"tiers": ONE_TIER},
     }
-    return _merge(base, sections)
+    return deep_merge(base, sections)
 
 
 def run(data: dict[str, Any]) -> dict[str, Any]:
@@ -109,9 +99,7 @@ def test_lone_request_cost_energy_and_utilization_by_hand() -> None:
     econ = {"gpu_hour_usd": 2.0, "energy_usd_per_kwh": 0.1, "pue": 1.5,
             "idle_power_fraction": 0.2, "full_power_fraction": 0.9}  # fmt: skip
     # RooflineTiming's own defaults: the unfitted roofline, no per-iteration overheads
-    unfitted = {"prefill_mfu": 0.5, "iteration_overhead_s": 0.0, "sequence_overhead_s": 0.0,
-                "scaleup_latency_s": 2e-6}  # fmt: skip
-    res = run(scenario(prompt, output, economics=econ, compute=unfitted))
+    res = run(scenario(prompt, output, economics=econ, compute=UNFITTED_ROOFLINE))
     t = RooflineTiming(model=M, gpu=H100)
     prefill = t.prefill_time(prompt)
     steps = [t.decode_step_time(1, prompt + j) for j in range(output - 1)]
@@ -185,7 +173,7 @@ def test_tier_costs_and_energies_add_up_to_the_totals(extra: dict[str, Any]) -> 
     """Whatever the cluster, every dollar and joule goes to some tier (when any ran)."""
     from aifabric.outputs.schema_sim import RoleUtilization, ServeEconomics
 
-    res = run(_merge(scenario(700, 90, 60, workload={"rate_rps": 8.0}), extra))
+    res = run(deep_merge(scenario(700, 90, 60, workload={"rate_rps": 8.0}), extra))
     ServeEconomics.model_validate(res["economics"])  # the published models, fabric included
     for u in res["utilization_by_role"].values():
         RoleUtilization.model_validate(u)
@@ -222,13 +210,13 @@ def test_doubling_the_prices_doubles_the_cost_per_token() -> None:
     """Cost is linear in the prices: twice the GPU-hour and energy prices, twice the cost
     per token; the same energy. With free energy, the GPU-hour price alone scales it."""
     base = scenario(600, 50, 40, workload={"rate_rps": 6.0})
-    one = run(_merge(base, {"economics": {"gpu_hour_usd": 1.7, "energy_usd_per_kwh": 0.09}}))
-    two = run(_merge(base, {"economics": {"gpu_hour_usd": 3.4, "energy_usd_per_kwh": 0.18}}))
+    one = run(deep_merge(base, {"economics": {"gpu_hour_usd": 1.7, "energy_usd_per_kwh": 0.09}}))
+    two = run(deep_merge(base, {"economics": {"gpu_hour_usd": 3.4, "energy_usd_per_kwh": 0.18}}))
     a, b = one["economics"], two["economics"]
     assert b["usd_per_million_output_tokens"] == pytest.approx(
         2 * a["usd_per_million_output_tokens"], rel=1e-12)  # fmt: skip
     assert b["energy_j"] == a["energy_j"]
-    free = [run(_merge(base, {"economics": {"gpu_hour_usd": p, "energy_usd_per_kwh": 0.0}}))
+    free = [run(deep_merge(base, {"economics": {"gpu_hour_usd": p, "energy_usd_per_kwh": 0.0}}))
             for p in (1.0, 2.0)]  # fmt: skip
     x, y = (f["economics"]["usd_per_million_output_tokens"] for f in free)
     assert y == pytest.approx(2 * x, rel=1e-12)
@@ -249,7 +237,7 @@ def test_fabric_adds_exactly_its_amortised_bom(capsys: pytest.CaptureFixture[str
     its power P x T at the energy price x PUE, exactly."""
     base = scenario(500, 40, 30, workload={"rate_rps": 5.0}, cluster={"instances": 2})
     fabric = {"design": "spine_leaf", "gpus": 16, "nic": "400G"}
-    plain, fab = run(base), run(_merge(base, {"fabric": fabric}))
+    plain, fab = run(base), run(deep_merge(base, {"fabric": fabric}))
     plan = run_json(capsys, "plan", "--gpus", "16", "--design", "spine-leaf", "--nic", "400G",
                     "--json")  # fmt: skip
     capex, power = plan["cost"]["total_usd"], plan["power"]["total_w"]
@@ -295,7 +283,7 @@ def test_decode_pool_busy_is_not_capacity() -> None:
     """A memory-bound decode pool at small batches: nearly always busy, yet its tensor
     cores do a few percent of their peak; HBM bandwidth use stays below the roofline's
     decode efficiency (0.8) x busy."""
-    res = run(_merge(scenario(1000, 200, 200, workload={"rate_rps": 4.0}), PD))
+    res = run(deep_merge(scenario(1000, 200, 200, workload={"rate_rps": 4.0}), PD))
     d = res["utilization_by_role"]["decode"]
     assert d["compute_utilization"] < 0.1 < d["busy_fraction"]
     assert d["hbm_bandwidth_utilization"] <= 0.8 * d["busy_fraction"] + 1e-9

@@ -21,6 +21,8 @@ from aifabric.serving.cluster import ServingSimulation
 from aifabric.serving.compute import RooflineTiming
 from aifabric.serving.config import parse_scenario
 
+from .cli_helpers import deep_merge
+
 MODEL = "llama3-8b"
 GPU = "h100-sxm"
 ONE_TIER = [{"name": "all", "share": 1.0, "ttft_s": 1000.0, "tbt_s": 1000.0, "priority": 0}]
@@ -29,14 +31,6 @@ MOONCAKE = REPO / "traces" / "mooncake_conversation_trace.jsonl"
 
 
 # ----- helpers ------------------------------------------------------------------------------
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 #: The roofline before its overheads were fitted (issue 12): the queueing tests below set
@@ -63,7 +57,7 @@ def scenario(**sections: Any) -> dict[str, Any]:
         "batching": {"policy": "continuous", "max_batch_size": 256, "max_batch_tokens": 8192},
         "slo": {"tiers": ONE_TIER},
     }
-    return _merge(base, sections)
+    return deep_merge(base, sections)
 
 
 def simulate(data: dict[str, Any]) -> tuple[ServingSimulation, dict[str, Any]]:
@@ -408,7 +402,7 @@ def test_tiny_kv_memory_preempts_and_still_completes(
         return  # KV bound of decode instances: see the xfail test below
     assert not overflows
     # static batching reserves prompt + output up front: same load, no preemption
-    _, res_s = simulate(_merge(data, {"batching": {"policy": "static"}}))
+    _, res_s = simulate(deep_merge(data, {"batching": {"policy": "static"}}))
     assert res_s["preemptions"] == 0 and res_s["completed"] == n
     assert not overflows
 
