@@ -55,8 +55,32 @@ class IterationTiming(Protocol):
 SMALL_STRETCH = 12
 
 
+class IterationShortcuts:
+    """``prefill_time`` and ``decode_step_time`` in terms of a timing's ``prefill_flops`` and
+    ``iteration_time`` (shared by every timing model, so they cannot drift apart)."""
+
+    __slots__ = ()
+
+    def prefill_flops(self, prompt_tokens: float, cached_tokens: float = 0.0) -> float:
+        raise NotImplementedError
+
+    def iteration_time(self, *, prefill_flops: float = 0.0, prefill_tokens: float = 0.0,
+                       decode_batch: int = 0, decode_context: float = 0.0) -> float:  # fmt: skip
+        raise NotImplementedError
+
+    def prefill_time(self, prompt_tokens: float, cached_tokens: float = 0.0) -> float:
+        """Seconds to prefill ``prompt_tokens`` of which ``cached_tokens`` come from cache."""
+        new = max(0.0, prompt_tokens - cached_tokens)
+        flops = self.prefill_flops(prompt_tokens, cached_tokens)
+        return self.iteration_time(prefill_flops=flops, prefill_tokens=new)
+
+    def decode_step_time(self, batch: int, context_tokens: float) -> float:
+        """Seconds for one decode step of ``batch`` sequences holding ``context_tokens`` of KV."""
+        return self.iteration_time(decode_batch=batch, decode_context=context_tokens)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
-class RooflineTiming:
+class RooflineTiming(IterationShortcuts):
     """Iteration times (s) of one instance of ``model`` on ``tp`` GPUs of type ``gpu``."""
 
     model: ModelSpec
@@ -190,16 +214,6 @@ class RooflineTiming:
         memory = (self._weights_read(tokens) + decode_context * c["kv"]) / c["hbm"]
         fixed = self.iteration_overhead + self.sequence_overhead * decode_batch
         return max(compute, memory) + self._allreduce_time(tokens) + fixed
-
-    def prefill_time(self, prompt_tokens: float, cached_tokens: float = 0.0) -> float:
-        """Seconds to prefill ``prompt_tokens`` of which ``cached_tokens`` come from cache."""
-        new = max(0.0, prompt_tokens - cached_tokens)
-        flops = self.prefill_flops(prompt_tokens, cached_tokens)
-        return self.iteration_time(prefill_flops=flops, prefill_tokens=new)
-
-    def decode_step_time(self, batch: int, context_tokens: float) -> float:
-        """Seconds for one decode step of ``batch`` sequences holding ``context_tokens`` of KV."""
-        return self.iteration_time(decode_batch=batch, decode_context=context_tokens)
 
     def decode_step_times(self, batch: int, context_tokens: float, steps: int) -> np.ndarray:
         """Times of ``steps`` consecutive decode steps; the context grows by ``batch`` a step.

@@ -63,6 +63,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from aifabric.errors import ConfigError
+from aifabric.serving.compute import IterationShortcuts
 from aifabric.spec.gpu import GpuSpec
 from aifabric.spec.model import ModelSpec, dtype_bytes
 from aifabric.traffic.collectives import Link
@@ -135,7 +136,7 @@ class A2aBytes:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class EpTiming:
+class EpTiming(IterationShortcuts):
     """Iteration times (s) of one EP instance: ``ep`` GPUs of ``gpu``, attention DP = ep."""
 
     model: ModelSpec
@@ -341,11 +342,6 @@ class EpTiming:
         p = self.parts(prefill_flops=prefill_flops, prefill_tokens=prefill_tokens,
                        decode_batch=decode_batch, decode_context=decode_context)  # fmt: skip
         return float(self._total(p))
-
-    def prefill_time(self, prompt_tokens: float, cached_tokens: float = 0.0) -> float:
-        new = max(0.0, prompt_tokens - cached_tokens)
-        flops = self.prefill_flops(prompt_tokens, cached_tokens)
-        return self.iteration_time(prefill_flops=flops, prefill_tokens=new)
 
     def decode_step_times(self, batch: int, context_tokens: float, steps: int) -> np.ndarray:
         """Times of ``steps`` decode steps, the context growing by ``batch`` a step."""

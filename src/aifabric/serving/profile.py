@@ -71,7 +71,7 @@ from typing import Any
 import numpy as np
 
 from aifabric.errors import ConfigError
-from aifabric.serving.compute import SMALL_STRETCH, RooflineTiming
+from aifabric.serving.compute import SMALL_STRETCH, IterationShortcuts, RooflineTiming
 from aifabric.spec.gpu import GpuSpec
 from aifabric.spec.model import ModelSpec
 
@@ -211,7 +211,7 @@ class _Curve:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ProfileTiming:
+class ProfileTiming(IterationShortcuts):
     """Iteration times from a measured :class:`ServingProfile`; sizes from ``roofline``."""
 
     profile: ServingProfile
@@ -303,16 +303,6 @@ class ProfileTiming:
         if decode_batch > 0:
             prefill += decode_context * self._kv_s
         return max(decode, prefill)
-
-    def prefill_time(self, prompt_tokens: float, cached_tokens: float = 0.0) -> float:
-        """Seconds to prefill ``prompt_tokens`` of which ``cached_tokens`` come from cache."""
-        new = max(0.0, prompt_tokens - cached_tokens)
-        flops = self.prefill_flops(prompt_tokens, cached_tokens)
-        return self.iteration_time(prefill_flops=flops, prefill_tokens=new)
-
-    def decode_step_time(self, batch: int, context_tokens: float) -> float:
-        """Seconds for one decode step of ``batch`` sequences holding ``context_tokens``."""
-        return self.iteration_time(decode_batch=batch, decode_context=context_tokens)
 
     def decode_step_times(self, batch: int, context_tokens: float, steps: int) -> np.ndarray:
         """Times of ``steps`` consecutive decode steps, the context growing by ``batch`` a
