@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -11,28 +11,6 @@ from aifabric.cli.edges import JsonFlag, emit_json
 from aifabric.cli.simulate import simulate_app
 
 Opt = typer.Option
-SIM_KEYS = ("network", "routing", "seed", "flash_attention", "tp_comm_overlap",
-            "overlap_grad_reduce", "overlap_param_gather", "expert_load_imbalance", "jitter",
-            "slow_gpu", "slow_node", "fail", "degrade", "require_fit")  # fmt: skip
-
-
-def _pairs(values: list[str] | None, what: str) -> tuple[tuple[int, float], ...]:
-    from aifabric.errors import ConfigError
-
-    out = []
-    for text in values or []:
-        try:
-            index, factor = str(text).split(":")
-            out.append((int(index), float(factor)))
-        except ValueError:
-            raise ConfigError(f"{what} {text!r}: expected INDEX:FACTOR, e.g. 3:1.5") from None
-    return tuple(out)
-
-
-def _list(value: Any) -> list[str]:
-    if value is None:
-        return []
-    return [str(v) for v in value] if isinstance(value, list) else [str(value)]
 
 
 @simulate_app.command("train")
@@ -113,53 +91,26 @@ def simulate_train(
     as_json: JsonFlag = False,
 ) -> None:
     """Step time, MFU, exposed communication, memory and fabric utilization of one step."""
-    from aifabric.errors import ConfigError
     from aifabric.outputs import check_output_paths, write_all_atomic
-    from aifabric.spec.scenario import load_scenario, split_plan_options, training_job
-    from aifabric.training.step import StepOptions, simulate_step_detail
+    from aifabric.spec.scenario import load_scenario
+    from aifabric.training.scenario import training_inputs
+    from aifabric.training.step import simulate_step_detail
     from aifabric.training.trace import write_trace
 
     check_output_paths([("--trace", trace)])
     scenario = load_scenario(file) if file else {}
-    sim = {k: scenario.pop(k) for k in list(scenario) if k in SIM_KEYS}
     flags = {"model": model, "gpu": gpu, "gpus": gpus, "tp": tp, "pp": pp, "dp": dp, "cp": cp,
              "ep": ep, "zero": zero, "sequence_parallel": sequence_parallel, "seq_len": seq_len,
              "global_batch": global_batch, "micro_batch": micro_batch, "recompute": recompute,
              "virtual_stages": virtual_stages, "pipeline_layers": pipeline_layers,
              "dataset_tokens": dataset_tokens, "preset": preset, "design": design, "nic": nic,
              "tiers": tiers, "oversubscription": oversubscription}  # fmt: skip
-    fabric_opts, job_opts = split_plan_options(scenario, flags)
-    if job_opts is None:
-        raise ConfigError("model is required: give --model NAME or 'model:' in the scenario")
     given = {"network": network, "routing": routing, "flash_attention": flash_attention,
              "tp_comm_overlap": tp_comm_overlap, "overlap_grad_reduce": overlap_grad_reduce,
-             "jitter": jitter, "seed": seed}  # fmt: skip
-    sim.update({k: v for k, v in given.items() if v is not None})
-    from aifabric.catalog import get_gpu
-
-    if fabric_opts.get("gpu"):
-        job_opts["gpu"] = get_gpu(str(fabric_opts["gpu"]))
-    gpus_needed = fabric_opts.pop("gpus", None)
-    job = training_job({k: v for k, v in job_opts.items() if v is not None})
-    if gpus_needed is not None:
-        fabric_opts["gpus"] = gpus_needed
-    fabric_opts.setdefault("gpu", job.gpu.name)
-    opts = StepOptions(
-        network=sim.get("network"), fabric=fabric_opts, routing=str(sim.get("routing", "ecmp")),
-        seed=int(sim.get("seed", 0)), flash_attention=bool(sim.get("flash_attention", True)),
-        tp_comm_overlap=bool(sim.get("tp_comm_overlap", False)),
-        overlap_grad_reduce=bool(sim.get("overlap_grad_reduce", True)),
-        overlap_param_gather=bool(sim.get("overlap_param_gather", True)),
-        expert_load_imbalance=float(sim.get("expert_load_imbalance", 1.0)),
-        jitter=float(sim.get("jitter", 0.0)),
-        slow_gpus=_pairs(slow_gpu or _list(sim.get("slow_gpu")), "slow_gpu"),
-        slow_nodes=_pairs(slow_node or _list(sim.get("slow_node")), "slow_node"),
-        fail=tuple(fail or _list(sim.get("fail"))), degrade=tuple(degrade or _list(sim.get("degrade"))),
-        require_fit=require_fit or bool(sim.get("require_fit", False)),
-        dataset_tokens_given="dataset_tokens" in job_opts,
-    )  # fmt: skip
-    if opts.seed < 0:
-        raise ConfigError(f"seed(={opts.seed}) must be >= 0")
+             "jitter": jitter, "seed": seed, "slow_gpu": slow_gpu or None,
+             "slow_node": slow_node or None, "fail": fail or None, "degrade": degrade or None,
+             "require_fit": require_fit or None}  # fmt: skip
+    job, opts = training_inputs(scenario, flags, given)
     result, detail = simulate_step_detail(job, opts)
     if trace is not None:
         write_all_atomic([(trace, lambda fh: write_trace(fh, result, detail))])
