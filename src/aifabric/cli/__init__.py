@@ -21,6 +21,7 @@ from typing import Any
 
 import typer
 
+import aifabric.cli.cluster  # registers simulate cluster
 import aifabric.cli.simulate_train  # noqa: F401  (registers simulate train)
 from aifabric.cli.catalog import catalog_app
 from aifabric.cli.collective import collective_cmd

@@ -35,6 +35,7 @@ from aifabric.outputs.schema_base import (
     Usd,
     Watts,
 )
+from aifabric.outputs.schema_cluster import ClusterOutput
 from aifabric.outputs.schema_sim import (
     ServeOutput,
     SimulateCollectiveOutput,
@@ -510,6 +511,7 @@ COMMANDS: dict[str, type[Out]] = {
     "simulate serve": ServeOutput,
     "simulate collective": SimulateCollectiveOutput,
     "simulate train": SimulateTrainOutput,
+    "simulate cluster": ClusterOutput,
     "timing": TimingOutput,
 }
 

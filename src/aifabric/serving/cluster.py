@@ -55,17 +55,28 @@ class ServingSimulation:
     """Build from a validated scenario, then ``run()`` for the metrics dictionary."""
 
     def __init__(self, scenario: ServeScenario, *, progress: Progress | None = None,
-                 max_work: float | None = None) -> None:  # fmt: skip
+                 max_work: float | None = None, shared: Any = None) -> None:  # fmt: skip
         """Raises WorkLimitError (aifabric.guards) when the run's estimated events or
         time-series samples exceed their limits, before the workload is drawn; ``max_work``
-        replaces those limits (None: the defaults)."""
+        replaces those limits (None: the defaults).
+
+        ``shared``: run on a cluster's shared network (:mod:`aifabric.cluster`): an object
+        with ``sim`` (the cluster's simulator), ``network`` (its FlowNetwork), ``fabric``
+        (the BuiltFabric the KV flows cross) and ``gpus`` ([lo, hi) held there). The
+        cluster then drives the clock: ``start()``, the cluster's run, ``summary()``."""
         from aifabric.catalog import get_gpu
         from aifabric.spec.scenario import _model
 
         self.scenario = sc = scenario
         fabric_opts = scenario_fabric(sc)
+        if shared is not None:
+            if fabric_opts is not None:
+                raise ConfigError("a serving workload of a cluster takes the cluster's fabric; "
+                                  "drop its fabric: section")  # fmt: skip
+            fabric_opts = {"routing": shared.fabric.routing, "qps": 1, "placement": "contiguous"}
+        self.horizon: float | None = None  # the summary's end of time (None: the clock's)
         self.rng = np.random.default_rng(sc.seed)
-        self.sim = Simulator()
+        self.sim = Simulator() if shared is None else shared.sim
         self.progress = progress
         self.model = _model(sc.model)
         cl = sc.cluster
@@ -132,7 +143,8 @@ class ServingSimulation:
             check_serving_work(sc, tp_p, tp_d, trace_figures(self.workload), max_work)
         self.block_tokens = self.workload.block_tokens
         self.instances: list[Instance] = []
-        self.network = FlowNetwork(self.sim, latency=sc.network.latency_s)
+        self.network = (FlowNetwork(self.sim, latency=sc.network.latency_s)
+                        if shared is None else shared.network)  # fmt: skip
         if tp_d is None:
             self.entry = [self._instance("colocated", tp_p, key_c) for _ in range(cl.instances)]
             self.decoders: list[Instance] = []
@@ -191,6 +203,7 @@ class ServingSimulation:
             self.fabric = FabricPaths(
                 fabric_opts, self.network, [i.timing.tp for i in self.instances],
                 [i.role for i in self.instances], len(self.servers), sc.seed, pairs, max_work,
+                None if shared is None else (shared.fabric, shared.gpus),
             )  # fmt: skip
         self.router = make_router(sc.routing.policy)
         self.admission = Admission(self)
@@ -280,9 +293,7 @@ class ServingSimulation:
         from aifabric.serving.metrics import summarize
 
         wall = time.perf_counter()
-        wl = self.workload
-        if wl.times.shape[0]:
-            self.sim.schedule_at(float(wl.times[0]), self._arrival, 0)
+        self.start()
         until = self.scenario.max_sim_time_s
         if self.scenario.autoscale.enabled:
             self._run_elastic(math.inf if until is None else until)
@@ -291,6 +302,19 @@ class ServingSimulation:
         result = summarize(self)
         result["wall_s"] = time.perf_counter() - wall
         return result
+
+    def start(self) -> None:
+        """Schedule the first arrival (``run`` does; the cluster simulator calls it)."""
+        wl = self.workload
+        if wl.times.shape[0]:
+            self.sim.schedule_at(float(wl.times[0]), self._arrival, 0)
+
+    def last_activity(self) -> float:
+        """When the deployment last did something a summary counts: the last request's
+        finish or rejection (0 before any)."""
+        ends = [r.finish for r in self.records if r.finish == r.finish]
+        ends += [r.arrival for r in self.rejected_reqs]
+        return max(ends, default=0.0)
 
     def _run_elastic(self, until: float) -> None:
         """Simulator.run, but stop when only the autoscaler's own events (its next decision,

@@ -66,8 +66,9 @@ def gpu_hour_price(economics: Any, gpu: str) -> float:
 
 
 def fabric_bom(cluster: Any) -> dict[str, Any] | None:
-    """Cost and power of the scenario's planned fabric (None without a ``fabric:``)."""
-    if cluster.fabric is None:
+    """Cost and power of the scenario's planned fabric (None without a ``fabric:``, and on a
+    shared cluster, whose network the cluster simulator prices once for all workloads)."""
+    if cluster.fabric is None or cluster.scenario.fabric is None:
         return None
     from aifabric.fabric.bom import bill_of_materials
     from aifabric.fabric.plan import fabric_spec

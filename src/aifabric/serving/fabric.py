@@ -111,17 +111,28 @@ class FabricPaths:
 
     def __init__(self, options: dict[str, Any], network: Any, instance_tps: list[int],
                  roles: list[str], memory_servers: int, seed: int,
-                 pairs: list[tuple[int, int]], max_work: float | None = None) -> None:  # fmt: skip
+                 pairs: list[tuple[int, int]], max_work: float | None = None,
+                 shared: Any = None) -> None:  # fmt: skip
+        """``shared``: a fabric already built and in ``network`` (an
+        :class:`aifabric.cluster.shared.BuiltFabric`) and the GPU range [lo, hi) the
+        deployment holds on it, as ``(built, (lo, hi))``: the cluster simulator's case."""
         from aifabric.fabric.plan import build, estimated_links, fabric_spec
         from aifabric.fabric.routing import Router
         from aifabric.guards import MAX_PLAN_LINKS, check_work, limit_for
 
-        plan = {k: v for k, v in options.items() if k not in SERVE_KEYS}
-        spec, _, info = fabric_spec(plan)
-        check_work("fabric", estimated_links(spec), limit_for(MAX_PLAN_LINKS, max_work),
-                   "links", basis=f"{spec.num_gpus:,} GPUs x NIC links per GPU x tiers")  # fmt: skip
-        self.topo = topo = build(spec, info.get("design"))
-        self.router = router = Router(topo)
+        self._link_base: int | None = None
+        self._gpu_range: tuple[int, int] | None = None
+        if shared is not None:
+            built, self._gpu_range = shared
+            topo, router, self._link_base = built.topo, built.router, built.link_base
+            self.topo, self.router = topo, router
+        else:
+            plan = {k: v for k, v in options.items() if k not in SERVE_KEYS}
+            spec, _, info = fabric_spec(plan)
+            check_work("fabric", estimated_links(spec), limit_for(MAX_PLAN_LINKS, max_work),
+                       "links", basis=f"{spec.num_gpus:,} GPUs x NIC links per GPU x tiers")  # fmt: skip
+            self.topo = topo = build(spec, info.get("design"))
+            self.router = router = Router(topo)
         self.network = network
         self.mode = str(options["routing"])
         self.qps = int(options["qps"]) if self.mode == "ecmp_qp" else 1
@@ -168,7 +179,8 @@ class FabricPaths:
             pools.append(("memory", [0] * memory_servers))
         used_leaves: set[int] = set()
         parties: list[np.ndarray] = []
-        gpu = 0
+        lo, hi = self._gpu_range or (0, topo.num_gpus)
+        gpu = lo
 
         def leaves_of(server: int) -> set[int]:
             ports = np.arange(server * per_server, (server + 1) * per_server)
@@ -180,6 +192,9 @@ class FabricPaths:
                 else f"{len(v)} {r} (tp {'/'.join(str(t) for t in sorted(set(v)))})"
                 for r, v in pools
             )  # fmt: skip
+            if self._gpu_range is not None:
+                return ConfigError(f"the deployment's GPUs {lo}..{hi - 1} are too few for {what} "
+                                   f"with placement {placement}; give it more GPUs")  # fmt: skip
             return ConfigError(
                 f"scenario key fabric.gpus: {topo.num_gpus} GPUs ({servers} servers of {gpn}) "
                 f"are too few for {what} with placement {placement}; give more fabric.gpus"
@@ -196,7 +211,7 @@ class FabricPaths:
                 take = gpn if role == "memory" else tp
                 if take > gpn or gpu % gpn + take > gpn:  # onto a server boundary
                     gpu = -(-gpu // gpn) * gpn
-                if gpu + take > topo.num_gpus:
+                if gpu + take > hi:
                     raise too_few()
                 if role == "memory":
                     parties.append(np.array([(gpu // gpn) * per_server], np.int64))
@@ -226,7 +241,9 @@ class FabricPaths:
         ids = []
         for ln in links.tolist():
             net = self._net_of.get(ln)
-            if net is None:
+            if net is None and self._link_base is not None:  # already in the network
+                net = self._net_of[ln] = self._link_base + ln
+            elif net is None:
                 up = ln < self.router.num_links
                 name = f"fabric.{'up' if up else 'down'}{ln % self.router.num_links}"
                 net = self._net_of[ln] = self.network.add_link(

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from aifabric.serving.economics import economics, role_utilization
-from aifabric.serving.network import KINDS
+from aifabric.serving.network import SERVING_KINDS
 
 PERCENTILES = (50, 95, 99)
 
@@ -101,7 +101,7 @@ def wait_series(cluster: Any, grid: np.ndarray) -> np.ndarray:
 
 def summarize(cluster: Any) -> dict[str, Any]:
     sc = cluster.scenario
-    sim_time = float(cluster.sim.now)
+    sim_time = float(cluster.sim.now if cluster.horizon is None else cluster.horizon)
     table = request_table(cluster)
     tiers = sc.slo.tiers
     tbt_key = "tbt" if sc.slo.tbt_metric == "mean" else "tbt_max"
@@ -214,7 +214,7 @@ def summarize(cluster: Any) -> dict[str, Any]:
             "pool_blocks": len(cluster.pool) if cluster.pool is not None else 0,
         },
         "network_bytes": {
-            **{kind: net.bytes_done[kind] for kind in KINDS},
+            **{kind: net.bytes_done[kind] for kind in SERVING_KINDS},
             "tp_allreduce": tp_bytes,
             "ep_all_to_all": ep_bytes,
         },

@@ -15,14 +15,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from aifabric.des import Event, Simulator
 from aifabric.netsim.engine import FlowEngine
 
-KINDS = ("kv_transfer", "prefix_fetch", "prefix_store")
+SERVING_KINDS = ("kv_transfer", "prefix_fetch", "prefix_store")
+# and the kinds of the other workloads of a shared cluster (aifabric.cluster)
+KINDS = (*SERVING_KINDS, "training", "checkpoint", "dataset")
 
 
 @dataclass(slots=True, eq=False)
@@ -33,6 +35,19 @@ class Flow:
     on_done: Callable[[], None] | None
     seq: int = 0  # start order: flows whose last bytes leave together arrive in this order
     weights: tuple[float, ...] | None = None  # share of its bytes on each link (None: all)
+
+
+@dataclass(slots=True, eq=False)
+class FlowGroup:
+    """Flows started together that report once, when the last is done."""
+
+    kind: str
+    size: float  # bytes, all flows
+    left: int  # flows not done
+    started_at: float  # s
+    on_done: Callable[[float], None] | None
+    link_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    link_bytes: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
 
 class FlowNetwork:
@@ -47,11 +62,14 @@ class FlowNetwork:
         self.bytes_done = dict.fromkeys(KINDS, 0.0)
         self.bytes_started = dict.fromkeys(KINDS, 0.0)
         self.link_bytes: dict[int, float] = {}  # counted when a flow arrives
+        # per kind too, when asked for (a shared cluster's per-class figures)
+        self.kind_link_bytes: dict[str, dict[int, float]] | None = None
         self._moving: dict[int, Flow] = {}  # engine flow id -> flow whose bytes are moving
         self._routes: dict[tuple[int, ...], np.ndarray] = {}  # path -> its links, once each
         self._weighted: dict[tuple[tuple[int, ...], tuple[float, ...]],
                              tuple[np.ndarray, np.ndarray]] = {}  # fmt: skip
         self._event: Event | None = None  # the next last byte
+        self._groups: dict[int, FlowGroup] = {}  # engine flow id -> its group
         self._in_flight = 0
         self._seq = 0
 
@@ -125,16 +143,73 @@ class FlowNetwork:
         self._land(self.engine.advance(self.sim.now))
         self._reschedule()
 
+    def start_group(self, indptr: np.ndarray, links: np.ndarray, weights: np.ndarray,
+                    sizes: np.ndarray, kind: str,
+                    on_done: Callable[[float], None] | None = None) -> FlowGroup:  # fmt: skip
+        """Start many flows at once (flow f on ``links[indptr[f]:indptr[f+1]]`` with
+        ``weights``; one re-solve for all); ``on_done(duration)`` when the last one's last
+        byte has left (no latency is added: a collective's latency is its caller's). The
+        group's bytes count per link when it is done, as one flow's do."""
+        n = len(sizes)
+        size = float(np.sum(sizes))
+        group = FlowGroup(kind, size, n, self.sim.now, on_done)
+        self.bytes_started[kind] += size
+        counts = np.diff(indptr)
+        owner = np.repeat(np.arange(n), counts)
+        group.link_ids = np.unique(links)
+        pos = np.searchsorted(group.link_ids, links)
+        group.link_bytes = np.bincount(pos, weights=weights * np.asarray(sizes)[owner],
+                                       minlength=len(group.link_ids))  # fmt: skip
+        if n == 0 or size <= 0:
+            self.sim.schedule(0.0, self._group_done, group)
+            return group
+        self._in_flight += 1
+        self._land(self.engine.advance(self.sim.now))
+        rows = [links[indptr[f] : indptr[f + 1]] for f in range(n)]
+        wts = [weights[indptr[f] : indptr[f + 1]] for f in range(n)]
+        for fid in self.engine.start_many(rows, sizes, wts):
+            self._groups[fid] = group
+        self._reschedule()
+        return group
+
+    def _group_done(self, group: FlowGroup) -> None:
+        self.bytes_done[group.kind] += group.size
+        by = (None if self.kind_link_bytes is None
+              else self.kind_link_bytes.setdefault(group.kind, {}))  # fmt: skip
+        for link, moved in zip(group.link_ids.tolist(), group.link_bytes.tolist(), strict=True):
+            self.link_bytes[link] += moved
+            if by is not None:
+                by[link] = by.get(link, 0.0) + moved
+        if group.on_done is not None:
+            group.on_done(self.sim.now - group.started_at)
+
     def _land(self, done: list[int]) -> None:
         """Flows whose last byte has left: they arrive ``latency`` later, in start order."""
         if not done:
             return
+        if self._groups:
+            done = self._land_groups(done)
         flows = sorted((self._moving.pop(fid) for fid in done), key=lambda f: f.seq)
         for flow in flows:
             if self.latency > 0:
                 self.sim.schedule(self.latency, self._finish, flow, priority=-1)
             else:
                 self._finish(flow)
+
+    def _land_groups(self, done: list[int]) -> list[int]:
+        """Count down the groups of finished flows; a group whose last flow is done is done
+        now. Returns the finished flows that belong to no group."""
+        rest = []
+        for fid in done:
+            group = self._groups.pop(fid, None)
+            if group is None:
+                rest.append(fid)
+                continue
+            group.left -= 1
+            if group.left == 0:
+                self._in_flight -= 1
+                self._group_done(group)
+        return rest
 
     def _finish(self, flow: Flow) -> None:
         self._in_flight -= 1
@@ -148,5 +223,10 @@ class FlowNetwork:
         else:
             for link, w in zip(flow.path, flow.weights, strict=True):
                 self.link_bytes[link] += flow.size * w
+        if self.kind_link_bytes is not None:
+            by = self.kind_link_bytes.setdefault(flow.kind, {})
+            weights = flow.weights or (1.0,) * len(flow.path)
+            for link, w in zip(flow.path, weights, strict=True):
+                by[link] = by.get(link, 0.0) + flow.size * w
         if flow.on_done is not None:
             flow.on_done()

@@ -1,0 +1,258 @@
+"""``simulate cluster``: every workload alone, then all together, on the strategy's networks.
+
+A run builds the strategy's networks (:mod:`aifabric.cluster.shared`), places the workloads
+in the order the scenario lists them (the same GPUs in every run), then simulates
+``duration`` seconds of them on one discrete-event clock and one flow engine. Each
+workload runs once alone (with the storage traffic it makes, on the same networks and GPUs)
+and then with all the others; the slowdown is shared against alone. Storage servers take
+server slots after every workload.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from aifabric.cluster.config import CLASS_OF_KIND, ClusterConfig, WorkloadConfig
+from aifabric.cluster.shared import BuiltFabric, SharedFabric, build_fabric
+from aifabric.cluster.storage import StorageServers, place_storage
+from aifabric.cluster.train import TrainingWorkload, TrainOptions, TrainRecord
+from aifabric.errors import ConfigError
+
+KIND_CLASS = {"kv_transfer": "inference", "prefix_fetch": "inference",
+              "prefix_store": "inference", "training": "training", "checkpoint": "storage",
+              "dataset": "storage"}  # fmt: skip
+
+
+@dataclass(slots=True)
+class ServeShare:
+    """What a serving deployment needs of the shared cluster (ServingSimulation(shared=))."""
+
+    sim: Any
+    network: Any
+    fabric: BuiltFabric
+    gpus: tuple[int, int]
+
+
+@dataclass(slots=True)
+class Prepared:
+    """A workload's parsed inputs and its GPUs (the same in every run)."""
+
+    config: WorkloadConfig
+    gpus: tuple[int, int]
+    network: str  # which network its flows use: fabric | frontend | inference_fabric
+    job: Any = None
+    opts: Any = None
+    serve: Any = None
+
+
+def serving_gpus(sc: Any, gpus_per_node: int) -> int:
+    """GPUs a serving deployment holds: each pool from a fresh server, instances never
+    straddling a server when they fit one, memory servers a server each (the placement
+    rules of :mod:`aifabric.serving.fabric`)."""
+    cl = sc.cluster
+    if cl.mode == "colocated":
+        pools = [(cl.instances, cl.tp)]
+    else:
+        pools = [(cl.prefill_instances, cl.prefill_tp or cl.tp),
+                 (cl.decode_instances, cl.decode_tp or cl.tp)]  # fmt: skip
+    total = 0
+    for count, tp in pools:
+        if tp >= gpus_per_node:
+            total += count * -(-tp // gpus_per_node) * gpus_per_node
+        else:
+            per_server = gpus_per_node // tp
+            total += -(-count // per_server) * gpus_per_node
+    if sc.kv_store.enabled:
+        total += sc.kv_store.dram.servers * gpus_per_node
+    return total
+
+
+class ClusterRun:
+    """One simulation of the scenario's workloads (all, or one alone)."""
+
+    def __init__(self, cfg: ClusterConfig, prepared: list[Prepared], only: list[str],
+                 baselines: dict[str, TrainRecord] | None = None) -> None:  # fmt: skip
+        self.cfg = cfg
+        latency = 0.0
+        for p in prepared:
+            if p.serve is not None and p.config.name in only:
+                latency = max(latency, float(p.serve.network.latency_s))
+        self.shared = SharedFabric(cfg.fabric, cfg.frontend, latency=latency)
+        self.inference: BuiltFabric | None = None
+        if cfg.strategy == "separate_clusters":
+            opts = cfg.inference_fabric or _inference_fabric(cfg, prepared)
+            self.inference = build_fabric("inference_fabric", opts, self.shared.network)
+        self.storage = self._storage(prepared)
+        self.trainers: dict[str, TrainingWorkload] = {}
+        self.servers: dict[str, Any] = {}
+        from aifabric.serving.cluster import ServingSimulation
+
+        for p in prepared:
+            if p.config.name not in only:
+                continue
+            if p.job is not None:
+                run = TrainOptions(**p.config.options)
+                base = None if baselines is None else baselines.get(p.config.name)
+                self.trainers[p.config.name] = TrainingWorkload(
+                    p.config.name, p.job, p.opts, self.shared, p.gpus, run, self.storage, base
+                )
+            else:
+                fabric = self._fabric_of(p.network)
+                share = ServeShare(self.shared.sim, self.shared.network, fabric, p.gpus)
+                self.servers[p.config.name] = ServingSimulation(p.serve, shared=share)
+
+    def _fabric_of(self, name: str) -> BuiltFabric:
+        if name == "frontend":
+            assert self.shared.frontend is not None
+            return self.shared.frontend
+        if name == "inference_fabric":
+            assert self.inference is not None
+            return self.inference
+        return self.shared.backend
+
+    def _storage(self, prepared: list[Prepared]) -> StorageServers | None:
+        st = self.cfg.storage
+        if st is None:
+            return None
+        self.shared._next_gpu = max((p.gpus[1] for p in prepared if p.network != "inference_fabric"),
+                                    default=0)  # fmt: skip
+        on = self._fabric_of(st.network)
+        return place_storage(self.shared, on, st.servers, st.write_bandwidth, st.read_bandwidth)
+
+    def run(self, samples: int = 0) -> float:
+        """Simulate the duration; with ``samples``, record that many evenly spaced
+        snapshots of per-class tier bytes and per-workload progress (``series``)."""
+        wall = time.perf_counter()
+        for t in self.trainers.values():
+            t.start()
+        for s in self.servers.values():
+            s.start()
+        self.series: list[dict[str, Any]] = []
+        if samples:
+            step = self.cfg.duration / samples
+            for k in range(1, samples + 1):
+                self.shared.sim.schedule_at(k * step, self._sample)
+        self.shared.sim.run(self.cfg.duration)
+        return time.perf_counter() - wall
+
+    def _sample(self) -> None:
+        from aifabric.cluster.report import tier_class_bytes
+
+        row: dict[str, Any] = {"t_s": self.shared.sim.now, "bytes": tier_class_bytes(self)}
+        row["progress"] = {n: len(t.record.step_ends) for n, t in self.trainers.items()}
+        row["progress"].update({n: len(s.records) for n, s in self.servers.items()})
+        self.series.append(row)
+
+
+def _inference_fabric(cfg: ClusterConfig, prepared: list[Prepared]) -> dict[str, Any]:
+    """The back-end's plan keys sized to the inference GPUs (separate_clusters' default)."""
+    need = max((p.gpus[1] for p in prepared if p.network == "inference_fabric"), default=0)
+    opts = {k: v for k, v in cfg.fabric.items() if k != "preset"}
+    opts["gpus"] = max(need, 1)
+    return opts
+
+
+def prepare(cfg: ClusterConfig) -> list[Prepared]:
+    """Parse each workload and give it its GPUs (server-aligned, in scenario order)."""
+    from aifabric.fabric.plan import fabric_spec
+    from aifabric.serving.config import parse_scenario
+    from aifabric.training.scenario import training_inputs
+
+    plan = {k: v for k, v in cfg.fabric.items() if k != "routing"}
+    spec, gpu_name, _ = fabric_spec(plan)
+    gpn = spec.gpus_per_node
+    backend_next = 0
+    inference_next = 0
+    out = []
+    for i, w in enumerate(cfg.workloads):
+        where = f"workloads[{i}] ({w.name})"
+        if w.kind == "train":
+            scenario = dict(w.spec)
+            scenario.setdefault("gpu", gpu_name)
+            try:
+                job, opts = training_inputs(scenario, {}, {"network": "flow",
+                                                           "routing": cfg.fabric["routing"],
+                                                           "seed": cfg.seed})  # fmt: skip
+            except ConfigError as exc:
+                raise ConfigError(f"{where}.job: {exc}") from None
+            opts = replace(opts, fabric=plan)  # the cluster's fabric, the job at its GPU 0
+            need = job.plan.world_size
+            network = "fabric"
+            prep = Prepared(w, (0, 0), network, job=job, opts=opts)
+        else:
+            try:
+                sc = parse_scenario(w.spec, w.base)
+            except ConfigError as exc:
+                raise ConfigError(f"{where}.scenario: {exc}") from None
+            if sc.autoscale.enabled:
+                raise ConfigError(f"{where}: autoscale is not supported on a shared cluster; "
+                                  "give fixed pools")  # fmt: skip
+            need = serving_gpus(sc, gpn)
+            network = {
+                "separate_networks": "frontend",
+                "separate_clusters": "inference_fabric",
+            }.get(cfg.strategy, "fabric")
+            prep = Prepared(w, (0, 0), network, serve=sc)
+        gpus = w.gpus if w.gpus is not None else need
+        if gpus < need:
+            raise ConfigError(f"scenario key {where}.gpus: {gpus} is fewer than the {need} "
+                              "GPUs it needs")  # fmt: skip
+        if network == "inference_fabric":
+            lo = inference_next if w.first_gpu is None else w.first_gpu
+            inference_next = lo + -(-gpus // gpn) * gpn
+        else:
+            lo = -(-backend_next // gpn) * gpn if w.first_gpu is None else w.first_gpu
+            if lo % gpn or lo < backend_next:
+                raise ConfigError(f"scenario key {where}.first_gpu: {lo} must start a free "
+                                  f"server (a multiple of {gpn} from {backend_next})")  # fmt: skip
+            backend_next = lo + gpus
+            if backend_next > spec.num_gpus:
+                raise ConfigError(f"scenario key {where}: GPUs {lo}..{backend_next - 1} do not "
+                                  f"fit the fabric's {spec.num_gpus:,} GPUs; give more "
+                                  "fabric.gpus")  # fmt: skip
+        prep.gpus = (lo, lo + gpus)
+        if prep.job is not None and lo != 0:
+            raise ConfigError(f"scenario key {where}: a training job starts at GPU 0 of the "
+                              "fabric (list it first, no first_gpu), so that its alone step is "
+                              "the step simulator's")  # fmt: skip
+        out.append(prep)
+    return out
+
+
+def simulate_cluster(cfg: ClusterConfig, *, with_series: bool = False,
+                     samples: int = 120) -> tuple[dict[str, Any], str]:  # fmt: skip
+    """The JSON result of a cluster scenario (base units), and with ``with_series`` the
+    time series CSV of the shared run (else "")."""
+    wall0 = time.perf_counter()
+    prepared = prepare(cfg)
+    names = [p.config.name for p in prepared]
+    alone: dict[str, ClusterRun] = {}
+    for name in names:
+        run = ClusterRun(cfg, prepared, [name])
+        run.run()
+        alone[name] = run
+    baselines = {n: r.trainers[n].record for n, r in alone.items() if n in r.trainers}
+    shared = ClusterRun(cfg, prepared, names, baselines)
+    shared.run(samples if with_series else 0)
+    from aifabric.cluster.report import cluster_result, series_csv
+
+    result = cluster_result(cfg, prepared, alone, shared, time.perf_counter() - wall0)
+    return result, series_csv(shared) if with_series else ""
+
+
+def class_of(kind: str) -> str:
+    return KIND_CLASS[kind]
+
+
+def workload_class(kind: str) -> str:
+    return CLASS_OF_KIND[kind]
+
+
+def link_layers(fabric: BuiltFabric) -> np.ndarray:
+    """Tier code (1 endpoint-leaf, 2 leaf-spine, 3 spine-core) of each directed link."""
+    out: np.ndarray = fabric.router.layer
+    return out

@@ -1,0 +1,294 @@
+"""A training job on the shared cluster network: its steps replayed as flows.
+
+The step itself is the training-step simulator's (:mod:`aifabric.training.step`): compute,
+pipeline schedule, overlap, each collective timed alone on the fabric. On a shared
+cluster the collectives that cross the fabric (scale-up traffic stays on the job's own
+NVLink, which nothing else uses) are replayed every step as flows on the shared network,
+at the moments the alone schedule puts them:
+
+- **dp_gather**: the distributed optimizer's parameter all-gather, at the step's start;
+- **dp_reduce**: the gradient reduce-scatter / all-reduce (and the tied-embedding
+  all-reduce), ending where the optimizer step starts;
+- **pp, ep, tp, cp** (per-micro-batch traffic): the step's bytes in ``chunks`` equal
+  parts spread evenly over the pipeline's compute span (a named simplification: the
+  per-micro-batch timing inside a chunk is not replayed).
+
+A phase's flows are every flow of its collectives' netsim steps (ring, tree, ...; from
+:func:`aifabric.training.comm.flow_steps`, the one home of the flows), each step's flows
+summed over its repeats and the collective's calls per step, started together: in the
+fluid model a ring's identical steps take the same time back to back as summed.
+
+**Slowdown.** Each phase's duration on the shared network is compared with its duration at
+the same step of the job's alone run on the same cluster (the job with its own storage
+traffic and nothing else): ``f = shared / alone``. The step then takes what the step
+simulator gives with every collective of that phase ``f`` times slower (its exposed and
+hidden parts re-derived by the same overlap rules), so interference costs exactly what the
+schedule cannot hide, and the alone run's steps take the step simulator's
+``iteration_time_s`` exactly. A step never ends before its last phase's flows are done.
+
+**Storage.** With storage servers, the next step's data is read during the current step
+(started with it; the next step waits for it: a data stall), and every
+``checkpoint_every_steps`` the job writes a checkpoint; ``sync`` stops training until the
+write is done, ``async`` writes in the background (Megatron-Core's asynchronous save).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from aifabric.cluster.shared import BuiltFabric, SharedFabric
+from aifabric.cluster.storage import FlowSet, StorageServers, storage_flows
+
+
+@dataclass(slots=True)
+class Phase:
+    name: str
+    items: list[int]  # indices of the collectives it replays
+    flows: FlowSet  # one chunk's flows
+    offsets: list[float]  # s after the step's start, one per chunk
+
+
+@dataclass(slots=True)
+class TrainOptions:
+    """How a training workload runs on the cluster (the scenario's workload keys)."""
+
+    steps: int | None = None  # None: as many as fit the duration
+    checkpoint_every_steps: int = 0  # 0: no checkpoints
+    checkpoint_mode: str = "sync"
+    read_dataset: bool = True
+    chunks: int = 4
+
+
+@dataclass(slots=True)
+class TrainRecord:
+    """What the run measured (s)."""
+
+    step_ends: list[float] = field(default_factory=list)
+    step_times: list[float] = field(default_factory=list)  # compute + exposed comm
+    data_stall_s: float = 0.0
+    checkpoint_stall_s: float = 0.0
+    checkpoints: int = 0
+    checkpoint_bytes: float = 0.0
+    dataset_bytes: float = 0.0
+    phase_durations: dict[tuple[int, str, int], float] = field(default_factory=dict)
+
+
+class TrainingWorkload:
+    """One training job on GPUs [lo, hi) of the shared fabric."""
+
+    def __init__(self, name: str, job: Any, opts: Any, shared: SharedFabric,
+                 gpus: tuple[int, int], run: TrainOptions, storage: StorageServers | None,
+                 baseline: TrainRecord | None = None) -> None:  # fmt: skip
+        from aifabric.traffic.storage import checkpoint_bytes, storage_traffic
+        from aifabric.training.setup import build_network, kernel_model
+        from aifabric.training.step import _simulate, simulate_step_detail
+
+        self.name, self.job, self.opts, self.shared, self.run = name, job, opts, shared, run
+        self.lo, self.hi = gpus
+        self.storage, self.baseline = storage, baseline
+        self.result, self.detail = simulate_step_detail(job, opts)
+        self.ks = kernel_model(job, opts)
+        self.items = build_network(job, opts).timed_items(job)
+        self._simulate = _simulate
+        sched = self.detail["schedule"]
+        self.alone_step = float(sched.iteration)
+        self.phases = self._phases(shared.backend)
+        traffic = storage_traffic(job, self.alone_step)
+        self.checkpoint_total = checkpoint_bytes(job.model.num_params,
+                                                 job.checkpoint_bytes_per_param)  # fmt: skip
+        self.dataset_per_step = float(traffic["dataset_bytes_per_iteration"])
+        self.record = TrainRecord()
+        self._iteration_cache: dict[tuple[float, ...], float] = {}
+        self._read_pending = False
+        self._ckpt_pending = 0
+        self._stopped = False
+
+    # ----- phases ---------------------------------------------------------------------
+    def _phases(self, fabric: BuiltFabric) -> list[Phase]:
+        from aifabric.training.comm import TIED_EMBEDDING, flow_steps
+
+        job, sched, dp = self.job, self.detail["schedule"], self.detail["dp"]
+        plan = job.plan
+        domain = job.domain_size
+        per_stage = plan.world_size // plan.pp
+        groups: dict[str, list[int]] = {}
+        for i, item in enumerate(self.items):
+            if item.dimension in ("dp", "dp_expert") or item.note == TIED_EMBEDDING:
+                name = "dp_gather" if item.phase == "optimizer" else "dp_reduce"
+            else:
+                name = item.dimension
+            groups.setdefault(name, []).append(i)
+        span = float(np.max(sched.rank_end)) if len(sched.rank_end) else 0.0
+        reduce_span = float(np.max(dp.reduce + dp.tail)) if len(dp.reduce) else 0.0
+        phases = []
+        for name, members in groups.items():
+            src, dst, size = [], [], []
+            for i in members:
+                item = self.items[i]
+                one_stage = item.dimension == "pp" or item.note in _one_stage_notes()
+                for step in flow_steps(job, item, domain, fabric.spec.nics_per_node):
+                    out = (step.src // domain) != (step.dst // domain)
+                    if not out.any():
+                        continue
+                    s, d = step.src[out], step.dst[out]
+                    share = item.share[np.minimum(s // per_stage, len(item.share) - 1)]
+                    mult = item.calls * ((share > 0) if one_stage else share) * step.repeat
+                    src.append(s)
+                    dst.append(d)
+                    size.append(step.size[out] * mult)
+            if not src:
+                continue
+            chunked = name not in ("dp_gather", "dp_reduce")
+            k = self.run.chunks if chunked else 1
+            s_all = np.concatenate(src) + self.lo
+            d_all = np.concatenate(dst) + self.lo
+            sizes = np.concatenate(size) / k
+            keep = sizes > 0
+            ep = fabric.topo.gpu_endpoints()
+            key = np.arange(int(keep.sum()), dtype=np.int64)
+            routes = fabric.route(ep[s_all[keep]], ep[d_all[keep]], seed=self.opts.seed, key=key)
+            flows = FlowSet(routes.indptr, routes.links, routes.weights, sizes[keep])
+            if name == "dp_gather":
+                offsets = [0.0]
+            elif name == "dp_reduce":
+                offsets = [max(0.0, self.alone_step - sched.optimizer - reduce_span)]
+            else:
+                offsets = [c * span / k for c in range(k)]
+            phases.append(Phase(name, members, flows, offsets))
+        return phases
+
+    # ----- the run --------------------------------------------------------------------
+    def start(self) -> None:
+        self._read_next()
+        self._begin()
+
+    def stop(self) -> None:
+        self._stopped = True
+
+    def _begin(self) -> None:
+        if self._stopped or (self.run.steps is not None
+                             and len(self.record.step_ends) >= self.run.steps):  # fmt: skip
+            return
+        if self._read_pending:  # wait for this step's data
+            self._waiting_since = self.shared.sim.now
+            self._wait_data = True
+            return
+        if self._ckpt_pending and self.run.checkpoint_mode == "sync":
+            self._waiting_since = self.shared.sim.now
+            return
+        self._step_start = self.shared.sim.now
+        self._ratios: dict[str, list[float]] = {p.name: [] for p in self.phases}
+        self._left = sum(len(p.offsets) for p in self.phases)
+        self._read_next()
+        if self._left == 0:
+            self.shared.sim.schedule(self.alone_step, self._end_step)
+            return
+        for p, phase in enumerate(self.phases):
+            for c, offset in enumerate(phase.offsets):
+                self.shared.sim.schedule(offset, self._start_chunk, p, c)
+
+    def _start_chunk(self, p: int, c: int) -> None:
+        phase = self.phases[p]
+        f = phase.flows
+        step = len(self.record.step_ends)
+
+        def done(duration: float) -> None:
+            self.record.phase_durations[(step, phase.name, c)] = duration
+            base = self._baseline(step, phase.name, c, duration)
+            self._ratios[phase.name].append(duration / base if base > 0 else 1.0)
+            self._left -= 1
+            if self._left == 0:
+                self._phases_done()
+
+        self.shared.network.start_group(f.indptr, f.links, f.weights, f.sizes, "training", done)
+
+    def _baseline(self, step: int, name: str, chunk: int, duration: float) -> float:
+        """The chunk's duration in the alone run (same step; else that run's first step;
+        without an alone run this is the alone run: itself)."""
+        if self.baseline is None:
+            return duration
+        got = self.baseline.phase_durations
+        return got.get((step, name, chunk), got.get((0, name, chunk), duration))
+
+    def _phases_done(self) -> None:
+        factors = tuple(round(float(np.mean(self._ratios[p.name])), 6) for p in self.phases)
+        iteration = self._iteration(factors)
+        end = max(self._step_start + iteration, self.shared.sim.now)
+        self.shared.sim.schedule_at(end, self._end_step)
+
+    def _iteration(self, factors: tuple[float, ...]) -> float:
+        """The step simulator's iteration with each phase's collectives slowed by its
+        factor (all 1: the alone step, exactly)."""
+        if all(f == 1.0 for f in factors):
+            return self.alone_step
+        got = self._iteration_cache.get(factors)
+        if got is None:
+            scale = np.ones(len(self.items))
+            for phase, f in zip(self.phases, factors, strict=True):
+                scale[phase.items] = f
+            items = [replace(it, time=it.time * s) for it, s in zip(self.items, scale, strict=True)]
+            sim = self._simulate(self.job, self.ks, self.opts, items, None)
+            got = self._iteration_cache[factors] = float(sim["schedule"].iteration)
+        return got
+
+    def _end_step(self) -> None:
+        now = self.shared.sim.now
+        rec = self.record
+        rec.step_times.append(now - self._step_start)
+        rec.step_ends.append(now)
+        every = self.run.checkpoint_every_steps
+        if self.storage is not None and every and len(rec.step_ends) % every == 0:
+            self._checkpoint()
+        self._begin()
+
+    # ----- storage --------------------------------------------------------------------
+    def _read_next(self) -> None:
+        """Start reading the next step's data (nothing without storage servers)."""
+        if self.storage is None or not self.run.read_dataset or self.dataset_per_step <= 0:
+            return
+        plan = self.job.plan
+        firsts = self.lo + plan.group_ranks("dp")[0]  # the first GPU of each replica
+        sizes = np.full(len(firsts), self.dataset_per_step / len(firsts))
+        flows = storage_flows(self.storage, firsts, sizes, write=False, seed=self.opts.seed)
+        self._read_pending = True
+        self.record.dataset_bytes += flows.total
+
+        def done(_: float) -> None:
+            self._read_pending = False
+            if getattr(self, "_wait_data", False):
+                self._wait_data = False
+                self.record.data_stall_s += self.shared.sim.now - self._waiting_since
+                self._begin()
+
+        self.shared.network.start_group(flows.indptr, flows.links, flows.weights, flows.sizes,
+                                        "dataset", done)  # fmt: skip
+
+    def _checkpoint(self) -> None:
+        assert self.storage is not None
+        gpus = np.arange(self.lo, self.lo + self.job.plan.world_size)
+        sizes = np.full(len(gpus), self.checkpoint_total / len(gpus))
+        flows = storage_flows(self.storage, gpus, sizes, write=True, seed=self.opts.seed)
+        self._ckpt_pending += 1
+        self.record.checkpoints += 1
+        self.record.checkpoint_bytes += flows.total
+        sync = self.run.checkpoint_mode == "sync"
+        if sync:
+            self._waiting_since = self.shared.sim.now
+
+        def done(_: float) -> None:
+            self._ckpt_pending -= 1
+            if sync:
+                self.record.checkpoint_stall_s += self.shared.sim.now - self._waiting_since
+                self._begin()
+
+        self.shared.network.start_group(flows.indptr, flows.links, flows.weights, flows.sizes,
+                                        "checkpoint", done)  # fmt: skip
+
+
+def _one_stage_notes() -> tuple[str, ...]:
+    from aifabric.training.comm import ONE_STAGE_NOTES
+
+    return ONE_STAGE_NOTES
