@@ -86,8 +86,16 @@ query (FlashMLA's 2 h s_q s_k (d_k + d_v)) while the KV is read once.
 
 Not modelled: micro-batch granularity, the DP-rank granularity of single long prompts (the
 batch is split evenly over the ranks), the all-to-all bytes of the low-latency kernels in
-``ep_all_to_all_bytes`` (it reports the node-aware bytes); the imbalance factor slows the
-MoE computation, not the all-to-all.
+``ep_all_to_all_bytes`` (it reports the node-aware bytes), and which experts are hot:
+redundant slots replicate the first experts and the imbalance is one given factor (EPLB's
+placement from observed load is not simulated).
+
+Expert-load imbalance slows the all-to-all too: DeepSeek's DP load balancers equalise the
+tokens each GPU sends (Day 6: "Equalize input token counts per GPU (dispatch send load
+balancing)") while the EP balancer can only "minimize the maximum dispatch receive load",
+so the busiest GPU receives (dispatch) and sends back (combine) ``expert_load_imbalance``
+x the mean bytes; the transfer (bandwidth) terms scale by that factor, the per-call
+latency does not.
 """
 
 from __future__ import annotations
@@ -402,10 +410,11 @@ class EpTiming(IterationShortcuts):
             (m.moe_combine_dtype, a2a.combine_scale_out, a2a.combine_scale_up),
         ):
             if rate is None:
-                comm += lat + max(out_b / nic.bandwidth, up_b / nvl.bandwidth)
+                transfer = max(out_b / nic.bandwidth, up_b / nvl.bandwidth)
             else:
                 payload = tokens / self.ep * m.hidden_bytes_per_token(dtype or self.compute_dtype)
-                comm += lat + rate * payload
+                transfer = rate * payload
+            comm += lat + self.expert_load_imbalance * transfer  # busiest receiver
         return comm * m.num_moe_layers
 
     def _low_latency_seconds(self, tokens: float) -> float:
@@ -418,7 +427,7 @@ class EpTiming(IterationShortcuts):
         contention = 1.0
         if self.dispatch_seconds_per_byte is not None and c["ab_rate"] > 0:
             contention = max(1.0, self.dispatch_seconds_per_byte / c["ab_rate"])
-        pairs = tokens / self.ep * m.experts_per_token
+        pairs = self.expert_load_imbalance * tokens / self.ep * m.experts_per_token  # busiest
         comm = 0.0
         for dtype in (m.moe_dispatch_dtype, m.moe_combine_dtype):
             size = pairs * m.hidden_bytes_per_token(dtype or self.compute_dtype)
