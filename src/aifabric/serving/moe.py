@@ -78,6 +78,15 @@ micro-batch schedules of the EP32 prefill and EP128 decode profiles):
 
 Without overlap, every part is serial and computation has all SMs.
 
+Every iteration also pays ``iteration_overhead`` outside the layers (scheduling, launches,
+embedding, output head, sampling; the scenario's compute.iteration_overhead_s, 8 ms by
+default, fitted there on measured TP profiles). DeepSeek's decode profile agrees in size:
+a reading of profile-data's decode.json (zdszero.github.io, Computer/Artificial_Intelligence/
+deepseek_profile.html, column "h800 ds prof") gives 96 ms end to end of which 87.32 ms in
+the 61 layers. compute.sequence_overhead_s is not applied: at its 0.3 ms per sequence the
+profile's 128 sequences per GPU would cost 38 ms, more than the profile leaves outside the
+layers.
+
 Multi-token prediction (DeepSeek-V3 sec. 2.2 / 5.4.3: one MTP module, the second token
 accepted 85-90 % of the time) is compute.speculative with draft_tokens = 1 (see
 serving.speculative); its verification steps carry two query positions per sequence, and
@@ -207,6 +216,7 @@ class EpTiming(IterationShortcuts):
     decode_comm_sm_share: float = 0.0
     decode_kernel: str = "low_latency"  # or "normal" (the node-aware prefill kernels)
     low_latency_bandwidth_efficiency: float = 0.78  # DeepEP: 39 GB/s of ~50 GB/s at EP128
+    iteration_overhead: float = 0.0  # s per iteration outside the layers (module docstring)
     _c: dict[str, float] = field(init=False, repr=False, compare=False, default_factory=dict)
     layout: EpLayout = field(init=False, repr=False, compare=False)
 
@@ -224,6 +234,10 @@ class EpTiming(IterationShortcuts):
             value = getattr(self, name)
             if not 0 <= value < 1:
                 raise ConfigError(f"cluster.ep_{name}(={value}) must be in [0, 1)")
+        if not 0 <= self.iteration_overhead < 10:
+            raise ConfigError(
+                f"compute.iteration_overhead_s(={self.iteration_overhead}) must be in [0, 10) s"
+            )
         if not 0 < self.low_latency_bandwidth_efficiency <= 1:
             raise ConfigError(
                 "cluster.ep_low_latency_bandwidth_efficiency"
@@ -449,7 +463,7 @@ class EpTiming(IterationShortcuts):
             return 0.0
         p = self.parts(prefill_flops=prefill_flops, prefill_tokens=prefill_tokens,
                        decode_batch=decode_batch, decode_context=decode_context)  # fmt: skip
-        return float(self._total(p, prefill_tokens <= 0))
+        return float(self._total(p, prefill_tokens <= 0)) + self.iteration_overhead
 
     def decode_step_times(self, batch: int, context_tokens: float, steps: int,
                           queries_per_sequence: int = 1) -> np.ndarray:  # fmt: skip
@@ -460,7 +474,8 @@ class EpTiming(IterationShortcuts):
         context = context_tokens + batch * np.arange(steps, dtype=np.float64)
         p = self.parts(decode_batch=batch, decode_context=context,
                        queries_per_sequence=queries_per_sequence)  # fmt: skip
-        return np.broadcast_to(self._total(p, True), (steps,)).astype(np.float64)
+        total = self._total(p, True) + self.iteration_overhead
+        return np.broadcast_to(total, (steps,)).astype(np.float64)
 
 
 def scenario_ep_timing(sc: ServeScenario, model: ModelSpec, gpu: GpuSpec, ep: int) -> EpTiming:
@@ -477,6 +492,7 @@ def scenario_ep_timing(sc: ServeScenario, model: ModelSpec, gpu: GpuSpec, ep: in
         prefill_comm_sm_share=cl.ep_prefill_comm_sm_share,
         decode_comm_sm_share=cl.ep_decode_comm_sm_share, decode_kernel=cl.ep_decode_kernel,
         low_latency_bandwidth_efficiency=cl.ep_low_latency_bandwidth_efficiency,
+        iteration_overhead=co.iteration_overhead_s,
     )  # fmt: skip
     if cl.ep_network == "analytic":
         return timing

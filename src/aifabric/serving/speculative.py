@@ -97,6 +97,13 @@ class SpeculativeTiming:
     def tp_allreduce_bytes(self, tokens: float) -> float:
         return self.base.tp_allreduce_bytes(tokens)
 
+    def ep_all_to_all_bytes(self, tokens: float) -> float:
+        """The target's EP dispatch + combine bytes for ``tokens`` processed tokens (0 for a
+        timing without EP). Counts each emitted token once: the verification's extra
+        positions ((k + 1) / E per emitted token) and the draft's layers are not added."""
+        bytes_of = getattr(self.base, "ep_all_to_all_bytes", None)
+        return 0.0 if bytes_of is None else float(bytes_of(tokens))
+
     def kv_tokens(self, memory_utilization: float) -> float:
         """The target's KV tokens, less the draft model's weights and its KV per token."""
         if self.draft is None:
