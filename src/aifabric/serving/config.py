@@ -140,6 +140,15 @@ class Cluster(_Section):
     ep_network: Literal["analytic", "flow"] = "analytic"
     ep_fabric_design: Literal["rail_optimized", "clos", "spine_leaf"] = "rail_optimized"
     ep_routing: Literal["ecmp", "ecmp_qp", "spray", "adaptive"] = "ecmp"
+    # Overheads of the EP timing (serving.moe docstring has the sources): the SM share the
+    # all-to-all kernels hold while overlapping (DeepSeek profile-data figures: 24 of 132 SMs
+    # in prefill, 0 in decode), the decode all-to-all kernel (DeepEP low-latency: pure RDMA,
+    # one message per token and expert) and its share of the NIC rate (DeepEP: 39 GB/s of
+    # ~50 GB/s at EP128).
+    ep_prefill_comm_sm_share: Annotated[float, Field(ge=0, lt=1)] = 24 / 132
+    ep_decode_comm_sm_share: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    ep_decode_kernel: Literal["low_latency", "normal"] = "low_latency"
+    ep_low_latency_bandwidth_efficiency: Fraction = 0.78
 
     @model_validator(mode="after")
     def _ep_layout(self) -> Cluster:

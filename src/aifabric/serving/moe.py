@@ -47,12 +47,64 @@ Per iteration, with T tokens in the batch (prefill and decode together), on the 
   comes from the flow-level network engine (netsim, on a fabric of the instance's GPUs;
   see flow_dispatch_seconds_per_byte): routing and contention on that fabric.
 
-With ``overlap`` (default) communication hides behind computation and the iteration takes
-max(compute, communication) (Day 6: dual micro-batch overlap in prefill, a 5-stage
-pipeline in decode); without it, their sum. Not modelled: multi-token prediction, the SMs
-the all-to-all kernels take from computation while overlapping, micro-batch granularity,
-and the DP-rank granularity of single long prompts (the batch is split evenly over the
-ranks); the imbalance factor slows the MoE computation, not the all-to-all.
+Two all-to-all kernels, as DeepEP ships them (github.com/deepseek-ai/DeepEP,
+docs/legacy.md "Performance"): an iteration that prefills (any prefill tokens) uses the
+*normal* kernels above (node-aware, NVLink forwarding, near line rate: 43-58 GB/s RDMA
+"bottleneck bandwidth" at EP16-64 on a ~50 GB/s CX7); a decode-only iteration uses, with
+``decode_kernel = "low_latency"`` (default), the *low-latency* kernels "with pure RDMA":
+one message per token and selected expert (no node dedup), so k x T / ep tokens x hidden x
+dtype per GPU per call on the NIC, at ``low_latency_bandwidth_efficiency`` x the NIC rate
+(default 0.78: DeepEP's table gives 39 GB/s for dispatch and combine at EP128, 128 tokens,
+top-8, on the ~50 GB/s NIC; 128 x 8 x 7,168 B / 192 us = 38 GB/s reproduces its dispatch
+row) plus the per-call latency. With ep_network = flow that time is further scaled by the
+flow engine's slowdown of the node-aware pattern over its alpha-beta bound (contention).
+
+Overlap (``overlap``, default on), from DeepSeek's profile-data figures
+(github.com/deepseek-ai/profile-data, assets/prefill.jpg and assets/decode.jpg, the two
+micro-batch schedules of the EP32 prefill and EP128 decode profiles):
+
+- prefill: every computation block (ATTN, SHARED, MLP of one micro-batch) runs over a
+  dispatch or combine of the other, so the iteration takes max(compute, communication);
+  the communication kernels hold 24 of H800's 132 SMs meanwhile ("Computation 108 SMs,
+  Communication 24 SMs"), so the compute parts run at (1 - ``prefill_comm_sm_share``)
+  (default 24 / 132) of the GPU's rate.
+- decode: a 5-stage pipeline where the dispatch hides under SHARED + ATTN-0 and the
+  combine under ATTN-1 of the other micro-batch, while the routed-expert MLP stage has no
+  communication under it; the all-to-all "does not occupy GPU SMs" (profile-data README;
+  decode.jpg "Communication 0 SMs", ``decode_comm_sm_share`` = 0). The step takes
+  max(attention part, all-to-all) + MoE part (a lower bound of the stage-wise
+  max(SHARED + ATTN-0, dispatch) + MLP + max(ATTN-1, combine), which needs the split of
+  the attention part between the stages).
+
+Without overlap, every part is serial and computation has all SMs.
+
+Every iteration also pays ``iteration_overhead`` outside the layers (scheduling, launches,
+embedding, output head, sampling; the scenario's compute.iteration_overhead_s, 8 ms by
+default, fitted there on measured TP profiles). DeepSeek's decode profile agrees in size:
+a reading of profile-data's decode.json (zdszero.github.io, Computer/Artificial_Intelligence/
+deepseek_profile.html, column "h800 ds prof") gives 96 ms end to end of which 87.32 ms in
+the 61 layers. compute.sequence_overhead_s is not applied: at its 0.3 ms per sequence the
+profile's 128 sequences per GPU would cost 38 ms, more than the profile leaves outside the
+layers.
+
+Multi-token prediction (DeepSeek-V3 sec. 2.2 / 5.4.3: one MTP module, the second token
+accepted 85-90 % of the time) is compute.speculative with draft_tokens = 1 (see
+serving.speculative); its verification steps carry two query positions per sequence, and
+``decode_step_times(..., queries_per_sequence=2)`` counts the absorbed attention FLOPs per
+query (FlashMLA's 2 h s_q s_k (d_k + d_v)) while the KV is read once.
+
+Not modelled: micro-batch granularity, the DP-rank granularity of single long prompts (the
+batch is split evenly over the ranks), the all-to-all bytes of the low-latency kernels in
+``ep_all_to_all_bytes`` (it reports the node-aware bytes), and which experts are hot:
+redundant slots replicate the first experts and the imbalance is one given factor (EPLB's
+placement from observed load is not simulated).
+
+Expert-load imbalance slows the all-to-all too: DeepSeek's DP load balancers equalise the
+tokens each GPU sends (Day 6: "Equalize input token counts per GPU (dispatch send load
+balancing)") while the EP balancer can only "minimize the maximum dispatch receive load",
+so the busiest GPU receives (dispatch) and sends back (combine) ``expert_load_imbalance``
+x the mean bytes; the transfer (bandwidth) terms scale by that factor, the per-call
+latency does not.
 """
 
 from __future__ import annotations
@@ -158,6 +210,13 @@ class EpTiming(IterationShortcuts):
     prefill_mfu: float = 0.5
     decode_bandwidth_efficiency: float = 0.8
     decode_mfu: float = 0.5
+    # Module docstring: SMs the all-to-all kernels hold while overlapping (profile-data
+    # figures: 24 of 132 in prefill, 0 in decode) and the decode kernel (DeepEP).
+    prefill_comm_sm_share: float = 24 / 132
+    decode_comm_sm_share: float = 0.0
+    decode_kernel: str = "low_latency"  # or "normal" (the node-aware prefill kernels)
+    low_latency_bandwidth_efficiency: float = 0.78  # DeepEP: 39 GB/s of ~50 GB/s at EP128
+    iteration_overhead: float = 0.0  # s per iteration outside the layers (module docstring)
     _c: dict[str, float] = field(init=False, repr=False, compare=False, default_factory=dict)
     layout: EpLayout = field(init=False, repr=False, compare=False)
 
@@ -171,6 +230,23 @@ class EpTiming(IterationShortcuts):
             value = getattr(self, name)
             if not 0 < value <= 1:
                 raise ConfigError(f"compute.{name}(={value}) must be in (0, 1]")
+        for name in ("prefill_comm_sm_share", "decode_comm_sm_share"):
+            value = getattr(self, name)
+            if not 0 <= value < 1:
+                raise ConfigError(f"cluster.ep_{name}(={value}) must be in [0, 1)")
+        if not 0 <= self.iteration_overhead < 10:
+            raise ConfigError(
+                f"compute.iteration_overhead_s(={self.iteration_overhead}) must be in [0, 10) s"
+            )
+        if not 0 < self.low_latency_bandwidth_efficiency <= 1:
+            raise ConfigError(
+                "cluster.ep_low_latency_bandwidth_efficiency"
+                f"(={self.low_latency_bandwidth_efficiency}) must be in (0, 1]"
+            )
+        if self.decode_kernel not in ("low_latency", "normal"):
+            raise ConfigError(
+                f"cluster.ep_decode_kernel(={self.decode_kernel!r}) must be low_latency or normal"
+            )
         if not self.model.is_moe:
             raise ConfigError(f"expert parallelism needs an MoE model; {self.model.name} is dense")
         if not 1 <= self.expert_load_imbalance <= self.ep:
@@ -219,6 +295,12 @@ class EpTiming(IterationShortcuts):
             max_nodes=m.max_nodes_per_token,
         )  # fmt: skip
         c["remote_nodes"], c["nvlink_copies"] = fan.remote_nodes, fan.nvlink_copies
+        # alpha-beta seconds per payload byte of the node-aware pattern (its flow-engine
+        # rate over this is the contention the low-latency kernels also see)
+        c["ab_rate"] = max(
+            fan.remote_nodes / self.nic_bandwidth,
+            fan.nvlink_copies / self.gpu.scaleup_bandwidth_per_direction,
+        )
 
     # ----- sizes --------------------------------------------------------------------------
     @property
@@ -284,19 +366,29 @@ class EpTiming(IterationShortcuts):
 
     def parts(self, *, prefill_flops: float = 0.0, prefill_tokens: float = 0.0,
               decode_batch: int = 0, decode_context: float | np.ndarray = 0.0,
+              queries_per_sequence: float = 1.0,
               ) -> dict[str, float | np.ndarray]:  # fmt: skip
-        """Seconds of the attention part, MoE part and all-to-all of one iteration."""
+        """Seconds of the attention part, MoE part and all-to-all of one iteration.
+
+        ``decode_batch`` counts decode tokens; ``queries_per_sequence`` of them belong to
+        one sequence (2 in an MTP verification step), whose absorbed attention FLOPs over
+        its context are paid per query (FlashMLA 2 h s_q s_k (d_k + d_v)), its KV read once.
+        """
         c, m = self._c, self.model
         n = self.ep
         context = np.asarray(decode_context, dtype=np.float64)
         tokens = prefill_tokens + decode_batch
+        decode_only = prefill_tokens <= 0
+        # SMs left to computation while the all-to-all kernels overlap (module docstring)
+        comm_sms = self.decode_comm_sm_share if decode_only else self.prefill_comm_sm_share
+        sm = 1.0 - comm_sms if self.overlap else 1.0
         attn_pre = max(0.0, prefill_flops - prefill_tokens * c["flops0"])
-        attn_dec = c["slope_dec"] * context
+        attn_dec = c["slope_dec"] * context * queries_per_sequence
         compute = (
             c["dense_flops"] * (prefill_tokens / self.prefill_mfu + decode_batch / self.decode_mfu)
             / (n * c["peak_mm"])
             + (attn_pre / self.prefill_mfu + attn_dec / self.decode_mfu) / (n * c["peak_attn"])
-        )  # fmt: skip
+        ) / sm  # fmt: skip
         memory = (c["replicated_w"] + context / n * c["kv"]) / c["hbm"]
         attention = np.maximum(compute, memory)
         k, lay = m.experts_per_token, self.layout
@@ -306,34 +398,64 @@ class EpTiming(IterationShortcuts):
             if tokens > 0
             else 1.0
         )
-        moe_compute = pairs * c["routed_flops"] / (c["peak_mm"] * mfu)
+        moe_compute = pairs * c["routed_flops"] / (c["peak_mm"] * mfu * sm)
         touched = min(1.0, tokens * k / lay.slots)
         moe_memory = touched * lay.slots_per_gpu * c["slot_w"] / c["hbm"]
         moe = max(moe_compute, moe_memory)
+        comm = 0.0
+        if n > 1 and tokens > 0:
+            if decode_only and self.decode_kernel == "low_latency":
+                comm = self._low_latency_seconds(tokens)
+            else:
+                comm = self._normal_seconds(tokens)
+        return {"attention": attention, "moe": moe, "all_to_all": comm}
+
+    def _normal_seconds(self, tokens: float) -> float:
+        """Dispatch + combine of all MoE layers with the node-aware (normal) kernels."""
+        m, lay = self.model, self.layout
         a2a = self.a2a_bytes_per_layer(tokens)
         nic = Link(self.nic_bandwidth, self.nic_latency)
         nvl = Link(self.gpu.scaleup_bandwidth_per_direction, self.scaleup_latency)
+        lat = nic.latency if lay.nodes > 1 else nvl.latency
+        rate = self.dispatch_seconds_per_byte
         comm = 0.0
-        if n > 1 and tokens > 0:
-            lat = nic.latency if lay.nodes > 1 else nvl.latency
-            rate = self.dispatch_seconds_per_byte
-            for dtype, out_b, up_b in (
-                (m.moe_dispatch_dtype, a2a.dispatch_scale_out, a2a.dispatch_scale_up),
-                (m.moe_combine_dtype, a2a.combine_scale_out, a2a.combine_scale_up),
-            ):
-                if rate is None:
-                    comm += lat + max(out_b / nic.bandwidth, up_b / nvl.bandwidth)
-                else:
-                    payload = tokens / n * m.hidden_bytes_per_token(dtype or self.compute_dtype)
-                    comm += lat + rate * payload
-            comm *= m.num_moe_layers
-        return {"attention": attention, "moe": moe, "all_to_all": comm}
+        for dtype, out_b, up_b in (
+            (m.moe_dispatch_dtype, a2a.dispatch_scale_out, a2a.dispatch_scale_up),
+            (m.moe_combine_dtype, a2a.combine_scale_out, a2a.combine_scale_up),
+        ):
+            if rate is None:
+                transfer = max(out_b / nic.bandwidth, up_b / nvl.bandwidth)
+            else:
+                payload = tokens / self.ep * m.hidden_bytes_per_token(dtype or self.compute_dtype)
+                transfer = rate * payload
+            comm += lat + self.expert_load_imbalance * transfer  # busiest receiver
+        return comm * m.num_moe_layers
 
-    def _total(self, p: dict[str, float | np.ndarray]) -> float | np.ndarray:
-        work = p["attention"] + p["moe"]
-        if self.overlap:
-            return np.maximum(work, p["all_to_all"])
-        return work + p["all_to_all"]
+    def _low_latency_seconds(self, tokens: float) -> float:
+        """Dispatch + combine of all MoE layers with DeepEP's low-latency kernels: one RDMA
+        message per token and selected expert at low_latency_bandwidth_efficiency x the NIC
+        rate, plus the per-call latency; with a flow-engine rate, scaled by its contention
+        over the alpha-beta bound of the same fabric (module docstring)."""
+        m, c = self.model, self._c
+        bandwidth = self.nic_bandwidth * self.low_latency_bandwidth_efficiency
+        contention = 1.0
+        if self.dispatch_seconds_per_byte is not None and c["ab_rate"] > 0:
+            contention = max(1.0, self.dispatch_seconds_per_byte / c["ab_rate"])
+        pairs = self.expert_load_imbalance * tokens / self.ep * m.experts_per_token  # busiest
+        comm = 0.0
+        for dtype in (m.moe_dispatch_dtype, m.moe_combine_dtype):
+            size = pairs * m.hidden_bytes_per_token(dtype or self.compute_dtype)
+            comm += self.nic_latency + contention * size / bandwidth
+        return comm * m.num_moe_layers
+
+    def _total(self, p: dict[str, float | np.ndarray], decode_only: bool) -> float | np.ndarray:
+        """Overlap rule of the module docstring: prefill max(compute, comm); decode
+        max(attention, comm) + MoE (the routed MLP stage has no communication under it)."""
+        if not self.overlap:
+            return p["attention"] + p["moe"] + p["all_to_all"]
+        if decode_only:
+            return np.maximum(p["attention"], p["all_to_all"]) + p["moe"]
+        return np.maximum(p["attention"] + p["moe"], p["all_to_all"])
 
     def iteration_time(self, *, prefill_flops: float = 0.0, prefill_tokens: float = 0.0,
                        decode_batch: int = 0, decode_context: float = 0.0) -> float:  # fmt: skip
@@ -341,15 +463,19 @@ class EpTiming(IterationShortcuts):
             return 0.0
         p = self.parts(prefill_flops=prefill_flops, prefill_tokens=prefill_tokens,
                        decode_batch=decode_batch, decode_context=decode_context)  # fmt: skip
-        return float(self._total(p))
+        return float(self._total(p, prefill_tokens <= 0)) + self.iteration_overhead
 
-    def decode_step_times(self, batch: int, context_tokens: float, steps: int) -> np.ndarray:
-        """Times of ``steps`` decode steps, the context growing by ``batch`` a step."""
+    def decode_step_times(self, batch: int, context_tokens: float, steps: int,
+                          queries_per_sequence: int = 1) -> np.ndarray:  # fmt: skip
+        """Times of ``steps`` decode steps of ``batch`` tokens, the context growing by
+        ``batch`` a step; ``queries_per_sequence`` tokens per sequence (see ``parts``)."""
         if batch <= 0 or steps <= 0:
             return np.zeros(max(steps, 0))
         context = context_tokens + batch * np.arange(steps, dtype=np.float64)
-        p = self.parts(decode_batch=batch, decode_context=context)
-        return np.broadcast_to(self._total(p), (steps,)).astype(np.float64)
+        p = self.parts(decode_batch=batch, decode_context=context,
+                       queries_per_sequence=queries_per_sequence)  # fmt: skip
+        total = self._total(p, True) + self.iteration_overhead
+        return np.broadcast_to(total, (steps,)).astype(np.float64)
 
 
 def scenario_ep_timing(sc: ServeScenario, model: ModelSpec, gpu: GpuSpec, ep: int) -> EpTiming:
@@ -363,6 +489,10 @@ def scenario_ep_timing(sc: ServeScenario, model: ModelSpec, gpu: GpuSpec, ep: in
         weight_dtype=co.weight_dtype, kv_dtype=co.kv_dtype, compute_dtype=cl.ep_compute_dtype,
         prefill_mfu=co.prefill_mfu, decode_mfu=co.decode_mfu,
         decode_bandwidth_efficiency=co.decode_bandwidth_efficiency,
+        prefill_comm_sm_share=cl.ep_prefill_comm_sm_share,
+        decode_comm_sm_share=cl.ep_decode_comm_sm_share, decode_kernel=cl.ep_decode_kernel,
+        low_latency_bandwidth_efficiency=cl.ep_low_latency_bandwidth_efficiency,
+        iteration_overhead=co.iteration_overhead_s,
     )  # fmt: skip
     if cl.ep_network == "analytic":
         return timing

@@ -23,7 +23,8 @@ every sequence one token per (virtual) step; a virtual step lasts T / E, so the 
 emitted tokens (TBT) is T / E and a verification step emits E tokens per sequence on
 average. The roofline's per-sequence overhead is charged per sequence, not per verified
 token. Blind spots: the verification's attention FLOPs count each sequence's context once
-(not k + 1 times), which matters only when the iteration is compute bound; mixed
+(not k + 1 times; the expert-parallel timing, serving.moe, counts them per query), which
+matters only when the iteration is compute bound; mixed
 prefill + decode iterations (chunked prefill) are not speculated; a draft model's KV cache
 is not transferred between PD pools (its weights and KV do shrink the target's KV room).
 """
@@ -44,6 +45,13 @@ def expected_tokens(draft_tokens: int, acceptance_rate: float) -> float:
     if a >= 1.0:
         return float(k + 1)
     return (1.0 - a ** (k + 1)) / (1.0 - a)
+
+
+def _counts_queries(base: object) -> bool:
+    """Whether ``base.decode_step_times`` takes ``queries_per_sequence`` (EpTiming does)."""
+    from aifabric.serving.moe import EpTiming
+
+    return isinstance(base, EpTiming)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -89,6 +97,13 @@ class SpeculativeTiming:
     def tp_allreduce_bytes(self, tokens: float) -> float:
         return self.base.tp_allreduce_bytes(tokens)
 
+    def ep_all_to_all_bytes(self, tokens: float) -> float:
+        """The target's EP dispatch + combine bytes for ``tokens`` processed tokens (0 for a
+        timing without EP). Counts each emitted token once: the verification's extra
+        positions ((k + 1) / E per emitted token) and the draft's layers are not added."""
+        bytes_of = getattr(self.base, "ep_all_to_all_bytes", None)
+        return 0.0 if bytes_of is None else float(bytes_of(tokens))
+
     def kv_tokens(self, memory_utilization: float) -> float:
         """The target's KV tokens, less the draft model's weights and its KV per token."""
         if self.draft is None:
@@ -124,9 +139,12 @@ class SpeculativeTiming:
         width = k + 1
         rows = -(-steps // width)
         verify = np.empty((rows, width))
+        # A base that can count attention per query (serving.moe.EpTiming) is told each
+        # sequence carries k + 1 queries: its attention FLOPs are paid per query.
+        queries = {"queries_per_sequence": width} if _counts_queries(self.base) else {}
         for r in range(width):
             verify[:, r] = self.base.decode_step_times(
-                width * batch, context_tokens + r * batch, rows
+                width * batch, context_tokens + r * batch, rows, **queries
             )
         # The verification carries (k + 1) b tokens but only b sequences: the roofline's
         # per-sequence overhead (sampling, bookkeeping) is charged once per sequence, not per
