@@ -75,7 +75,12 @@ class ClusterRun:
     """One simulation of the scenario's workloads (all, or one alone)."""
 
     def __init__(self, cfg: ClusterConfig, prepared: list[Prepared], only: list[str],
-                 baselines: dict[str, TrainRecord] | None = None) -> None:  # fmt: skip
+                 baselines: dict[str, TrainRecord] | None = None,
+                 foreign: dict[str, set[int]] | None = None,
+                 cache: dict[str, Any] | None = None) -> None:  # fmt: skip
+        """``foreign``: per training workload, the links other workloads may use, and
+        under ``storage`` the links storage flows may use (TrainingWorkload.split; None:
+        this run's own sources)."""
         self.cfg = cfg
         latency = 0.0
         for p in prepared:
@@ -98,12 +103,38 @@ class ClusterRun:
                 run = TrainOptions(**p.config.options)
                 base = None if baselines is None else baselines.get(p.config.name)
                 self.trainers[p.config.name] = TrainingWorkload(
-                    p.config.name, p.job, p.opts, self.shared, p.gpus, run, self.storage, base
+                    p.config.name, p.job, p.opts, self.shared, p.gpus, run, self.storage, base,
+                    cache,
                 )
             else:
                 fabric = self._fabric_of(p.network)
                 share = ServeShare(self.shared.sim, self.shared.network, fabric, p.gpus)
                 self.servers[p.config.name] = ServingSimulation(p.serve, shared=share)
+
+        if foreign is None:
+            foreign = self.foreign_links()
+        for name, t in self.trainers.items():
+            t.split(foreign.get(name, set()), foreign.get("storage", set()))
+
+    def source_links(self) -> dict[str, set[int]]:
+        """Links each source may use: every workload by name, ``storage`` (every job's
+        checkpoint and dataset flows)."""
+        out: dict[str, set[int]] = {"storage": set()}
+        for name, t in self.trainers.items():
+            out[name] = t.links()
+            out["storage"] |= t.storage_links()
+        for name, s in self.servers.items():
+            out[name] = serving_links(s)
+        return out
+
+    def foreign_links(self) -> dict[str, set[int]]:
+        """Per training workload: the union of every other workload's links; ``storage``:
+        the storage flows' links."""
+        links = self.source_links()
+        out = {name: set().union(*(v for k, v in links.items() if k not in (name, "storage")))
+               for name in self.trainers}  # fmt: skip
+        out["storage"] = links["storage"]
+        return out
 
     def _fabric_of(self, name: str) -> BuiltFabric:
         if name == "frontend":
@@ -146,6 +177,19 @@ class ClusterRun:
         row["progress"] = {n: len(t.record.step_ends) for n, t in self.trainers.items()}
         row["progress"].update({n: len(s.records) for n, s in self.servers.items()})
         self.series.append(row)
+
+
+def serving_links(serving: Any) -> set[int]:
+    """Network links a serving deployment's KV flows may use: its fabric routes (every
+    pair of parties that can exchange KV) and its memory servers' own links."""
+    out: set[int] = set()
+    fab = serving.fabric
+    if fab is not None:
+        base = fab._link_base or 0
+        out |= {int(x) + base for x in np.unique(fab.routes.links)}
+    for tx, rx, ssd in serving.servers:
+        out |= {tx, rx, ssd}
+    return out
 
 
 def _inference_fabric(cfg: ClusterConfig, prepared: list[Prepared]) -> dict[str, Any]:
@@ -230,13 +274,16 @@ def simulate_cluster(cfg: ClusterConfig, *, with_series: bool = False,
     wall0 = time.perf_counter()
     prepared = prepare(cfg)
     names = [p.config.name for p in prepared]
+    cache: dict[str, Any] = {}
+    # Every run splits training flows by the links the shared run's other sources may use.
+    foreign = ClusterRun(cfg, prepared, names, foreign={}, cache=cache).foreign_links()
     alone: dict[str, ClusterRun] = {}
     for name in names:
-        run = ClusterRun(cfg, prepared, [name])
+        run = ClusterRun(cfg, prepared, [name], foreign=foreign, cache=cache)
         run.run()
         alone[name] = run
     baselines = {n: r.trainers[n].record for n, r in alone.items() if n in r.trainers}
-    shared = ClusterRun(cfg, prepared, names, baselines)
+    shared = ClusterRun(cfg, prepared, names, baselines, foreign, cache)
     shared.run(samples if with_series else 0)
     from aifabric.cluster.report import cluster_result, series_csv
 

@@ -49,6 +49,21 @@ class Phase:
     items: list[int]  # indices of the collectives it replays
     flows: FlowSet  # one chunk's flows
     offsets: list[float]  # s after the step's start, one per chunk
+    # After split(): per case (storage flows in flight at the chunk's start or not), the
+    # flows that may meet another source's flows (they go to the engine) and the rest.
+    splits: dict[bool, Split] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Split:
+    """A chunk's flows parted: ``shared`` go to the engine; the private rest take their
+    alone time, from one batch solve of the chunk."""
+
+    shared: FlowSet | None
+    private_time: float  # s, the slowest private flow's alone finish
+    private_links: np.ndarray
+    private_bytes: np.ndarray  # per private link: bytes x weight
+    private_size: float  # bytes of the private flows
 
 
 @dataclass(slots=True)
@@ -74,6 +89,7 @@ class TrainRecord:
     checkpoint_bytes: float = 0.0
     dataset_bytes: float = 0.0
     phase_durations: dict[tuple[int, str, int], float] = field(default_factory=dict)
+    private_bytes: float = 0.0  # flow bytes x link weight, summed over links, off the engine
 
 
 class TrainingWorkload:
@@ -81,17 +97,20 @@ class TrainingWorkload:
 
     def __init__(self, name: str, job: Any, opts: Any, shared: SharedFabric,
                  gpus: tuple[int, int], run: TrainOptions, storage: StorageServers | None,
-                 baseline: TrainRecord | None = None) -> None:  # fmt: skip
+                 baseline: TrainRecord | None = None,
+                 cache: dict[str, Any] | None = None) -> None:  # fmt: skip
+        """``cache``: a dict this job's step simulation is kept in across runs (the step
+        simulator's results do not depend on the other workloads)."""
         from aifabric.traffic.storage import checkpoint_bytes, storage_traffic
-        from aifabric.training.setup import build_network, kernel_model
-        from aifabric.training.step import _simulate, simulate_step_detail
+        from aifabric.training.step import _simulate
 
         self.name, self.job, self.opts, self.shared, self.run = name, job, opts, shared, run
         self.lo, self.hi = gpus
         self.storage, self.baseline = storage, baseline
-        self.result, self.detail = simulate_step_detail(job, opts)
-        self.ks = kernel_model(job, opts)
-        self.items = build_network(job, opts).timed_items(job)
+        cache = {} if cache is None else cache
+        if name not in cache:
+            cache[name] = _step_pieces(job, opts)
+        self.result, self.detail, self.ks, self.items = cache[name]
         self._simulate = _simulate
         sched = self.detail["schedule"]
         self.alone_step = float(sched.iteration)
@@ -160,6 +179,43 @@ class TrainingWorkload:
             phases.append(Phase(name, members, flows, offsets))
         return phases
 
+    def links(self) -> set[int]:
+        """Network links its collectives' flows use."""
+        return {int(x) for p in self.phases for x in np.unique(p.flows.links)}
+
+    def storage_links(self) -> set[int]:
+        """Network links its checkpoint writes and dataset reads use."""
+        if self.storage is None:
+            return set()
+        gpus = np.arange(self.lo, self.lo + self.job.plan.world_size)
+        out: set[int] = set()
+        for write in (True, False):
+            f = storage_flows(self.storage, gpus, np.ones(len(gpus)), write=write,
+                              seed=self.opts.seed)  # fmt: skip
+            out |= {int(x) for x in np.unique(f.links)}
+        return out
+
+    def split(self, workloads: set[int], storage: set[int]) -> None:
+        """Part each chunk's flows into those that go to the engine and private ones.
+
+        A flow goes to the engine when it crosses a link another workload's flows may use
+        (``workloads``), or, for chunks that start while storage flows are in flight, a
+        link storage flows may use (``storage``). The others share their links only with
+        this job's own flows of the same chunk, so they take their time alone (one batch
+        solve of the chunk, :func:`aifabric.netsim.engine.run_batch`) and their bytes are
+        counted on their links when the chunk is done. A storage flow that starts during a
+        chunk meets only its engine flows (a named simplification: a step's dataset read
+        starts just after its first chunks). Alone and shared runs split alike."""
+        capacity = self.shared.network.engine.capacity
+        for quiet, links in ((True, workloads), (False, workloads | storage)):
+            ids = np.fromiter(links, np.int64, len(links))
+            mark = np.zeros(len(capacity), bool)
+            # ids past this run's links belong to sources absent from it (a memory server
+            # of a deployment that is not running); the job's flows cross fabric links only
+            mark[ids[ids < len(capacity)]] = True
+            for phase in self.phases:
+                phase.splits[not quiet] = _split(phase.flows, mark, capacity)
+
     # ----- the run --------------------------------------------------------------------
     def start(self) -> None:
         self._read_next()
@@ -182,20 +238,28 @@ class TrainingWorkload:
         self._step_start = self.shared.sim.now
         self._ratios: dict[str, list[float]] = {p.name: [] for p in self.phases}
         self._left = sum(len(p.offsets) for p in self.phases)
-        self._read_next()
         if self._left == 0:
             self.shared.sim.schedule(self.alone_step, self._end_step)
-            return
         for p, phase in enumerate(self.phases):
             for c, offset in enumerate(phase.offsets):
                 self.shared.sim.schedule(offset, self._start_chunk, p, c)
+        self.shared.sim.schedule(0.0, self._read_next)  # after the chunks due now
 
     def _start_chunk(self, p: int, c: int) -> None:
         phase = self.phases[p]
-        f = phase.flows
         step = len(self.record.step_ends)
+        started = self.shared.sim.now
+        flight = self.shared.network.groups_in_flight
+        cut = phase.splits[flight["checkpoint"] + flight["dataset"] > 0]
+        left = int(cut.shared is not None) + int(cut.private_time > 0) or 1
 
-        def done(duration: float) -> None:
+        def done(_: float = 0.0) -> None:
+            nonlocal left
+            left -= 1
+            if left:
+                return
+            duration = self.shared.sim.now - started
+            self._count_private(cut)
             self.record.phase_durations[(step, phase.name, c)] = duration
             base = self._baseline(step, phase.name, c, duration)
             self._ratios[phase.name].append(duration / base if base > 0 else 1.0)
@@ -203,7 +267,26 @@ class TrainingWorkload:
             if self._left == 0:
                 self._phases_done()
 
-        self.shared.network.start_group(f.indptr, f.links, f.weights, f.sizes, "training", done)
+        f = cut.shared
+        if f is not None:
+            self.shared.network.start_group(f.indptr, f.links, f.weights, f.sizes, "training",
+                                            done)  # fmt: skip
+        if cut.private_time > 0 or f is None:
+            self.shared.sim.schedule(cut.private_time, done)
+
+    def _count_private(self, cut: Split) -> None:
+        """The private flows' bytes onto their links (the network's per-kind counts)."""
+        net = self.shared.network
+        by = None if net.kind_link_bytes is None else net.kind_link_bytes.setdefault("training", {})
+        total = float(cut.private_bytes.sum())
+        net.bytes_started["training"] += cut.private_size
+        net.bytes_done["training"] += cut.private_size
+        for link, moved in zip(cut.private_links.tolist(), cut.private_bytes.tolist(),
+                               strict=True):  # fmt: skip
+            net.link_bytes[link] += moved
+            if by is not None:
+                by[link] = by.get(link, 0.0) + moved
+        self.record.private_bytes += total
 
     def _baseline(self, step: int, name: str, chunk: int, duration: float) -> float:
         """The chunk's duration in the alone run (same step; else that run's first step;
@@ -286,6 +369,44 @@ class TrainingWorkload:
 
         self.shared.network.start_group(flows.indptr, flows.links, flows.weights, flows.sizes,
                                         "checkpoint", done)  # fmt: skip
+
+
+def _step_pieces(job: Any, opts: Any) -> tuple[Any, Any, Any, Any]:
+    """(result, detail, kernel model, timed collectives) of the job's alone step."""
+    from aifabric.training.setup import build_network, kernel_model
+    from aifabric.training.step import simulate_step_detail
+
+    result, detail = simulate_step_detail(job, opts)
+    return result, detail, kernel_model(job, opts), build_network(job, opts).timed_items(job)
+
+
+def _split(f: FlowSet, mark: np.ndarray, capacity: np.ndarray) -> Split:
+    """Flows of ``f`` crossing a marked link to the engine; the rest timed alone."""
+    from aifabric.netsim.engine import run_batch
+
+    counts = np.diff(f.indptr)
+    owner = np.repeat(np.arange(len(f.sizes)), counts)
+    hit = np.zeros(len(f.sizes), bool)
+    np.logical_or.at(hit, owner, mark[f.links])
+    private = ~hit
+    time = 0.0
+    if private.any():
+        p = _subset(f, private)
+        finish, _, _ = run_batch(p.indptr, p.links, p.weights, p.sizes, capacity)
+        time = float(finish.max())
+    entry = private[owner]
+    links, inv = np.unique(f.links[entry], return_inverse=True)
+    moved = np.bincount(inv, weights=(f.weights * f.sizes[owner])[entry], minlength=len(links))
+    return Split(_subset(f, hit) if hit.any() else None, time, links, moved,
+                 float(f.sizes[private].sum()))  # fmt: skip
+
+
+def _subset(f: FlowSet, keep: np.ndarray) -> FlowSet:
+    counts = np.diff(f.indptr)
+    owner = np.repeat(np.arange(len(f.sizes)), counts)
+    entry = keep[owner]
+    indptr = np.concatenate([[0], np.cumsum(counts[keep])]).astype(np.int64)
+    return FlowSet(indptr, f.links[entry], f.weights[entry], f.sizes[keep])
 
 
 def _one_stage_notes() -> tuple[str, ...]:
