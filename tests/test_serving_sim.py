@@ -38,7 +38,8 @@ MOONCAKE = REPO / "traces" / "mooncake_conversation_trace.jsonl"
 #: not timing; tests/test_serving_timing.py checks the timing).
 UNFITTED = {"timing": "roofline", "prefill_mfu": 0.5, "iteration_overhead_s": 0.0,
             "sequence_overhead_s": 0.0, "layer_overhead_s": 0.0,
-            "layer_sequence_overhead_s": 0.0, "scaleup_latency_s": 2e-6}  # fmt: skip
+            "layer_sequence_overhead_s": 0.0, "scaleup_latency_s": 2e-6,
+            "scaleup_bandwidth_efficiency": 1.0}  # fmt: skip
 
 
 def scenario(**sections: Any) -> dict[str, Any]:

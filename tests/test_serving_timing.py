@@ -5,7 +5,8 @@ Truth: SplitwiseSim's measured Llama-2-70B iteration times (catalog
 A100/H100 at TP 2/4/8, prefill and decode) and Argonne's LLM-Inference-Bench Llama-3-8B
 decode iteration times on H100 at TP 1/2/4 (``alcf_inference_bench.yaml``, derived from its
 ``Plots/All_results.csv`` by derive_alcf_inference_bench.py, BSD-3-Clause: end-to-end times
-of a batch minus a FLOP-scaled TTFT, over the output tokens; decode only). The profile
+of a batch minus a FLOP-scaled TTFT, over the output tokens; decode only) and on one A100
+40 GB (ALCF Polaris), with its two measured TTFTs (``Plots/Fig_22/all_results_TTFT_ITL.csv``). The profile
 timing must reproduce points it did not see (leave-one-out on interior points, other
 contexts), and the roofline fallback, with its defaults fitted to those tables, must stay
 near them.
@@ -51,11 +52,14 @@ def test_tables_shipped() -> None:
         assert len(p.prefill) >= 8 and len(p.decode) >= 6
         assert p.decode_context == pytest.approx(512 + 127 / 2)
     # The issue's 8B-class table on one GPU, decode only: batch 1/16/32/64 at L = 1,024
-    # (mean context 1,024 + 1,023 / 2), the 5 x 4 grid kept for validation.
-    assert {(p.model, p.gpu, p.tp) for p in ALCF} == {("llama3-8b", "h100-sxm", 1)}
+    # (mean context 1,024 + 1,023 / 2), the 5 x 4 grid kept for validation (A100: 19, batch
+    # 64 at 2,048 tokens dropped, its KV does not fit in 40 GB).
+    assert {(p.model, p.gpu, p.tp) for p in ALCF} == {("llama3-8b", g, 1)
+                                                      for g in ("h100-sxm", "a100-40g")}  # fmt: skip
     for p in ALCF:
         assert p.prefill == () and [b for b, _ in p.decode] == [1, 16, 32, 64]
-        assert p.decode_context == 1024 + 1023 / 2 and len(p.decode_points) == 20
+        assert p.decode_context == 1024 + 1023 / 2
+        assert len(p.decode_points) == (20 if p.gpu == "h100-sxm" else 19)
 
 
 def _leave_one_out_errors(p: object) -> list[float]:
@@ -112,31 +116,37 @@ def _alcf_errors(p: object, **kw: float) -> np.ndarray:
 
 
 #: The defaults fitted before the 8B table (a fixed 8 ms per iteration and 0.3 ms per
-#: sequence, no per-layer terms, 9 us per ring step).
+#: sequence, no per-layer terms, 9 us per ring step, all-reduces at the full link rate).
 OLD_FIT = {"iteration_overhead": 8e-3, "sequence_overhead": 3e-4, "layer_overhead": 0.0,
-           "layer_sequence_overhead": 0.0, "scaleup_latency": 9e-6}  # fmt: skip
+           "layer_sequence_overhead": 0.0, "scaleup_latency": 9e-6, "prefill_mfu": 0.45,
+           "scaleup_bandwidth_efficiency": 1.0}  # fmt: skip
 
 
 def test_roofline_fitted_defaults_within_30_percent_of_the_tables() -> None:
     """Fitted defaults (config.Compute: per-layer overheads, per-ring-step all-reduce latency;
-    fit set: 70B TP4/TP8 and the 8B table at context 1,535.5). 70B TP4/TP8: mean |error|
-    <= 30 % for prefill and decode, every decode point within 30 % (measured: prefill 16.1 %
-    mean, decode 12.8 % mean, 29.7 % worst); the unfitted roofline (no overheads,
-    prefill_mfu 0.5, 2 us per step) was ~60 % off on decode. Held out: 70B TP2, every decode
-    point within 30 % (13.3 % mean, 21.5 % worst). Long TP8 prefills stay up to ~45 % fast
-    (the measured TP8 MFU is ~20 %), which is what the profile is for."""
-    dec, pre, before, dec2 = [], [], [], []
+    fit set: 70B TP4/TP8 and the 8B H100 table at context 1,535.5). 70B TP4/TP8: mean
+    |error| <= 30 % for prefill and decode, every decode point within 30 % (measured:
+    prefill 16.1 % mean, 45.2 % worst, long TP8 prompts fast; decode 12.8 % mean, 29.7 %
+    worst; before this fit 16.5 / 45.6 % and 10.8 / 18.2 %); the unfitted roofline (no
+    overheads, prefill_mfu 0.5, 2 us per step) was ~60 % off on decode. Held out: 70B TP2
+    decode, every point within 30 % (13.3 % mean, 21.5 % worst; was 5.7 / 10.1 %); its
+    prefill stays 23 % mean, 42 % worst (test_tp_communication_explains_the_70b_prefill_trend
+    for the mechanism)."""
+    dec, pre, before, dec2, pre2 = [], [], [], [], []
     for p in BIG:
         e = _roofline_errors(p)
         pre += list(e[: len(p.prefill)])
         dec += list(e[len(p.prefill) :])
         b = _roofline_errors(p, iteration_overhead=0.0, sequence_overhead=0.0,
                              layer_overhead=0.0, layer_sequence_overhead=0.0,
-                             scaleup_latency=2e-6, prefill_mfu=0.5)  # fmt: skip
+                             scaleup_latency=2e-6, prefill_mfu=0.5,
+                             scaleup_bandwidth_efficiency=1.0)  # fmt: skip
         before += list(b[len(p.prefill) :])
     for p in SPLITWISE:
         if p.tp == 2:
-            dec2 += list(_roofline_errors(p)[len(p.prefill) :])
+            e = _roofline_errors(p)
+            pre2 += list(e[: len(p.prefill)])
+            dec2 += list(e[len(p.prefill) :])
     assert np.mean(np.abs(pre)) < 0.30 and np.mean(np.abs(dec)) < 0.30
     assert np.max(np.abs(dec)) < 0.30
     assert np.max(np.abs(dec2)) < 0.30  # held out
@@ -145,18 +155,71 @@ def test_roofline_fitted_defaults_within_30_percent_of_the_tables() -> None:
 
 @pytest.mark.parametrize("p", ALCF, ids=lambda p: p.label)
 def test_roofline_overheads_scale_with_layers_for_8b(p: object) -> None:
-    """LLM-Inference-Bench Llama-3-8B on one H100 (vLLM): the fitted roofline is within 15 %
-    of all 20 derived decode points (4 in the fit, 16 at the other contexts held out;
-    measured 3.9 % mean, 11.3 % worst), where the previous fit, a fixed 8 ms per iteration
-    and 0.3 ms per sequence fitted on 80-layer 70B at TP4/TP8, was 1.8-2.9x too slow
-    (e.g. batch 16 at 1,535.5 tokens: 20.0 ms against 10.4 ms derived). The measured
-    overhead over the weight read at batch 1 is 1.9 ms for 32 layers at TP1 against 11-34 ms
-    for 80 layers at TP2-8: it scales with the layers and the all-reduces, not per
-    iteration."""
+    """LLM-Inference-Bench Llama-3-8B on one GPU (vLLM): the fitted roofline is within 15 %
+    of every derived decode point (H100: 4 in the fit, 16 at the other contexts held out,
+    3.8 % mean, 11.3 % worst; A100 40 GB, all 19 held out, another GPU: 3.9 / 9.7 %), where
+    the previous fit, a fixed 8 ms per iteration and 0.3 ms per sequence fitted on 80-layer
+    70B at TP4/TP8, was 1.35-2.9x too slow (e.g. H100 batch 16 at 1,535.5 tokens: 20.0 ms
+    against 10.4 ms derived). The measured overhead over the weight read at batch 1 is 1.9
+    ms for 32 layers at TP1 against 11-34 ms for 80 layers at TP2-8: it scales with the
+    layers and the all-reduces, not per iteration."""
     e = np.abs(_alcf_errors(p))
     assert e.max() < 0.15, e
     old = _alcf_errors(p, **OLD_FIT)
-    assert old.min() > 0.75  # every point 1.75x or more too slow before
+    assert old.min() > 0.3  # every point 1.3x or more too slow before
+
+
+#: Measured TTFT of 16 prompts of 1,024 tokens, vLLM, Llama-3-8B, one GPU
+#: (LLM-Inference-Bench Plots/Fig_22/all_results_TTFT_ITL.csv), s.
+TTFT_16X1024 = {"h100-sxm": 0.42566500790417194, "a100-40g": 1.0420479719759896}
+
+
+#: The prefill-TP-communication fit (config.Compute docstring): compute at 75 % of peak, the
+#: TP all-reduces (not overlapped) at 17.5 % of the link's per-direction rate.
+TP_COMM_PREFILL = {"prefill_mfu": 0.75, "scaleup_bandwidth_efficiency": 0.175,
+                   "layer_sequence_overhead": 2e-6}  # fmt: skip
+
+
+def _ttft(gpu: str, **kw: float) -> float:
+    r = _roofline(find_serving_profile("llama3-8b", gpu, 1, "bf16"), **kw)
+    return r.iteration_time(prefill_flops=16 * r.prefill_flops(1024), prefill_tokens=16384)
+
+
+@pytest.mark.parametrize("gpu", sorted(TTFT_16X1024))
+def test_roofline_prefill_against_the_measured_8b_ttft(gpu: str) -> None:
+    """Held out (no 8B prefill in any fit): the roofline's prefill of 16 x 1,024-token
+    prompts (16 x prefill_flops(1,024), one iteration) against the measured TTFT. Defaults
+    (prefill_mfu 0.45, fitted on 70B at TP4/TP8): 33 % (H100) / 71 % (A100) slow, the 70B
+    tables' low MFU carried to TP1, which pays no TP communication. With that
+    communication modelled (TP_COMM_PREFILL): -20 % / +3 %, within 25 %."""
+    measured = TTFT_16X1024[gpu]
+    assert 1.3 * measured < _ttft(gpu) < 1.8 * measured
+    assert _ttft(gpu, **TP_COMM_PREFILL) == pytest.approx(measured, rel=0.25)
+
+
+def test_tp_communication_explains_the_70b_prefill_trend() -> None:
+    """TP_COMM_PREFILL (all-reduce bytes at an effective 17.5 % of NVLink's per-direction
+    rate, compute at 75 % of peak; fitted on 70B TP4/TP8 + the 8B H100 decode table like the
+    defaults): the held-out TP2 prefills are within 30 % (11.3 % mean, 29.8 % worst; the
+    defaults: 23.1 / 42.1 %), the long (>= 8,192-token) TP4/TP8 prefills within 30 % (26.5 %
+    worst; the defaults: up to 45 % fast) and the decode stays as the defaults' (every
+    TP4/TP8 point within 30 %, 8B within 15 %). What it does not follow: the TP8 tables' 512-2,048-token
+    prompts (measured 2.8x from 2,048 to 4,096 tokens at H100 TP8), up to 48 % slow."""
+    pre2, long_, dec, dflt2 = [], [], [], []
+    for p in SPLITWISE:
+        e = _roofline_errors(p, **TP_COMM_PREFILL)
+        n = len(p.prefill)
+        if p.tp == 2:
+            pre2 += list(e[:n])
+            dflt2 += list(_roofline_errors(p)[:n])
+        else:
+            long_ += [x for (tokens, _), x in zip(p.prefill, e[:n], strict=True) if tokens >= 8192]
+            dec += list(e[n:])
+    assert np.max(np.abs(pre2)) < 0.30 and np.mean(np.abs(pre2)) < 0.5 * np.mean(np.abs(dflt2))
+    assert np.max(np.abs(long_)) < 0.30
+    assert np.max(np.abs(dec)) < 0.30
+    for p in ALCF:
+        assert np.max(np.abs(_alcf_errors(p, **TP_COMM_PREFILL))) < 0.15
 
 
 @pytest.mark.parametrize("p", PROFILES, ids=lambda p: p.label)
@@ -332,3 +395,15 @@ def test_decode_only_table_takes_prefill_from_the_roofline() -> None:
         ),
     )
     assert mixed == pytest.approx(expect, rel=1e-12)
+
+
+def test_alcf_decode_point_is_the_published_latency_minus_the_published_ttft() -> None:
+    """At batch 16 and 1,024 tokens the prefill estimate is the measured TTFT itself
+    (all_results_TTFT_ITL.csv: 0.42567 s; All_results.csv end-to-end 11.02469 s, vLLM,
+    Llama-3-8B, one H100), so the table's point is (11.02469 - 0.42567) / 1,023 steps =
+    10.361 ms at context 1,024 + 1,023 / 2, independent of any FLOP scaling."""
+    p = find_serving_profile("llama3-8b", "h100-sxm", 1, "fp16")
+    assert p.source == "alcf-inference-bench"
+    expect = (11.024687729899984 - 0.42566500790417194) / 1023
+    assert dict(p.decode)[16.0] == pytest.approx(expect, rel=1e-4)
+    assert p.decode_context == 1535.5

@@ -6,15 +6,17 @@ every decoding sequence, at tp x HBM bandwidth x decode_bandwidth_efficiency; or
 FLOPs at decode_mfu if that is longer), or both (chunked prefill). Time is
 max(compute, memory) -- so a short prefill is memory-bound too: it cannot beat one read of
 the weights -- plus the TP all-reduces (2 per layer) of all the iteration's tokens, timed by
-the collectives module on the scale-up link (ring, per-direction bandwidth, scaleup_latency
-per step), plus overheads: ``iteration_overhead`` per iteration (scheduling, sampling),
-``layer_overhead`` per transformer layer (each layer's kernel launches and small-kernel
-tails: ~10-15 kernels a layer), ``layer_sequence_overhead`` per layer per decoding sequence
-(the paged-attention and per-row work that grows with the batch in every layer) and
-``sequence_overhead`` per decoding sequence (per-sequence bookkeeping outside the layers).
-Overheads that scale with the layers are why one fixed per-iteration figure fitted on
-80-layer 70B at TP4/TP8 made 32-layer 8B at TP1 1.8-2.9x too slow; the TP dependence is the
-all-reduces' per-step latency, zero at TP1 (serving.config.Compute, fit). The
+the collectives module on the scale-up link (ring, per-direction bandwidth x
+scaleup_bandwidth_efficiency, scaleup_latency per step; not overlapped with compute, which
+is what makes a long prefill's time fall less than 1/TP), plus overheads:
+``iteration_overhead`` per iteration (scheduling, sampling), ``layer_overhead`` per
+transformer layer (each layer's kernel launches and small-kernel tails: ~10-15 kernels a
+layer), ``layer_sequence_overhead`` per layer per decoding sequence (the paged-attention and
+per-row work that grows with the batch in every layer) and ``sequence_overhead`` per
+decoding sequence (per-sequence bookkeeping outside the layers). Overheads that scale with
+the layers are why one fixed per-iteration figure fitted on 80-layer 70B at TP4/TP8 made
+32-layer 8B at TP1 1.8-2.9x too slow; the TP dependence is the all-reduces' per-step
+latency and bytes, zero at TP1 (serving.config.Compute, fit). The
 efficiency and overhead factors are named config fields (serving.config.Compute, fitted
 there to measured tables); the dataclass defaults here are the unfitted roofline. The
 measured tables themselves stand in behind the same protocol (serving.profile).
@@ -99,6 +101,7 @@ class RooflineTiming(IterationShortcuts):
     decode_bandwidth_efficiency: float = 0.8
     decode_mfu: float = 0.5
     scaleup_latency: float = 2e-6  # s per collective step on NVLink
+    scaleup_bandwidth_efficiency: float = 1.0  # TP all-reduces' share of the link rate
     iteration_overhead: float = 0.0  # s per iteration (scheduling, sampling)
     sequence_overhead: float = 0.0  # s per decoding sequence in an iteration
     layer_overhead: float = 0.0  # s per transformer layer per iteration (kernel launches)
@@ -108,7 +111,8 @@ class RooflineTiming(IterationShortcuts):
     _c: dict[str, float] = field(init=False, repr=False, compare=False, default_factory=dict)
 
     def __post_init__(self) -> None:
-        for name in ("prefill_mfu", "decode_bandwidth_efficiency", "decode_mfu"):
+        for name in ("prefill_mfu", "decode_bandwidth_efficiency", "decode_mfu",
+                     "scaleup_bandwidth_efficiency"):  # fmt: skip
             value = getattr(self, name)
             if not 0 < value <= 1:
                 raise ConfigError(f"compute.{name}(={value}) must be in (0, 1]")
@@ -192,7 +196,8 @@ class RooflineTiming(IterationShortcuts):
     def _allreduce_exact(self, tokens: float) -> float:
         size = tokens * self.model.hidden_bytes_per_token(self.compute_dtype)
         cost = collective("all_reduce", "ring", num_ranks=self.tp, size=size)
-        link = Link(self.gpu.scaleup_bandwidth_per_direction, self.scaleup_latency)
+        rate = self.gpu.scaleup_bandwidth_per_direction * self.scaleup_bandwidth_efficiency
+        link = Link(rate, self.scaleup_latency)
         return 2 * self.model.num_layers * cost.time(link)
 
     def _weights_read(self, tokens: float) -> float:

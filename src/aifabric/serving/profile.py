@@ -414,4 +414,5 @@ def roofline_options(compute: Any) -> dict[str, Any]:
         "layer_overhead": compute.layer_overhead_s,
         "layer_sequence_overhead": compute.layer_sequence_overhead_s,
         "scaleup_latency": compute.scaleup_latency_s,
+        "scaleup_bandwidth_efficiency": compute.scaleup_bandwidth_efficiency,
     }

@@ -15,7 +15,8 @@ batch x 2L / Latency, checked below).
 What is measured and what is not: the end-to-end time of a batch is one prefill phase of
 ``batch x L`` tokens followed by ``L - 1`` decode iterations of ``batch`` sequences (the
 prefill yields the first token). The only prefill measurement is one TTFT point per
-deployment (all_results_TTFT_ITL.csv: batch 16, 1,024-token prompts, TP1: 0.4257 s; that
+deployment (all_results_TTFT_ITL.csv: batch 16, 1,024-token prompts, TP1: 0.4257 s on
+H100, 1.0420 s on A100; that
 file's ``end_latency`` equals All_results' 1024/16 latency, so its "Output Length 1" is the
 TTFT run's, and the TTFT is the prefill of all 16 prompts). So no prefill table can be
 derived; the shipped tables are decode only (the profile timing then takes prefill from the
@@ -25,19 +26,22 @@ Derivation (run ``python derive_alcf_inference_bench.py All_results.csv
 all_results_TTFT_ITL.csv > alcf_inference_bench.yaml`` with aifabric installed; it uses the
 catalog's model arithmetic for FLOPs):
 
-1. Keep vLLM, meta-llama/Meta-Llama-3-8B, "Nvidia H100 GPU", 1/2/4 GPUs (catalog llama3-8b,
-   h100-sxm). Not shipped: the A100 rows (ALCF Polaris' A100s are the 40 GB SXM4 part,
-   1,555 GB/s, which the catalog does not have; their batch-64 x 2,048 runs, 2-4x slower
-   than batch 32, look like KV preemption on 40 GB); TensorRT-LLM (another engine; its
-   H100 TP1 decode times derived the same way are 0-25 % below vLLM's, a cross-check, not
-   shipped); 70B at TP4 (Llama-2/3-70B have SplitwiseSim's measured prefill, which a
-   decode-only table would shadow).
+1. Keep vLLM, meta-llama/Meta-Llama-3-8B, one GPU: "Nvidia H100 GPU" (catalog h100-sxm)
+   and "Nvidia A100 GPU" (ALCF Polaris' A100 HGX, 40 GiB HBM2 at ~1.6 TB/s each per the
+   ALCF Polaris hardware overview: catalog a100-40g). Dropped: A100 batch 64 at 2,048
+   tokens (its 64 x 4,096-token KV, 34 GB, does not fit beside 16 GB of weights in 40 GiB:
+   the run takes 1.9x batch 32's time, vLLM preempting). Not shipped: TP2/TP4 (their
+   decode times grow with context 1.6x / 2.7x faster than the KV read at the roofline's
+   HBM rate, 2 KV heads a GPU at TP4, so one-context tables plus that term miss the other
+   contexts by up to 20 %); TensorRT-LLM (another engine; its H100 TP1 decode times
+   derived the same way are 0-25 % below vLLM's, a cross-check); 70B at TP4 (Llama-2/3-70B
+   have SplitwiseSim's measured prefill, which a decode-only table would shadow).
 2. Prefill estimate P(batch, L): the TTFT point scaled by prefill FLOPs,
    P = TTFT x F(batch, L) / F(16, 1024), F = batch x prefill_flops(L) (causal attention
-   included), i.e. the same achieved FLOP rate as the measured point (62 % of H100's dense
-   bf16 peak); at TP t the TP1 estimate / t (ideal scaling; no TTFT was measured there).
-   P is 0.3-12 % of the end-to-end time over the grid, so a 50 % error in it moves a
-   decode time by at most 6 % (batch 64 at 128 tokens), typically < 2 %.
+   included), i.e. the same achieved FLOP rate as the measured point (62 % of H100's, 81 %
+   of A100's dense bf16 peak). P is 0.3-12 % of the end-to-end time over the grid, so a
+   50 % error in it moves a decode time by at most 6 % (batch 64 at 128 tokens), typically
+   < 2 %.
 3. Mean decode iteration: (Latency - P) / (L - 1), at the sequences' mean context
    L + (L - 1) / 2 tokens (the KV a step reads grows by one token per sequence a step and a
    step's time is affine in it, so the mean step is the step at the mean context).
@@ -55,7 +59,10 @@ import sys
 
 from aifabric.catalog import get_model
 
-HARDWARE = {"Nvidia H100 GPU": "h100-sxm"}
+HARDWARE = {"Nvidia H100 GPU": "h100-sxm", "Nvidia A100 GPU": "a100-40g"}
+#: (gpu, batch, L) runs left out: A100 40 GB, batch 64 x 2,048 + 2,048 tokens needs 34 GB of
+#: KV beside 16 GB of weights (vLLM preempts; the run takes 1.9x batch 32's time).
+DROP = {("a100-40g", 64, 2048)}
 MODELS = {"meta-llama/Meta-Llama-3-8B": "llama3-8b"}
 FRAMEWORK = "vLLM"
 TPS = (1,)
@@ -118,6 +125,8 @@ def main(results: str, ttft_file: str) -> None:
                 float(row["Latency"]),
             )
             assert abs(float(row["Throughput"]) * lat / (b * 2 * n) - 1) < 1e-6
+            if (HARDWARE[hw], b, n) in DROP:
+                continue
             grid.setdefault((MODELS[model], HARDWARE[hw], tp), {})[(b, n)] = lat
     out = sys.stdout
     out.write(
@@ -137,7 +146,7 @@ def main(results: str, ttft_file: str) -> None:
     out.write("profiles:\n")
     for key in sorted(grid):
         model, gpu, tp = key
-        anchor = ttft[(gpu, model)] / prefill_flops(model, TTFT_BATCH, TTFT_L) / tp
+        anchor = ttft[(gpu, model)] / prefill_flops(model, TTFT_BATCH, TTFT_L)  # TP1 only
         points = {}
         for (b, n), lat in sorted(grid[key].items()):
             pre = anchor * prefill_flops(model, b, n)
