@@ -96,5 +96,7 @@ def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 #: The serving roofline without the fitted overheads of config.Compute (RooflineTiming's own
 #: defaults), for tests whose hand derivations are of the pure roofline.
-UNFITTED_ROOFLINE = {"prefill_mfu": 0.5, "iteration_overhead_s": 0.0, "sequence_overhead_s": 0.0,
-                     "scaleup_latency_s": 2e-6}  # fmt: skip
+UNFITTED_ROOFLINE = {"timing": "roofline", "prefill_mfu": 0.5, "iteration_overhead_s": 0.0,
+                     "sequence_overhead_s": 0.0, "layer_overhead_s": 0.0,
+                     "layer_sequence_overhead_s": 0.0, "scaleup_latency_s": 2e-6,
+                     "scaleup_bandwidth_efficiency": 1.0}  # fmt: skip

@@ -73,6 +73,12 @@ def test_without_fabric_the_example_is_unchanged(capsys: pytest.CaptureFixture[s
         "--set",
         "compute.sequence_overhead_s=0",
         "--set",
+        "compute.layer_overhead_s=0",
+        "--set",
+        "compute.layer_sequence_overhead_s=0",
+        "--set",
+        "compute.scaleup_bandwidth_efficiency=1",
+        "--set",
         "compute.scaleup_latency_s=2e-6",
         "--set",
         "compute.timing=roofline",  # not the measured profile Llama-3-70B now borrows

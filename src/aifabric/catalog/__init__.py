@@ -167,7 +167,7 @@ def get_compute_calibration(gpu_name: str) -> Any:
     return replace(table["default"], name=f"default (no calibration for {gpu_name})")
 
 
-SERVING_PROFILE_FILES = ("splitwise_sim.yaml",)
+SERVING_PROFILE_FILES = ("splitwise_sim.yaml", "alcf_inference_bench.yaml")
 
 
 @cache
@@ -191,6 +191,9 @@ def serving_profiles() -> dict[tuple[str, str, int, str], Any]:
                 decode=tuple(decode), decode_context=contexts.pop(),
                 decode_context_points=tuple(
                     (float(c), float(s)) for c, s in raw.get("decode_context", ())
+                ),
+                decode_points=tuple(
+                    (float(b), float(c), float(s)) for b, c, s in raw.get("decode_grid", ())
                 ),
             )  # fmt: skip
             out[profile.key] = profile

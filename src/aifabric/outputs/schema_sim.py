@@ -41,7 +41,8 @@ class ServeScenarioOut(Out):
     seed: int
     timing_model: str = Field(
         description="which iteration timing answered: 'profile: SOURCE MODEL GPU tpN' (a "
-        "measured table) or 'roofline (why)'; 'role: ...; role: ...' when the pools differ"
+        "measured table), 'profile (decode): SOURCE MODEL GPU tpN + roofline (prefill)' (a "
+        "decode-only table) or 'roofline (why)'; 'role: ...; role: ...' when the pools differ"
     )
 
 

@@ -6,9 +6,17 @@ every decoding sequence, at tp x HBM bandwidth x decode_bandwidth_efficiency; or
 FLOPs at decode_mfu if that is longer), or both (chunked prefill). Time is
 max(compute, memory) -- so a short prefill is memory-bound too: it cannot beat one read of
 the weights -- plus the TP all-reduces (2 per layer) of all the iteration's tokens, timed by
-the collectives module on the scale-up link (ring, per-direction bandwidth, scaleup_latency
-per step), plus a fixed ``iteration_overhead`` (scheduling, kernel launches) and
-``sequence_overhead`` per decoding sequence (sampling, per-sequence bookkeeping). The
+the collectives module on the scale-up link (ring, per-direction bandwidth x
+scaleup_bandwidth_efficiency, scaleup_latency per step; not overlapped with compute, which
+is what makes a long prefill's time fall less than 1/TP), plus overheads:
+``iteration_overhead`` per iteration (scheduling, sampling), ``layer_overhead`` per
+transformer layer (each layer's kernel launches and small-kernel tails: ~10-15 kernels a
+layer), ``layer_sequence_overhead`` per layer per decoding sequence (the paged-attention and
+per-row work that grows with the batch in every layer) and ``sequence_overhead`` per
+decoding sequence (per-sequence bookkeeping outside the layers). Overheads that scale with
+the layers are why one fixed per-iteration figure fitted on 80-layer 70B at TP4/TP8 made
+32-layer 8B at TP1 1.8-2.9x too slow; the TP dependence is the all-reduces' per-step
+latency and bytes, zero at TP1 (serving.config.Compute, fit). The
 efficiency and overhead factors are named config fields (serving.config.Compute, fitted
 there to measured tables); the dataclass defaults here are the unfitted roofline. The
 measured tables themselves stand in behind the same protocol (serving.profile).
@@ -93,20 +101,25 @@ class RooflineTiming(IterationShortcuts):
     decode_bandwidth_efficiency: float = 0.8
     decode_mfu: float = 0.5
     scaleup_latency: float = 2e-6  # s per collective step on NVLink
-    iteration_overhead: float = 0.0  # s per iteration (scheduling, launches, sampling)
+    scaleup_bandwidth_efficiency: float = 1.0  # TP all-reduces' share of the link rate
+    iteration_overhead: float = 0.0  # s per iteration (scheduling, sampling)
     sequence_overhead: float = 0.0  # s per decoding sequence in an iteration
+    layer_overhead: float = 0.0  # s per transformer layer per iteration (kernel launches)
+    layer_sequence_overhead: float = 0.0  # s per layer per decoding sequence
     note: str = ""  # why the roofline answers (shown in ``name``)
     # Derived once in __post_init__ (hot path): see _derive.
     _c: dict[str, float] = field(init=False, repr=False, compare=False, default_factory=dict)
 
     def __post_init__(self) -> None:
-        for name in ("prefill_mfu", "decode_bandwidth_efficiency", "decode_mfu"):
+        for name in ("prefill_mfu", "decode_bandwidth_efficiency", "decode_mfu",
+                     "scaleup_bandwidth_efficiency"):  # fmt: skip
             value = getattr(self, name)
             if not 0 < value <= 1:
                 raise ConfigError(f"compute.{name}(={value}) must be in (0, 1]")
         if self.tp < 1:
             raise ConfigError(f"tp(={self.tp}) must be >= 1")
-        for name in ("iteration_overhead", "sequence_overhead"):
+        for name in ("iteration_overhead", "sequence_overhead", "layer_overhead",
+                     "layer_sequence_overhead"):  # fmt: skip
             value = getattr(self, name)
             if not 0 <= value < 10:
                 raise ConfigError(f"compute.{name}_s(={value}) must be in [0, 10) s")
@@ -130,12 +143,21 @@ class RooflineTiming(IterationShortcuts):
         # The ring all-reduce's alpha-beta time is affine in its size: fix + per_token x tokens.
         fixed = self._allreduce_exact(0.0) if self.tp > 1 else 0.0
         c["ar_fixed"] = fixed
+        layers = self.model.num_layers
+        c["iter_fixed"] = self.iteration_overhead + layers * self.layer_overhead
+        c["per_seq"] = self.sequence_overhead + layers * self.layer_sequence_overhead
         c["ar_per_token"] = (self._allreduce_exact(1e6) - fixed) / 1e6 if self.tp > 1 else 0.0
 
     @property
     def name(self) -> str:
         """Which timing model this is (the serve output's ``timing_model``)."""
         return f"roofline ({self.note})" if self.note else "roofline"
+
+    @property
+    def per_sequence_overhead(self) -> float:
+        """Seconds each decoding sequence adds to an iteration (sequence_overhead plus
+        layers x layer_sequence_overhead)."""
+        return self._c["per_seq"]
 
     # ----- sizes --------------------------------------------------------------------------
     @property
@@ -174,7 +196,8 @@ class RooflineTiming(IterationShortcuts):
     def _allreduce_exact(self, tokens: float) -> float:
         size = tokens * self.model.hidden_bytes_per_token(self.compute_dtype)
         cost = collective("all_reduce", "ring", num_ranks=self.tp, size=size)
-        link = Link(self.gpu.scaleup_bandwidth_per_direction, self.scaleup_latency)
+        rate = self.gpu.scaleup_bandwidth_per_direction * self.scaleup_bandwidth_efficiency
+        link = Link(rate, self.scaleup_latency)
         return 2 * self.model.num_layers * cost.time(link)
 
     def _weights_read(self, tokens: float) -> float:
@@ -212,7 +235,7 @@ class RooflineTiming(IterationShortcuts):
             decode_flops = decode_batch * c["flops0"] + c["slope"] * decode_context
             compute += decode_flops / (c["peak"] * self.decode_mfu)
         memory = (self._weights_read(tokens) + decode_context * c["kv"]) / c["hbm"]
-        fixed = self.iteration_overhead + self.sequence_overhead * decode_batch
+        fixed = c["iter_fixed"] + c["per_seq"] * decode_batch
         return max(compute, memory) + self._allreduce_time(tokens) + fixed
 
     def decode_step_times(self, batch: int, context_tokens: float, steps: int) -> np.ndarray:
@@ -227,8 +250,8 @@ class RooflineTiming(IterationShortcuts):
         if batch <= 0 or steps <= 0:
             return np.zeros(max(steps, 0))
         c = self._c
-        fixed = self._allreduce_time(batch) + self.iteration_overhead
-        fixed += self.sequence_overhead * batch
+        fixed = self._allreduce_time(batch) + c["iter_fixed"]
+        fixed += c["per_seq"] * batch
         f0, slope, kv, hbm = batch * c["flops0"], c["slope"], c["kv"], c["hbm"]
         peak = c["peak"] * self.decode_mfu
         weights = self._weights_read(batch)

@@ -184,24 +184,57 @@ class Compute(_Section):
     ``timing``: ``profile`` answers from a measured table for the deployment's (model, gpu,
     tp, weight dtype) (catalog ``data/serving_profiles/``; ConfigError if none), ``roofline``
     from the roofline below, ``auto`` (default) the profile when one exists, else the
-    roofline. The roofline defaults are FITTED to the shipped tables (SplitwiseSim's
-    measured Llama-2-70B on DGX-A100/DGX-H100 at TP4 and TP8, 64 points; grid search
-    minimising the mean relative error, tests/test_serving_timing.py pins the result):
-    prefill_mfu 0.45; iteration_overhead_s 8 ms (scheduling, kernel launches, sampling:
-    measured decode iterations cost 29-45 ms where the weight read is 6-22 ms);
-    scaleup_latency_s 9 us per ring step of the 2 x layers TP all-reduces (the overhead grows
-    with TP: 160 all-reduces of 14 steps at TP8 = 20 ms); sequence_overhead_s 0.3 ms per
-    decoding sequence (batch 1 -> 64 adds 17-28 ms measured, the roofline's KV and FLOPs
-    ~2 ms). decode_bandwidth_efficiency 0.8 and decode_mfu 0.5 are not fitted.
+    roofline. The roofline defaults are FITTED (grid search minimising the mean of the two
+    sets' mean relative errors, every 70B decode point within 30 % and every 8B one within
+    15 %; tests/test_serving_timing.py pins the result) on SplitwiseSim's measured
+    Llama-2-70B on DGX-A100/DGX-H100 at TP4 and TP8 (64 points) and Argonne's
+    LLM-Inference-Bench Llama-3-8B decode on one H100 at 1,535.5 tokens of context (4
+    points); validated on the rest: 70B at TP2 (28 points), 8B H100 at the other contexts
+    (16), 8B on one A100 40 GB (19, another GPU) and the two measured 8B TTFTs.
+
+    Overheads (aifabric.serving.compute): the measured cost above the weight read grows
+    with the layers and with TP, not per iteration: batch-1 decode costs 1.9 ms over its
+    weight read for 32-layer 8B at TP1 (vLLM 2024, CUDA graphs), 11-13 ms for 80-layer 70B
+    at TP2, 17-24 ms at TP4 and 23-34 ms at TP8 (SplitwiseSim 2023). Fitted:
+    layer_overhead_s 55 us per layer (launches of ~10-15 kernels a layer: 1.8 ms for 8B,
+    4.4 ms for 70B); scaleup_latency_s 12 us per ring step of the 2 x layers TP all-reduces
+    (zero at TP1; 160 all-reduces of 14 steps = 27 ms at TP8: more than NCCL's ~1-2 us per
+    NVLink hop, so an effective TP-synchronisation cost of the 2023 stack, not a link
+    latency); layer_sequence_overhead_s 2.25 us per layer per decoding sequence (paged
+    attention and per-row work: 72 us a sequence for 8B, 180 us for 70B; the measured batch
+    1 -> 64 slopes are ~50 us for 8B and 320-440 us for 70B, the stacks differ);
+    iteration_overhead_s and sequence_overhead_s 0 (costs outside the layers, kept as
+    knobs); prefill_mfu 0.45. decode_bandwidth_efficiency 0.8 and decode_mfu 0.5 are not
+    fitted.
+
+    Prefill and TP (scaleup_bandwidth_efficiency: the TP all-reduces' share of the GPU's
+    per-direction scale-up rate, default 1). The 70B tables' per-token prefill time falls
+    less than 1/TP (H100: 146, 107, 90 us a token at TP2/4/8; A100: 405, 334, 231), which
+    T = c x 2(t-1)/t + b/t fits with b = 218 us (64 % of H100 peak; 70 % on A100) and
+    c = 37 us: the 2 x 80 all-reduces' 2.6 MB a token, not overlapped, at ~71 GB/s (H100;
+    ~30 GB/s A100), 16 % / 10 % of NVLink's per-direction rate and far below the ~370-480
+    GB/s bus bandwidth nccl-tests reach on an 8-GPU NVSwitch board. Quadratic attention is
+    not it: 8 x 512-token prompts take as long per token as one 4,096-token prompt
+    (SplitwiseSim, TP8). Fitted that way (prefill_mfu 0.75, scaleup_bandwidth_efficiency
+    0.175, layer_sequence_overhead_s 2 us, the rest as above; tests/test_serving_timing.py
+    ``TP_COMM_PREFILL``) the held-out 70B TP2 prefills improve from 23 % to 11 % mean error
+    and the one-GPU 8B TTFTs from +33 % / +71 % to -20 % / +3 %, but the TP8 tables' fast
+    512-2,048-token prompts are then up to 48 % slow (the measured time jumps 2.8x from
+    2,048 to 4,096 tokens, a regime change a linear all-reduce term lacks). It is not the
+    default because prefill_mfu is also the expert-parallel timing's (serving.moe, no TP
+    all-reduce), whose prefill capacity 0.75 would raise 1.67x.
     """
 
     timing: Literal["auto", "profile", "roofline"] = "auto"
     prefill_mfu: Fraction = 0.45
     decode_bandwidth_efficiency: Fraction = 0.8
     decode_mfu: Fraction = 0.5
-    iteration_overhead_s: Annotated[float, _units(parse_duration), Field(ge=0, lt=10)] = 0.008
-    sequence_overhead_s: Annotated[float, _units(parse_duration), Field(ge=0, lt=10)] = 3e-4
-    scaleup_latency_s: Annotated[float, _units(parse_duration), Field(ge=0, lt=1)] = 9e-6
+    iteration_overhead_s: Annotated[float, _units(parse_duration), Field(ge=0, lt=10)] = 0.0
+    sequence_overhead_s: Annotated[float, _units(parse_duration), Field(ge=0, lt=10)] = 0.0
+    layer_overhead_s: Annotated[float, _units(parse_duration), Field(ge=0, lt=1)] = 55e-6
+    layer_sequence_overhead_s: Annotated[float, _units(parse_duration), Field(ge=0, lt=1)] = 2.25e-6
+    scaleup_latency_s: Annotated[float, _units(parse_duration), Field(ge=0, lt=1)] = 12e-6
+    scaleup_bandwidth_efficiency: Fraction = 1.0
     weight_dtype: str = "bf16"
     kv_dtype: str = "bf16"
     speculative: Speculative = Speculative()

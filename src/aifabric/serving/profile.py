@@ -41,6 +41,13 @@ the table measures fresh prompts; FLOPs beyond a fresh prompt of the same new to
 (``prefill_flops - model prefill_flops(new, 0)``, the attention over the cached tokens) are
 added at the roofline's prefill rate (tp x peak x prefill_mfu).
 
+Decode-only tables (a source that measured decode but not a prefill curve, e.g. Argonne's
+LLM-Inference-Bench with one TTFT point per deployment): the prefill side of an iteration --
+a prefill, or the prefill part of a mixed one -- is the roofline's ``iteration_time`` (its
+prefill_mfu and overheads; the decode tokens' KV and weights included), and an iteration is
+still never faster than its decode part from the table. The answer's name says so:
+"profile (decode): SOURCE MODEL GPU tpN + roofline (prefill)".
+
 Siblings: a model without its own table may borrow one of a model with the same transformer
 body (catalog ``serving_profiles/siblings.yaml``: Llama-3-70B from Llama-2-70B, which
 differ only in vocabulary), its times scaled by ``sibling_scales``; the answer's name says
@@ -87,9 +94,11 @@ def dtype_class(dtype: str) -> str:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ServingProfile:
-    """Measured iteration times (s) of one deployment. ``prefill``: (batched tokens, s);
-    ``decode``: (batch, s) at ``decode_context`` tokens of context per sequence;
-    ``decode_context_points``: (context per sequence, s) at batch 1 (validation)."""
+    """Measured iteration times (s) of one deployment. ``prefill``: (batched tokens, s), or
+    empty for a decode-only table (prefill then comes from the roofline); ``decode``:
+    (batch, s) at ``decode_context`` tokens of context per sequence;
+    ``decode_context_points``: (context per sequence, s) at batch 1 and ``decode_points``:
+    (batch, context per sequence, s), both validation only."""
 
     source: str
     model: str
@@ -100,9 +109,12 @@ class ServingProfile:
     decode: tuple[tuple[float, float], ...]
     decode_context: float
     decode_context_points: tuple[tuple[float, float], ...] = ()
+    decode_points: tuple[tuple[float, float, float], ...] = ()
 
     def __post_init__(self) -> None:
         for what, pts in (("prefill", self.prefill), ("decode", self.decode)):
+            if what == "prefill" and not pts:
+                continue  # decode-only table
             xs = [x for x, _ in pts]
             ys = [y for _, y in pts]
             if len(pts) < 2 or any(b <= a for a, b in itertools.pairwise(xs)):
@@ -217,7 +229,7 @@ class ProfileTiming(IterationShortcuts):
     profile: ServingProfile
     roofline: RooflineTiming
     _decode: _Curve = field(init=False, repr=False, compare=False)
-    _prefill: _Curve = field(init=False, repr=False, compare=False)
+    _prefill: _Curve | None = field(init=False, repr=False, compare=False)  # None: roofline
     _kv_s: float = field(init=False, repr=False, compare=False)  # s per context token read
 
     def __post_init__(self) -> None:
@@ -229,8 +241,6 @@ class ProfileTiming(IterationShortcuts):
                               f"{r.model.name} on {r.tp} x {r.gpu.name}")  # fmt: skip
         pre_scale, dec_scale = sibling_scales(r.model, p.model) or (1.0, 1.0)
         dec = np.array(p.decode, dtype=np.float64)
-        pre = np.array(p.prefill, dtype=np.float64)
-        pre[:, 1] *= pre_scale
         kv_s = r.kv_read_time(1.0)
         # Zero-context decode times D(b) - b x c_ref x kv_s, kept non-decreasing (running
         # maximum: moves a measured point by < 0.02 ms where the KV term outgrows a flat
@@ -239,7 +249,12 @@ class ProfileTiming(IterationShortcuts):
         zero = np.maximum.accumulate(dec_scale * (dec[:, 1] - dec[:, 0] * p.decode_context * kv_s))
         set_ = object.__setattr__
         set_(self, "_decode", _Curve(dec[:, 0], zero))
-        set_(self, "_prefill", _Curve(pre[:, 0], pre[:, 1], log=True, floor=float(dec[0, 1])))
+        prefill = None
+        if p.prefill:
+            pre = np.array(p.prefill, dtype=np.float64)
+            pre[:, 1] *= pre_scale
+            prefill = _Curve(pre[:, 0], pre[:, 1], log=True, floor=float(dec[0, 1]))
+        set_(self, "_prefill", prefill)
         set_(self, "_kv_s", kv_s)
 
     # ----- sizes: the model arithmetic, delegated ------------------------------------------
@@ -247,6 +262,8 @@ class ProfileTiming(IterationShortcuts):
     def name(self) -> str:
         own = self.roofline.model.name
         scaled = "" if own == self.profile.model else f", scaled to {own}"
+        if self._prefill is None:
+            return f"profile (decode): {self.profile.label}{scaled} + roofline (prefill)"
         return f"profile: {self.profile.label}{scaled}"
 
     @property
@@ -284,7 +301,11 @@ class ProfileTiming(IterationShortcuts):
         return self._decode.scalar(batch) + batch * self.profile.decode_context * self._kv_s
 
     def prefill_table_time(self, tokens: float) -> float:
-        """Measured prefill iteration (s) of ``tokens`` fresh batched prompt tokens."""
+        """Measured prefill iteration (s) of ``tokens`` fresh batched prompt tokens (the
+        roofline's for a decode-only table)."""
+        if self._prefill is None:
+            flops = self.roofline.prefill_flops(tokens, 0.0)
+            return self.roofline.iteration_time(prefill_flops=flops, prefill_tokens=tokens)
         return self._prefill.scalar(tokens)
 
     def iteration_time(self, *, prefill_flops: float = 0.0, prefill_tokens: float = 0.0,
@@ -297,6 +318,11 @@ class ProfileTiming(IterationShortcuts):
             decode = self._decode.scalar(decode_batch) + decode_context * self._kv_s
         if prefill_tokens <= 0:
             return decode
+        if self._prefill is None:  # decode-only table: the prefill side is the roofline's
+            prefill = self.roofline.iteration_time(
+                prefill_flops=prefill_flops, prefill_tokens=prefill_tokens,
+                decode_batch=decode_batch, decode_context=decode_context)  # fmt: skip
+            return max(decode, prefill)
         fresh = self.roofline.prefill_flops(prefill_tokens, 0.0)
         cached = self.roofline.prefill_compute_time(max(0.0, prefill_flops - fresh))
         prefill = self.prefill_table_time(prefill_tokens + decode_batch) + cached
@@ -385,5 +411,8 @@ def roofline_options(compute: Any) -> dict[str, Any]:
         "decode_bandwidth_efficiency": compute.decode_bandwidth_efficiency,
         "iteration_overhead": compute.iteration_overhead_s,
         "sequence_overhead": compute.sequence_overhead_s,
+        "layer_overhead": compute.layer_overhead_s,
+        "layer_sequence_overhead": compute.layer_sequence_overhead_s,
         "scaleup_latency": compute.scaleup_latency_s,
+        "scaleup_bandwidth_efficiency": compute.scaleup_bandwidth_efficiency,
     }

@@ -150,7 +150,7 @@ class SpeculativeTiming:
         # per-sequence overhead (sampling, bookkeeping) is charged once per sequence, not per
         # verified token. (A measured profile's per-sequence slope is not split this way:
         # there the verification is timed as (k + 1) b one-token sequences, an upper bound.)
-        per_seq = float(getattr(self.base, "sequence_overhead", 0.0))
+        per_seq = float(getattr(self.base, "per_sequence_overhead", 0.0))
         target = verify.reshape(-1)[:steps] - k * batch * per_seq
         if self.draft is not None:
             draft = self.draft.decode_step_times(batch, context_tokens, steps)
