@@ -76,11 +76,10 @@ class ClusterRun:
 
     def __init__(self, cfg: ClusterConfig, prepared: list[Prepared], only: list[str],
                  baselines: dict[str, TrainRecord] | None = None,
-                 foreign: dict[str, set[int]] | None = None,
-                 cache: dict[str, Any] | None = None) -> None:  # fmt: skip
-        """``foreign``: per training workload, the links other workloads may use, and
-        under ``storage`` the links storage flows may use (TrainingWorkload.split; None:
-        this run's own sources)."""
+                 cache: dict[str, Any] | None = None, reference: bool = False) -> None:  # fmt: skip
+        """``baselines``: per training job, its reference run's record; ``reference``:
+        training jobs without their storage traffic (the run whose phase durations are
+        every other run's baseline); ``cache``: step simulations kept across runs."""
         self.cfg = cfg
         latency = 0.0
         for p in prepared:
@@ -103,38 +102,20 @@ class ClusterRun:
                 run = TrainOptions(**p.config.options)
                 base = None if baselines is None else baselines.get(p.config.name)
                 self.trainers[p.config.name] = TrainingWorkload(
-                    p.config.name, p.job, p.opts, self.shared, p.gpus, run, self.storage, base,
+                    p.config.name,
+                    p.job,
+                    p.opts,
+                    self.shared,
+                    p.gpus,
+                    run,
+                    None if reference else self.storage,
+                    base,
                     cache,
                 )
             else:
                 fabric = self._fabric_of(p.network)
                 share = ServeShare(self.shared.sim, self.shared.network, fabric, p.gpus)
                 self.servers[p.config.name] = ServingSimulation(p.serve, shared=share)
-
-        if foreign is None:
-            foreign = self.foreign_links()
-        for name, t in self.trainers.items():
-            t.split(foreign.get(name, set()), foreign.get("storage", set()))
-
-    def source_links(self) -> dict[str, set[int]]:
-        """Links each source may use: every workload by name, ``storage`` (every job's
-        checkpoint and dataset flows)."""
-        out: dict[str, set[int]] = {"storage": set()}
-        for name, t in self.trainers.items():
-            out[name] = t.links()
-            out["storage"] |= t.storage_links()
-        for name, s in self.servers.items():
-            out[name] = serving_links(s)
-        return out
-
-    def foreign_links(self) -> dict[str, set[int]]:
-        """Per training workload: the union of every other workload's links; ``storage``:
-        the storage flows' links."""
-        links = self.source_links()
-        out = {name: set().union(*(v for k, v in links.items() if k not in (name, "storage")))
-               for name in self.trainers}  # fmt: skip
-        out["storage"] = links["storage"]
-        return out
 
     def _fabric_of(self, name: str) -> BuiltFabric:
         if name == "frontend":
@@ -177,19 +158,6 @@ class ClusterRun:
         row["progress"] = {n: len(t.record.step_ends) for n, t in self.trainers.items()}
         row["progress"].update({n: len(s.records) for n, s in self.servers.items()})
         self.series.append(row)
-
-
-def serving_links(serving: Any) -> set[int]:
-    """Network links a serving deployment's KV flows may use: its fabric routes (every
-    pair of parties that can exchange KV) and its memory servers' own links."""
-    out: set[int] = set()
-    fab = serving.fabric
-    if fab is not None:
-        base = fab._link_base or 0
-        out |= {int(x) + base for x in np.unique(fab.routes.links)}
-    for tx, rx, ssd in serving.servers:
-        out |= {tx, rx, ssd}
-    return out
 
 
 def _inference_fabric(cfg: ClusterConfig, prepared: list[Prepared]) -> dict[str, Any]:
@@ -275,15 +243,20 @@ def simulate_cluster(cfg: ClusterConfig, *, with_series: bool = False,
     prepared = prepare(cfg)
     names = [p.config.name for p in prepared]
     cache: dict[str, Any] = {}
-    # Every run splits training flows by the links the shared run's other sources may use.
-    foreign = ClusterRun(cfg, prepared, names, foreign={}, cache=cache).foreign_links()
+    # Baselines: each training job alone without its storage traffic, where every phase
+    # takes the step simulator's time (its steps are iteration_time_s exactly).
+    baselines: dict[str, TrainRecord] = {}
+    for p in prepared:
+        if p.job is not None:
+            ref = ClusterRun(cfg, prepared, [p.config.name], cache=cache, reference=True)
+            ref.run()
+            baselines[p.config.name] = ref.trainers[p.config.name].record
     alone: dict[str, ClusterRun] = {}
     for name in names:
-        run = ClusterRun(cfg, prepared, [name], foreign=foreign, cache=cache)
+        run = ClusterRun(cfg, prepared, [name], baselines, cache)
         run.run()
         alone[name] = run
-    baselines = {n: r.trainers[n].record for n, r in alone.items() if n in r.trainers}
-    shared = ClusterRun(cfg, prepared, names, baselines, foreign, cache)
+    shared = ClusterRun(cfg, prepared, names, baselines, cache)
     shared.run(samples if with_series else 0)
     from aifabric.cluster.report import cluster_result, series_csv
 

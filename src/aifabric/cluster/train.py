@@ -15,16 +15,23 @@ at the moments the alone schedule puts them:
 
 A phase's flows are every flow of its collectives' netsim steps (ring, tree, ...; from
 :func:`aifabric.training.comm.flow_steps`, the one home of the flows), each step's flows
-summed over its repeats and the collective's calls per step, started together: in the
-fluid model a ring's identical steps take the same time back to back as summed.
+summed over its repeats and the collective's calls per step: in the fluid model a ring's
+identical steps take the same time back to back as summed. The flows of a phase that move
+the same bytes go as one *gang* (one engine flow over all their links, each link weighted
+by the member flows crossing it): a collective's flows advance in lock step, as NCCL's
+ring and tree steps do (every step waits for its slowest hop, so a ring runs at the pace of
+its most loaded link; NCCL's ``ncclPrimitives`` synchronise each step's send and receive).
+This is also what keeps a 1,000-GPU job at a few engine flows per phase.
 
-**Slowdown.** Each phase's duration on the shared network is compared with its duration at
-the same step of the job's alone run on the same cluster (the job with its own storage
-traffic and nothing else): ``f = shared / alone``. The step then takes what the step
-simulator gives with every collective of that phase ``f`` times slower (its exposed and
-hidden parts re-derived by the same overlap rules), so interference costs exactly what the
-schedule cannot hide, and the alone run's steps take the step simulator's
-``iteration_time_s`` exactly. A step never ends before its last phase's flows are done.
+**Slowdown.** Each phase's duration is compared with its duration at the same step of the
+job's reference run (the job alone on the same networks, without its storage traffic):
+``f = duration / reference``. The step then takes what the step simulator gives with every
+collective of that phase ``f`` times slower (its exposed and hidden parts re-derived by the
+same overlap rules), so interference costs exactly what the schedule cannot hide, and the
+reference run's steps take the step simulator's ``iteration_time_s`` exactly. The alone
+run (the job with its own checkpoints and dataset reads) and the shared run are timed
+against that reference, so a checkpoint burst slowing the job's own all-reduce shows in
+both. A step never ends before its last phase's flows are done.
 
 **Storage.** With storage servers, the next step's data is read during the current step
 (started with it; the next step waits for it: a data stall), and every
@@ -49,21 +56,6 @@ class Phase:
     items: list[int]  # indices of the collectives it replays
     flows: FlowSet  # one chunk's flows
     offsets: list[float]  # s after the step's start, one per chunk
-    # After split(): per case (storage flows in flight at the chunk's start or not), the
-    # flows that may meet another source's flows (they go to the engine) and the rest.
-    splits: dict[bool, Split] = field(default_factory=dict)
-
-
-@dataclass(slots=True)
-class Split:
-    """A chunk's flows parted: ``shared`` go to the engine; the private rest take their
-    alone time, from one batch solve of the chunk."""
-
-    shared: FlowSet | None
-    private_time: float  # s, the slowest private flow's alone finish
-    private_links: np.ndarray
-    private_bytes: np.ndarray  # per private link: bytes x weight
-    private_size: float  # bytes of the private flows
 
 
 @dataclass(slots=True)
@@ -89,7 +81,6 @@ class TrainRecord:
     checkpoint_bytes: float = 0.0
     dataset_bytes: float = 0.0
     phase_durations: dict[tuple[int, str, int], float] = field(default_factory=dict)
-    private_bytes: float = 0.0  # flow bytes x link weight, summed over links, off the engine
 
 
 class TrainingWorkload:
@@ -169,7 +160,7 @@ class TrainingWorkload:
             ep = fabric.topo.gpu_endpoints()
             key = np.arange(int(keep.sum()), dtype=np.int64)
             routes = fabric.route(ep[s_all[keep]], ep[d_all[keep]], seed=self.opts.seed, key=key)
-            flows = FlowSet(routes.indptr, routes.links, routes.weights, sizes[keep])
+            flows = _gangs(FlowSet(routes.indptr, routes.links, routes.weights, sizes[keep]))
             if name == "dp_gather":
                 offsets = [0.0]
             elif name == "dp_reduce":
@@ -178,43 +169,6 @@ class TrainingWorkload:
                 offsets = [c * span / k for c in range(k)]
             phases.append(Phase(name, members, flows, offsets))
         return phases
-
-    def links(self) -> set[int]:
-        """Network links its collectives' flows use."""
-        return {int(x) for p in self.phases for x in np.unique(p.flows.links)}
-
-    def storage_links(self) -> set[int]:
-        """Network links its checkpoint writes and dataset reads use."""
-        if self.storage is None:
-            return set()
-        gpus = np.arange(self.lo, self.lo + self.job.plan.world_size)
-        out: set[int] = set()
-        for write in (True, False):
-            f = storage_flows(self.storage, gpus, np.ones(len(gpus)), write=write,
-                              seed=self.opts.seed)  # fmt: skip
-            out |= {int(x) for x in np.unique(f.links)}
-        return out
-
-    def split(self, workloads: set[int], storage: set[int]) -> None:
-        """Part each chunk's flows into those that go to the engine and private ones.
-
-        A flow goes to the engine when it crosses a link another workload's flows may use
-        (``workloads``), or, for chunks that start while storage flows are in flight, a
-        link storage flows may use (``storage``). The others share their links only with
-        this job's own flows of the same chunk, so they take their time alone (one batch
-        solve of the chunk, :func:`aifabric.netsim.engine.run_batch`) and their bytes are
-        counted on their links when the chunk is done. A storage flow that starts during a
-        chunk meets only its engine flows (a named simplification: a step's dataset read
-        starts just after its first chunks). Alone and shared runs split alike."""
-        capacity = self.shared.network.engine.capacity
-        for quiet, links in ((True, workloads), (False, workloads | storage)):
-            ids = np.fromiter(links, np.int64, len(links))
-            mark = np.zeros(len(capacity), bool)
-            # ids past this run's links belong to sources absent from it (a memory server
-            # of a deployment that is not running); the job's flows cross fabric links only
-            mark[ids[ids < len(capacity)]] = True
-            for phase in self.phases:
-                phase.splits[not quiet] = _split(phase.flows, mark, capacity)
 
     # ----- the run --------------------------------------------------------------------
     def start(self) -> None:
@@ -248,18 +202,8 @@ class TrainingWorkload:
     def _start_chunk(self, p: int, c: int) -> None:
         phase = self.phases[p]
         step = len(self.record.step_ends)
-        started = self.shared.sim.now
-        flight = self.shared.network.groups_in_flight
-        cut = phase.splits[flight["checkpoint"] + flight["dataset"] > 0]
-        left = int(cut.shared is not None) + int(cut.private_time > 0) or 1
 
-        def done(_: float = 0.0) -> None:
-            nonlocal left
-            left -= 1
-            if left:
-                return
-            duration = self.shared.sim.now - started
-            self._count_private(cut)
+        def done(duration: float) -> None:
             self.record.phase_durations[(step, phase.name, c)] = duration
             base = self._baseline(step, phase.name, c, duration)
             self._ratios[phase.name].append(duration / base if base > 0 else 1.0)
@@ -267,26 +211,8 @@ class TrainingWorkload:
             if self._left == 0:
                 self._phases_done()
 
-        f = cut.shared
-        if f is not None:
-            self.shared.network.start_group(f.indptr, f.links, f.weights, f.sizes, "training",
-                                            done)  # fmt: skip
-        if cut.private_time > 0 or f is None:
-            self.shared.sim.schedule(cut.private_time, done)
-
-    def _count_private(self, cut: Split) -> None:
-        """The private flows' bytes onto their links (the network's per-kind counts)."""
-        net = self.shared.network
-        by = None if net.kind_link_bytes is None else net.kind_link_bytes.setdefault("training", {})
-        total = float(cut.private_bytes.sum())
-        net.bytes_started["training"] += cut.private_size
-        net.bytes_done["training"] += cut.private_size
-        for link, moved in zip(cut.private_links.tolist(), cut.private_bytes.tolist(),
-                               strict=True):  # fmt: skip
-            net.link_bytes[link] += moved
-            if by is not None:
-                by[link] = by.get(link, 0.0) + moved
-        self.record.private_bytes += total
+        f = phase.flows
+        self.shared.network.start_group(f.indptr, f.links, f.weights, f.sizes, "training", done)
 
     def _baseline(self, step: int, name: str, chunk: int, duration: float) -> float:
         """The chunk's duration in the alone run (same step; else that run's first step;
@@ -380,33 +306,16 @@ def _step_pieces(job: Any, opts: Any) -> tuple[Any, Any, Any, Any]:
     return result, detail, kernel_model(job, opts), build_network(job, opts).timed_items(job)
 
 
-def _split(f: FlowSet, mark: np.ndarray, capacity: np.ndarray) -> Split:
-    """Flows of ``f`` crossing a marked link to the engine; the rest timed alone."""
-    from aifabric.netsim.engine import run_batch
-
+def _gangs(f: FlowSet) -> FlowSet:
+    """One flow per distinct member size: its links are every member's, each weighted by
+    the members crossing it (the engine sums a link listed twice), its size a member's."""
     counts = np.diff(f.indptr)
     owner = np.repeat(np.arange(len(f.sizes)), counts)
-    hit = np.zeros(len(f.sizes), bool)
-    np.logical_or.at(hit, owner, mark[f.links])
-    private = ~hit
-    time = 0.0
-    if private.any():
-        p = _subset(f, private)
-        finish, _, _ = run_batch(p.indptr, p.links, p.weights, p.sizes, capacity)
-        time = float(finish.max())
-    entry = private[owner]
-    links, inv = np.unique(f.links[entry], return_inverse=True)
-    moved = np.bincount(inv, weights=(f.weights * f.sizes[owner])[entry], minlength=len(links))
-    return Split(_subset(f, hit) if hit.any() else None, time, links, moved,
-                 float(f.sizes[private].sum()))  # fmt: skip
-
-
-def _subset(f: FlowSet, keep: np.ndarray) -> FlowSet:
-    counts = np.diff(f.indptr)
-    owner = np.repeat(np.arange(len(f.sizes)), counts)
-    entry = keep[owner]
-    indptr = np.concatenate([[0], np.cumsum(counts[keep])]).astype(np.int64)
-    return FlowSet(indptr, f.links[entry], f.weights[entry], f.sizes[keep])
+    sizes, gang = np.unique(f.sizes, return_inverse=True)
+    order = np.argsort(gang[owner], kind="stable")
+    per = np.bincount(gang[owner], minlength=len(sizes))
+    indptr = np.concatenate([[0], np.cumsum(per)]).astype(np.int64)
+    return FlowSet(indptr, f.links[order], f.weights[order], sizes)
 
 
 def _one_stage_notes() -> tuple[str, ...]:

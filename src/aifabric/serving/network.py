@@ -70,7 +70,6 @@ class FlowNetwork:
                              tuple[np.ndarray, np.ndarray]] = {}  # fmt: skip
         self._event: Event | None = None  # the next last byte
         self._groups: dict[int, FlowGroup] = {}  # engine flow id -> its group
-        self.groups_in_flight = dict.fromkeys(KINDS, 0)
         self._in_flight = 0
         self._seq = 0
 
@@ -161,7 +160,6 @@ class FlowNetwork:
         pos = np.searchsorted(group.link_ids, links)
         group.link_bytes = np.bincount(pos, weights=weights * np.asarray(sizes)[owner],
                                        minlength=len(group.link_ids))  # fmt: skip
-        self.groups_in_flight[kind] += 1
         if n == 0 or size <= 0:
             self.sim.schedule(0.0, self._group_done, group)
             return group
@@ -175,7 +173,6 @@ class FlowNetwork:
         return group
 
     def _group_done(self, group: FlowGroup) -> None:
-        self.groups_in_flight[group.kind] -= 1
         self.bytes_done[group.kind] += group.size
         by = (None if self.kind_link_bytes is None
               else self.kind_link_bytes.setdefault(group.kind, {}))  # fmt: skip
