@@ -24,6 +24,13 @@ its component, not the number of flows in flight.
 What the fluid model leaves out, by design: queueing delay, packet loss, PFC pauses and
 congestion-control dynamics (a flow gets its fair share at once, not after DCQCN/Swift
 converge). Latency is added per flow by the callers (per hop from the catalog).
+
+Traffic classes: every flow carries one (a small int; 0 unless given). With no policy they
+are labels only (one max-min pool; bytes counted per class). With a
+:class:`aifabric.netsim.classes.ClassPolicy` (strict priority or weighted fair sharing,
+the same on every link) a component whose route classes span more than one traffic class
+is solved by that policy (:mod:`aifabric.netsim.classes`); one with a single traffic class,
+and every component of an engine without a policy, by the max-min solvers here.
 """
 
 from __future__ import annotations
@@ -31,8 +38,12 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from aifabric.netsim.classes import ClassPolicy
 
 EPS = 1e-9  # relative tolerance: a link within EPS of its capacity is saturated
 
@@ -279,11 +290,19 @@ class FlowEngine:
     re-solves), a flow is done when the offset reaches its target (offset at start plus
     size), and the class's next finish (its smallest target) waits in one heap of events.
     A finish or start therefore touches only its component, never the flows elsewhere.
+
+    ``policy``: the class policy every link applies between traffic classes (None: classes
+    are labels only). Route classes are keyed by traffic class too, and bytes per link are
+    kept per traffic class (``link_bytes_by_class``).
     """
 
-    def __init__(self, capacity: Sequence[float] | np.ndarray = ()) -> None:
+    def __init__(
+        self, capacity: Sequence[float] | np.ndarray = (), policy: ClassPolicy | None = None
+    ) -> None:
         self.capacity = np.asarray(capacity, float).copy()
-        self._link_done = np.zeros(len(self.capacity))  # bytes of dropped classes per link
+        self.policy = policy
+        # Bytes of dropped route classes per link, per traffic class.
+        self._link_done: dict[int, np.ndarray] = {0: np.zeros(len(self.capacity))}
         self.now = 0.0
         self.solves = 0  # component re-solves done (a measure of work)
         self.solved_flows = 0  # flows in those components, summed (the rest kept their rates)
@@ -296,8 +315,9 @@ class FlowEngine:
         self._active: list[bool] = []
         self._free: list[int] = []
         # Route classes; a class leaves its slot when its last flow is done.
-        self._class_of: dict[tuple[bytes, bytes], int] = {}
-        self._c_key: list[tuple[bytes, bytes]] = []
+        self._class_of: dict[tuple[bytes, bytes, int], int] = {}
+        self._c_key: list[tuple[bytes, bytes, int]] = []
+        self._c_tc: list[int] = []  # its traffic class
         self._c_links: list[np.ndarray] = []  # all its links (bytes are counted on each)
         self._c_weights: list[np.ndarray] = []
         self._c_fin: list[list[int]] = []  # its finite links (the ones that constrain)
@@ -316,42 +336,64 @@ class FlowEngine:
     # --- links -----------------------------------------------------------------------
     def add_link(self, capacity: float) -> int:
         self.capacity = np.append(self.capacity, float(capacity))
-        self._link_done = np.append(self._link_done, 0.0)
+        for tc, done in self._link_done.items():
+            self._link_done[tc] = np.append(done, 0.0)
         return len(self.capacity) - 1
 
     @property
     def link_bytes(self) -> np.ndarray:
-        """Bytes that have crossed each link so far (a fresh array)."""
-        out = self._link_done.copy()
+        """Bytes that have crossed each link so far (a fresh array), all classes."""
+        by = self.link_bytes_by_class
+        out = by.pop(0)
+        for tc in sorted(by):
+            out += by[tc]
+        return out
+
+    @property
+    def link_bytes_by_class(self) -> dict[int, np.ndarray]:
+        """Bytes that have crossed each link so far, per traffic class (fresh arrays; class 0
+        always present)."""
+        out = {tc: done.copy() for tc, done in self._link_done.items()}
         for c in sorted(self._live):
             o = self._offset(c, self.now)
             moved = self._c_done[c]
             for target, _, fid in self._c_flows[c]:
                 size = self._size[fid]
                 moved += min(max(size - (target - o), 0.0), size)
-            out[self._c_links[c]] += moved * self._c_weights[c]
+            out[self._c_tc[c]][self._c_links[c]] += moved * self._c_weights[c]
         return out
 
     # --- flows -----------------------------------------------------------------------
     def start(
         self, links: Sequence[int] | np.ndarray, size: float,
-        weights: Sequence[float] | np.ndarray | None = None,
+        weights: Sequence[float] | np.ndarray | None = None, traffic_class: int = 0,
     ) -> int:  # fmt: skip
         """Start a flow of ``size`` bytes now; returns its id (reused after it finishes)."""
         return self.start_many([np.asarray(links, np.int64)], [size],
-                               None if weights is None else [np.asarray(weights, float)])[0]  # fmt: skip
+                               None if weights is None else [np.asarray(weights, float)],
+                               None if traffic_class == 0 else [traffic_class])[0]  # fmt: skip
 
     def start_many(
         self, links: Sequence[np.ndarray], sizes: Sequence[float] | np.ndarray,
-        weights: Sequence[np.ndarray] | None = None,
+        weights: Sequence[np.ndarray] | None = None, classes: Sequence[int] | None = None,
     ) -> list[int]:  # fmt: skip
-        """Start several flows at once (one re-solve for all of them)."""
+        """Start several flows at once (one re-solve for all of them); ``classes``: the
+        traffic class of each (None: all 0), one the policy names when there is one."""
         ids: list[int] = []
         seeds: set[int] = set()
+        if classes is not None:
+            classes = [int(k) for k in classes]
+            known = None if self.policy is None else self.policy.classes
+            for k in classes:
+                if k < 0 or (known is not None and k not in known):
+                    raise ValueError(f"traffic class {k} is not one of the policy's "
+                                     f"{sorted(known or ())} (or negative)")  # fmt: skip
+        elif self.policy is not None and 0 not in self.policy.classes:
+            raise ValueError("traffic class 0 (the default) is not in the engine's policy")
         for i, lk in enumerate(links):
             lk = np.asarray(lk, np.int64)
             w = np.ones(len(lk)) if weights is None else np.asarray(weights[i], float)
-            c = self._class(*_merge(lk, w))
+            c = self._class(*_merge(lk, w), 0 if classes is None else classes[i])
             size = max(float(sizes[i]), 0.0)
             fid = self._slot()
             target = (0.0 if math.isinf(self._c_rate[c]) else self._offset(c, self.now)) + size
@@ -468,12 +510,15 @@ class FlowEngine:
         self._active.append(False)
         return len(self._size) - 1
 
-    def _class(self, links: np.ndarray, weights: np.ndarray) -> int:
-        """The route class of a flow on ``links`` with ``weights``, made if new."""
-        key = (links.tobytes(), weights.tobytes())
+    def _class(self, links: np.ndarray, weights: np.ndarray, tc: int) -> int:
+        """The route class of a flow of traffic class ``tc`` on ``links`` with ``weights``,
+        made if new."""
+        key = (links.tobytes(), weights.tobytes(), tc)
         c = self._class_of.get(key)
         if c is not None:
             return c
+        if tc not in self._link_done:
+            self._link_done[tc] = np.zeros(len(self.capacity))
         links, weights = links.copy(), weights.copy()
         fin = np.isfinite(self.capacity[links]) & (weights > 0)
         row, roww = links[fin].tolist(), weights[fin].tolist()
@@ -481,11 +526,13 @@ class FlowEngine:
         if self._c_free:
             c = self._c_free.pop()
             self._c_key[c], self._c_links[c], self._c_weights[c] = key, links, weights
+            self._c_tc[c] = tc
             self._c_fin[c], self._c_finw[c] = row, roww
             self._c_rate[c], self._c_t[c], self._c_o[c] = rate, self.now, 0.0
         else:
             c = len(self._c_key)
             self._c_key.append(key)
+            self._c_tc.append(tc)
             self._c_links.append(links)
             self._c_weights.append(weights)
             self._c_fin.append(row)
@@ -502,7 +549,7 @@ class FlowEngine:
     def _drop(self, c: int) -> None:
         """Class ``c`` has no flow left: its bytes to the links, off the links, its slot
         free for reuse, its event void."""
-        self._link_done[self._c_links[c]] += self._c_done[c] * self._c_weights[c]
+        self._link_done[self._c_tc[c]][self._c_links[c]] += self._c_done[c] * self._c_weights[c]
         self._c_done[c] = 0.0
         self._live.discard(c)
         for ln in self._c_fin[c]:
@@ -546,8 +593,11 @@ class FlowEngine:
             rows = [self._c_fin[c] for c in comp]
             # k flows alike load each link as one flow of k times the weight.
             wts = [[x * k for x in self._c_finw[c]] for c, k in zip(comp, counts, strict=True)]
-            if sum(len(r) for r in rows) <= SMALL:
-                rates: list[float] = _fill_small(rows, wts, self.capacity)
+            tcs = None if self.policy is None else [self._c_tc[c] for c in comp]
+            if tcs is not None and self.policy is not None and len(set(tcs)) > 1:
+                rates: list[float] = self.policy.solve(rows, wts, tcs, self.capacity)
+            elif sum(len(r) for r in rows) <= SMALL:
+                rates = _fill_small(rows, wts, self.capacity)
             else:
                 lens = [len(r) for r in rows]
                 indptr = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)

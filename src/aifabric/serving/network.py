@@ -8,7 +8,9 @@ and their rates live in the shared flow engine
 (:class:`aifabric.netsim.engine.FlowEngine`): a start or a last byte re-solves the fair
 rates of the flows connected to it through shared links, and nothing else. The network
 keeps one pending event, at the engine's next last byte; a flow is done ``latency`` seconds
-after its last byte leaves, in an arrival event of its own.
+after its last byte leaves, in an arrival event of its own. A flow may carry a traffic
+class through to the engine (``traffic_class``; 0 by default), shared with the engine's class
+policy (``policy``; None: classes are labels only, :mod:`aifabric.netsim.classes`).
 """
 
 from __future__ import annotations
@@ -16,11 +18,15 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from aifabric.des import Event, Simulator
 from aifabric.netsim.engine import FlowEngine
+
+if TYPE_CHECKING:
+    from aifabric.netsim.classes import ClassPolicy
 
 SERVING_KINDS = ("kv_transfer", "prefix_fetch", "prefix_store")
 # and the kinds of the other workloads of a shared cluster (aifabric.cluster)
@@ -53,12 +59,14 @@ class FlowGroup:
 class FlowNetwork:
     """Flows on capacitated links inside a discrete-event simulation."""
 
-    def __init__(self, sim: Simulator, *, latency: float = 0.0) -> None:
+    def __init__(
+        self, sim: Simulator, *, latency: float = 0.0, policy: ClassPolicy | None = None
+    ) -> None:
         self.sim = sim
         self.latency = latency
         self.capacity: dict[int, float] = {}  # finite links only
         self.names: list[str] = []
-        self.engine = FlowEngine()  # one engine link per network link, same index
+        self.engine = FlowEngine(policy=policy)  # one engine link per network link, same index
         self.bytes_done = dict.fromkeys(KINDS, 0.0)
         self.bytes_started = dict.fromkeys(KINDS, 0.0)
         self.link_bytes: dict[int, float] = {}  # counted when a flow arrives
@@ -96,10 +104,11 @@ class FlowNetwork:
 
     def start(self, path: tuple[int, ...], size: float, kind: str,
               on_done: Callable[[], None] | None = None,
-              weights: tuple[float, ...] | None = None) -> Flow:  # fmt: skip
+              weights: tuple[float, ...] | None = None, traffic_class: int = 0) -> Flow:  # fmt: skip
         """Start moving ``size`` bytes along ``path``; call on_done when they have arrived.
         ``weights`` (one per link, distinct links): the share of the bytes crossing each
-        link, for a flow split over several routes (a fabric's rails and paths)."""
+        link, for a flow split over several routes (a fabric's rails and paths).
+        ``traffic_class``: the engine's traffic class of the flow."""
         flow = Flow(path, size, kind, on_done, self._seq, weights)
         self._seq += 1
         self.bytes_started[kind] += size
@@ -112,13 +121,13 @@ class FlowNetwork:
             route = self._routes.get(path)
             if route is None:  # a link listed twice on a path counts once
                 route = self._routes[path] = np.fromiter(dict.fromkeys(path), np.int64)
-            fid = self.engine.start(route, size)
+            fid = self.engine.start(route, size, traffic_class=traffic_class)
         else:
             arrays = self._weighted.get((path, weights))
             if arrays is None:
                 arrays = self._weighted[(path, weights)] = (np.array(path, np.int64),
                                                             np.array(weights, float))  # fmt: skip
-            fid = self.engine.start(arrays[0], size, arrays[1])
+            fid = self.engine.start(arrays[0], size, arrays[1], traffic_class)
         self._moving[fid] = flow
         self._reschedule()
         return flow
@@ -145,11 +154,13 @@ class FlowNetwork:
 
     def start_group(self, indptr: np.ndarray, links: np.ndarray, weights: np.ndarray,
                     sizes: np.ndarray, kind: str,
-                    on_done: Callable[[float], None] | None = None) -> FlowGroup:  # fmt: skip
+                    on_done: Callable[[float], None] | None = None,
+                    traffic_class: int = 0) -> FlowGroup:  # fmt: skip
         """Start many flows at once (flow f on ``links[indptr[f]:indptr[f+1]]`` with
         ``weights``; one re-solve for all); ``on_done(duration)`` when the last one's last
         byte has left (no latency is added: a collective's latency is its caller's). The
-        group's bytes count per link when it is done, as one flow's do."""
+        group's bytes count per link when it is done, as one flow's do. ``traffic_class``:
+        the engine's traffic class of all its flows."""
         n = len(sizes)
         size = float(np.sum(sizes))
         group = FlowGroup(kind, size, n, self.sim.now, on_done)
@@ -167,7 +178,8 @@ class FlowNetwork:
         self._land(self.engine.advance(self.sim.now))
         rows = [links[indptr[f] : indptr[f + 1]] for f in range(n)]
         wts = [weights[indptr[f] : indptr[f + 1]] for f in range(n)]
-        for fid in self.engine.start_many(rows, sizes, wts):
+        classes = None if traffic_class == 0 else [traffic_class] * n
+        for fid in self.engine.start_many(rows, sizes, wts, classes):
             self._groups[fid] = group
         self._reschedule()
         return group
