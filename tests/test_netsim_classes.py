@@ -350,6 +350,30 @@ def test_weighted_converges_on_larger_random_components():
         _check_policy_property(rows, w, tc, cap, policy.solve(rows, w, tc, cap), policy)
 
 
+def test_weighted_fallback_is_feasible_and_work_conserving(monkeypatch):
+    """Cut the fixed point short (MAX_ROUNDS = 1, so most of these components fall back):
+    the rates still keep every link within capacity and give every flow a full link
+    (work conserving), the guarantee the fallback documents."""
+    import aifabric.netsim.classes as classes
+
+    monkeypatch.setattr(classes, "MAX_ROUNDS", 1)
+    rng = np.random.default_rng(3)
+    for _ in range(100):
+        n_links, n = int(rng.integers(1, 8)), int(rng.integers(1, 25))
+        cap = rng.uniform(0.5, 50.0, n_links)
+        rows = [sorted(rng.choice(n_links, size=int(rng.integers(1, min(n_links, 3) + 1)),
+                                  replace=False).tolist()) for _ in range(n)]  # fmt: skip
+        w = [[1.0] * len(r) for r in rows]
+        tc = rng.integers(0, 3, n).tolist()
+        rates = weighted_rates(rows, w, tc, cap, {0: 0.5, 1: 0.3, 2: 0.2})
+        load = np.zeros(n_links)
+        for r, x in zip(rows, rates, strict=True):
+            load[r] += x
+        assert np.all(load <= cap * (1 + 1e-9))
+        full = load >= cap * (1 - 1e-7)
+        assert all(full[r].any() for r in rows)
+
+
 def test_engine_refuses_a_class_its_policy_does_not_name():
     engine = FlowEngine([1.0], policy=ClassPolicy.strict([INF, TRN]))
     with pytest.raises(ValueError, match="traffic class 1"):

