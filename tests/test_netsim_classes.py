@@ -406,6 +406,26 @@ def test_serving_network_passes_the_class_through():
         assert by[INF][link] == 10.0 and by[STO][link] == 10.0
 
 
+def test_serving_network_group_passes_the_class_through():
+    """A training group (two flows of 10 B) and an inference flow (10 B) on one 10 B/s link,
+    inference first: the inference flow has the link alone, arriving at 1 s; the group
+    gets nothing until then and 10 B/s after: its 20 B are done at 1 + 20 / 10 = 3 s."""
+    from aifabric.des import Simulator
+    from aifabric.serving.network import FlowNetwork
+
+    sim = Simulator()
+    net = FlowNetwork(sim, policy=ClassPolicy.strict([INF, TRN]))
+    link = net.add_link("l", 10.0)
+    got: dict[str, float] = {}
+    indptr = np.array([0, 1, 2], np.int64)
+    net.start_group(indptr, np.array([link, link], np.int64), np.ones(2), np.array([10.0, 10.0]),
+                    "training", lambda d: got.__setitem__("group", d), traffic_class=TRN)  # fmt: skip
+    net.start((link,), 10.0, "kv_transfer", lambda: got.__setitem__("kv", sim.now))
+    sim.run()
+    assert got == pytest.approx({"kv": 1.0, "group": 3.0})
+    assert net.engine.link_bytes_by_class[TRN][link] == 20.0
+
+
 # ----- the scenario edge ----------------------------------------------------------------------
 def test_parse_both_policies():
     strict = parse_class_policy({"policy": "strict_priority",
@@ -414,11 +434,12 @@ def test_parse_both_policies():
     weighted = parse_class_policy(
         {"policy": "weighted", "weights": {"inference": 5, "training": 3, "storage": 2}}
     )
-    assert weighted.kind == "weighted"
+    assert weighted is not None and weighted.kind == "weighted"
     assert weighted.weights == pytest.approx({0: 0.5, 1: 0.2, 2: 0.3})
     assert math.fsum(weighted.weights.values()) == pytest.approx(1.0)
     custom = parse_class_policy({"policy": "strict_priority", "order": ["gold", 7]}, {"gold": 3})
-    assert custom.order == (3, 7)
+    assert custom is not None and custom.order == (3, 7)
+    assert parse_class_policy({"policy": "fair"}) is None
 
 
 @pytest.mark.parametrize(
@@ -426,6 +447,8 @@ def test_parse_both_policies():
     [
         ("fast", "traffic_classes: expected a mapping"),
         ({"policy": "fifo"}, "traffic_classes.policy: 'fifo' is not one of"),
+        ({"policy": "fair", "order": ["storage"]},
+         "traffic_classes.order: not a key of policy fair"),
         ({"policy": "strict_priority", "order": []}, "traffic_classes.order: [] must be"),
         ({"policy": "strict_priority", "order": ["inference", "video"]},
          "traffic_classes.order: 'video' is not a traffic class"),

@@ -34,7 +34,7 @@ import numpy as np
 from aifabric.errors import ConfigError
 
 DEFAULT_CLASS_NAMES: Mapping[str, int] = {"inference": 0, "storage": 1, "training": 2}
-POLICIES = ("strict_priority", "weighted")
+POLICIES = ("fair", "strict_priority", "weighted")
 
 MAX_ROUNDS = 500  # fixed-point rounds of weighted_rates before it falls back
 ROUND_TOL = 1e-12  # relative change of every virtual capacity below which it has converged
@@ -305,10 +305,11 @@ def _class_id(key: str, value: Any, names: Mapping[str, int]) -> int:
 
 def parse_class_policy(
     spec: Any, names: Mapping[str, int] = DEFAULT_CLASS_NAMES, key: str = "traffic_classes"
-) -> ClassPolicy:
+) -> ClassPolicy | None:
     """A class policy from a scenario section, e.g.
     ``{policy: strict_priority, order: [inference, storage, training]}`` or
-    ``{policy: weighted, weights: {inference: 0.5, training: 0.3, storage: 0.2}}``.
+    ``{policy: weighted, weights: {inference: 0.5, training: 0.3, storage: 0.2}}``;
+    ``{policy: fair}`` is no policy (None: every flow in one max-min pool).
     Class names map to ints by ``names`` (ints are taken as they are). Bad input raises
     ConfigError with one line naming the key, the value and the rule."""
     if not isinstance(spec, Mapping):
@@ -316,10 +317,13 @@ def parse_class_policy(
     policy = spec.get("policy")
     if policy not in POLICIES:
         raise ConfigError(f"{key}.policy: {policy!r} is not one of {', '.join(POLICIES)}")
-    allowed = {"policy", "order" if policy == "strict_priority" else "weights"}
+    allowed = {"policy"} | ({"order"} if policy == "strict_priority" else set())
+    allowed |= {"weights"} if policy == "weighted" else set()
     for extra in sorted(set(spec) - allowed, key=str):
         raise ConfigError(f"{key}.{extra}: not a key of policy {policy} "
                           f"(allowed: {', '.join(sorted(allowed))})")  # fmt: skip
+    if policy == "fair":
+        return None
     if policy == "strict_priority":
         order = spec.get("order")
         if not isinstance(order, Sequence) or isinstance(order, str) or not order:
