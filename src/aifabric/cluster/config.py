@@ -23,6 +23,9 @@ Strategies (seed 004's choices, plus everything on one fabric):
 - ``separate_clusters``: training (and its storage) on the back-end fabric, inference on a
   fabric of its own (``inference_fabric``: plan keys; default the back-end's keys sized to
   the inference GPUs), nothing shared.
+- ``time_division``: one pool (the training job's GPUs) moved between training and a
+  colocated serving deployment by a schedule (``time_division: {schedule: [{at,
+  training_gpus}, ...], model_load}``; :mod:`aifabric.cluster.timediv`).
 """
 
 from __future__ import annotations
@@ -33,9 +36,9 @@ from typing import Any
 
 from aifabric.errors import ConfigError
 
-STRATEGIES = ("converged", "separate_networks", "separate_clusters")
+STRATEGIES = ("converged", "separate_networks", "separate_clusters", "time_division")
 TOP_KEYS = ("strategy", "duration", "seed", "fabric", "frontend", "inference_fabric", "classes",
-            "storage", "workloads")  # fmt: skip
+            "storage", "workloads", "time_division")  # fmt: skip
 TRAIN_KEYS = ("name", "kind", "job", "gpus", "first_gpu", "steps", "checkpoint_every_steps",
               "checkpoint", "read_dataset", "chunks")  # fmt: skip
 SERVE_KEYS = ("name", "kind", "scenario", "file", "gpus", "first_gpu")
@@ -73,6 +76,8 @@ class ClusterConfig:
     classes: dict[str, Any]
     storage: StorageConfig | None
     workloads: list[WorkloadConfig]
+    time_division_raw: Any = None  # the section as given (checked once the pool is known)
+    time_division: Any = None  # (windows, model_load_s) after aifabric.cluster.run.prepare
 
 
 def _int(value: Any, key: str, minimum: int = 0) -> int:
@@ -172,8 +177,17 @@ def parse_cluster(data: Any, base: Path | None = None) -> ClusterConfig:
     names = [w.name for w in workloads]
     if len(set(names)) != len(names):
         raise ConfigError(f"scenario key workloads: names must be unique, got {names}")
+    tdm = data.get("time_division")
+    if (strategy == "time_division") != (tdm is not None):
+        raise ConfigError("scenario key time_division: give it with strategy time_division "
+                          "(and only then)")  # fmt: skip
+    if strategy == "time_division":
+        kinds = sorted(w.kind for w in workloads)
+        if kinds != ["serve", "train"]:
+            raise ConfigError(f"strategy time_division: give one train and one serve workload "
+                              f"(they share one pool of GPUs), got {kinds}")  # fmt: skip
     return ClusterConfig(strategy, float(duration), seed, fabric, frontend, inference, classes,
-                         storage, workloads)  # fmt: skip
+                         storage, workloads, tdm)  # fmt: skip
 
 
 def _classes(value: Any) -> dict[str, Any]:

@@ -40,25 +40,35 @@ CLASSES = ("training", "inference", "storage")
 
 
 def _train(run: ClusterRun, name: str, duration: float) -> dict[str, Any]:
-    t = run.trainers[name]
-    rec = t.record
+    p = next(q for q in run.prepared if q.config.name == name)
+    rec = run.train_records()[name]
+    full = p.job.plan.world_size
+    pieces = run.cache[f"{name}@{full}"]
+    result, detail = pieces[0], pieces[1]
+    alone_step = float(detail["schedule"].iteration)
     steps = len(rec.step_times)
     mean = float(np.mean(rec.step_times)) if steps else None
-    tokens = t.job.global_batch * t.job.seq_len
-    mfu = t.result.get("mfu")
-    return {
+    busy = float(np.dot(rec.step_times, rec.step_gpus)) if steps else 0.0
+    tokens = p.job.global_batch * p.job.seq_len
+    mfu = result.get("mfu")
+    out = {
         "steps": steps,
         "step_time_s": mean,
-        "iteration_time_s": t.alone_step,
-        "mfu": None if mean is None or mfu is None else float(mfu) * t.alone_step / mean,
+        "iteration_time_s": alone_step,
+        # model FLOP done / (GPU-seconds in steps x peak): the full width's MFU scaled
+        "mfu": None if not busy or mfu is None else float(mfu) * alone_step * full * steps / busy,
         "tokens_per_s": steps * tokens / duration,
         "data_stall_s": rec.data_stall_s,
         "checkpoint_stall_s": rec.checkpoint_stall_s,
         "checkpoints": rec.checkpoints,
         "checkpoint_bytes": rec.checkpoint_bytes,
         "dataset_bytes": rec.dataset_bytes,
-        "busy_gpu_s": t.job.plan.world_size * float(sum(rec.step_times)),
+        "busy_gpu_s": busy,
     }
+    if run.tdm is not None:
+        out["reconfigurations"] = run.tdm.moves
+        out["loading_s"] = run.tdm.training_loading_s
+    return out
 
 
 def _serve(run: ClusterRun, name: str) -> dict[str, Any]:
@@ -67,7 +77,7 @@ def _serve(run: ClusterRun, name: str) -> dict[str, Any]:
     s = run.servers[name]
     s.horizon = s.last_activity()
     res = summarize(s)
-    busy = sum(v["gpus"] * v["busy_fraction"] for v in res["utilization_by_role"].values())
+    busy = sum(i.timing.tp * i.busy_time for i in s.instances)
     return {
         "requests": res["requests"],
         "completed": res["completed"],
@@ -77,7 +87,7 @@ def _serve(run: ClusterRun, name: str) -> dict[str, Any]:
         "slo_attainment_by_tier": {k: v["slo_attainment"] for k, v in res["tiers"].items()},
         "output_tokens_per_s": res["throughput"]["output_tokens_per_s"],
         "active_s": s.horizon,
-        "busy_gpu_s": float(busy * s.horizon),
+        "busy_gpu_s": float(busy),
     }
 
 
@@ -216,7 +226,10 @@ def _cost(cfg: Any, run: ClusterRun, prepared: list[Prepared], busy_gpu_s: float
         bom = bill_of_materials(fab.topo, nic_speed=fab.spec.nic_speed,
                                 switch_model=tier_models(fab.spec), gpu=None)  # fmt: skip
         net_capex += float(bom["cost"]["total_usd"])
-    gpus = sum(p.gpus[1] - p.gpus[0] for p in prepared)
+    if cfg.strategy == "time_division":  # one pool
+        gpus = max(p.gpus[1] for p in prepared) - min(p.gpus[0] for p in prepared)
+    else:
+        gpus = sum(p.gpus[1] - p.gpus[0] for p in prepared)
     gpu_name = str(cfg.fabric.get("gpu", "h100-sxm"))
     rate = gpu_hour_price(ec, gpu_name)
     gpu_capital = gpus * duration / 3600.0 * rate
@@ -260,6 +273,7 @@ def cluster_result(cfg: Any, prepared: list[Prepared], alone: dict[str, ClusterR
                           "first_gpu": p.gpus[0], "network": p.network,
                           "alone": a, "shared": s, "slowdown": _slowdown(kind, a, s)})  # fmt: skip
     cost = _cost(cfg, shared, prepared, busy, duration)
+    gpu_s = None if shared.tdm is None else shared.tdm.ledger.close(duration)
     return {
         "strategy": cfg.strategy,
         "duration_s": duration,
@@ -269,6 +283,7 @@ def cluster_result(cfg: Any, prepared: list[Prepared], alone: dict[str, ClusterR
         "gpu_utilization": {
             "overall_utilization": busy / (cost["gpus"] * duration),
             "utilization_by_workload": by_workload,
+            "gpu_s": gpu_s,
         },
         "cost_usd": cost,
         "wall_s": wall,

@@ -47,6 +47,7 @@ class Prepared:
     job: Any = None
     opts: Any = None
     serve: Any = None
+    cfg: Any = None
 
 
 def serving_gpus(sc: Any, gpus_per_node: int) -> int:
@@ -75,47 +76,61 @@ class ClusterRun:
     """One simulation of the scenario's workloads (all, or one alone)."""
 
     def __init__(self, cfg: ClusterConfig, prepared: list[Prepared], only: list[str],
-                 baselines: dict[str, TrainRecord] | None = None,
-                 cache: dict[str, Any] | None = None, reference: bool = False) -> None:  # fmt: skip
-        """``baselines``: per training job, its reference run's record; ``reference``:
-        training jobs without their storage traffic (the run whose phase durations are
-        every other run's baseline); ``cache``: step simulations kept across runs."""
-        self.cfg = cfg
+                 baseline: Any = None, cache: dict[str, Any] | None = None,
+                 reference: bool = False, width: int | None = None) -> None:  # fmt: skip
+        """``baseline(name, gpus)``: a training job's reference record at that width (None:
+        none, the run is a reference); ``reference``: one step of each training job without
+        its storage traffic (the run whose phase durations are the baseline), at ``width``
+        GPUs; ``cache``: step simulations kept across runs."""
+        self.cfg, self.prepared, self.cache = cfg, prepared, {} if cache is None else cache
+        self.baseline, self.reference, self.width = baseline, reference, width
         latency = 0.0
         for p in prepared:
             if p.serve is not None and p.config.name in only:
                 latency = max(latency, float(p.serve.network.latency_s))
-        self.shared = SharedFabric(cfg.fabric, cfg.frontend, latency=latency)
+        self.shared = SharedFabric(cfg.fabric, cfg.frontend, latency=latency,
+                                   classes=cfg.classes)  # fmt: skip
         self.inference: BuiltFabric | None = None
         if cfg.strategy == "separate_clusters":
             opts = cfg.inference_fabric or _inference_fabric(cfg, prepared)
             self.inference = build_fabric("inference_fabric", opts, self.shared.network)
         self.storage = self._storage(prepared)
-        self.trainers: dict[str, TrainingWorkload] = {}
+        self.trainers: dict[str, Any] = {}
         self.servers: dict[str, Any] = {}
+        self.tdm: Any = None
         from aifabric.serving.cluster import ServingSimulation
 
         for p in prepared:
             if p.config.name not in only:
                 continue
             if p.job is not None:
-                run = TrainOptions(**p.config.options)
-                base = None if baselines is None else baselines.get(p.config.name)
-                self.trainers[p.config.name] = TrainingWorkload(
-                    p.config.name,
-                    p.job,
-                    p.opts,
-                    self.shared,
-                    p.gpus,
-                    run,
-                    None if reference else self.storage,
-                    base,
-                    cache,
-                )
+                gpus = width or (p.gpus[1] - p.gpus[0])
+                self.trainers[p.config.name] = self.trainer(p, gpus)
             else:
                 fabric = self._fabric_of(p.network)
                 share = ServeShare(self.shared.sim, self.shared.network, fabric, p.gpus)
                 self.servers[p.config.name] = ServingSimulation(p.serve, shared=share)
+        if cfg.strategy == "time_division" and self.trainers and self.servers:
+            from aifabric.cluster.timediv import TimeDivision
+
+            train = next(p for p in prepared if p.job is not None)
+            windows, load = cfg.time_division
+            self.tdm = TimeDivision(self.shared.sim, train.gpus, windows, load,
+                                    lambda g: self.trainer(train, g),
+                                    next(iter(self.servers.values())))  # fmt: skip
+            self.trainers = {}
+
+    def trainer(self, p: Prepared, gpus: int) -> TrainingWorkload:
+        """The training workload of ``p`` on its first ``gpus`` GPUs (data-parallel width
+        gpus / (tp pp cp)), with its baseline."""
+        job, opts = job_at(p, gpus)
+        run = TrainOptions(**p.config.options)
+        if self.reference:
+            run.steps = 1  # without storage, every reference step is the same
+        base = None if self.baseline is None else self.baseline(p.config.name, gpus)
+        return TrainingWorkload(p.config.name, job, opts, self.shared, (p.gpus[0], p.gpus[0] + gpus),
+                                run, None if self.reference else self.storage, base,
+                                self.cache, key=f"{p.config.name}@{gpus}")  # fmt: skip
 
     def _fabric_of(self, name: str) -> BuiltFabric:
         if name == "frontend":
@@ -139,10 +154,12 @@ class ClusterRun:
         """Simulate the duration; with ``samples``, record that many evenly spaced
         snapshots of per-class tier bytes and per-workload progress (``series``)."""
         wall = time.perf_counter()
-        for t in self.trainers.values():
-            t.start()
         for s in self.servers.values():
             s.start()
+        for t in self.trainers.values():
+            t.start()
+        if self.tdm is not None:
+            self.tdm.start()
         self.series: list[dict[str, Any]] = []
         if samples:
             step = self.cfg.duration / samples
@@ -151,11 +168,20 @@ class ClusterRun:
         self.shared.sim.run(self.cfg.duration)
         return time.perf_counter() - wall
 
+    def train_records(self) -> dict[str, TrainRecord]:
+        """Each training job's record (under time division, its widths' records merged)."""
+        if self.tdm is None:
+            return {n: t.record for n, t in self.trainers.items()}
+        from aifabric.cluster.train import merge_records
+
+        name = next(p.config.name for p in self.prepared if p.job is not None)
+        return {name: merge_records([t.record for t in self.tdm.trainers])}
+
     def _sample(self) -> None:
         from aifabric.cluster.report import tier_class_bytes
 
         row: dict[str, Any] = {"t_s": self.shared.sim.now, "bytes": tier_class_bytes(self)}
-        row["progress"] = {n: len(t.record.step_ends) for n, t in self.trainers.items()}
+        row["progress"] = {n: len(r.step_ends) for n, r in self.train_records().items()}
         row["progress"].update({n: len(s.records) for n, s in self.servers.items()})
         self.series.append(row)
 
@@ -172,7 +198,6 @@ def prepare(cfg: ClusterConfig) -> list[Prepared]:
     """Parse each workload and give it its GPUs (server-aligned, in scenario order)."""
     from aifabric.fabric.plan import fabric_spec
     from aifabric.serving.config import parse_scenario
-    from aifabric.training.scenario import training_inputs
 
     plan = {k: v for k, v in cfg.fabric.items() if k != "routing"}
     spec, gpu_name, _ = fabric_spec(plan)
@@ -185,16 +210,10 @@ def prepare(cfg: ClusterConfig) -> list[Prepared]:
         if w.kind == "train":
             scenario = dict(w.spec)
             scenario.setdefault("gpu", gpu_name)
-            try:
-                job, opts = training_inputs(scenario, {}, {"network": "flow",
-                                                           "routing": cfg.fabric["routing"],
-                                                           "seed": cfg.seed})  # fmt: skip
-            except ConfigError as exc:
-                raise ConfigError(f"{where}.job: {exc}") from None
-            opts = replace(opts, fabric=plan)  # the cluster's fabric, the job at its GPU 0
+            job, opts = _train_inputs(cfg, scenario, plan, where)
             need = job.plan.world_size
             network = "fabric"
-            prep = Prepared(w, (0, 0), network, job=job, opts=opts)
+            prep = Prepared(w, (0, 0), network, job=job, opts=opts, cfg=cfg)
         else:
             try:
                 sc = parse_scenario(w.spec, w.base)
@@ -213,7 +232,9 @@ def prepare(cfg: ClusterConfig) -> list[Prepared]:
         if gpus < need:
             raise ConfigError(f"scenario key {where}.gpus: {gpus} is fewer than the {need} "
                               "GPUs it needs")  # fmt: skip
-        if network == "inference_fabric":
+        if cfg.strategy == "time_division" and prep.serve is not None:
+            lo, gpus = 0, 0  # on the pool: set below, once the training job is placed
+        elif network == "inference_fabric":
             lo = inference_next if w.first_gpu is None else w.first_gpu
             inference_next = lo + -(-gpus // gpn) * gpn
         else:
@@ -232,7 +253,58 @@ def prepare(cfg: ClusterConfig) -> list[Prepared]:
                               "fabric (list it first, no first_gpu), so that its alone step is "
                               "the step simulator's")  # fmt: skip
         out.append(prep)
+    if cfg.strategy == "time_division":
+        _time_division(cfg, out, gpn)
     return out
+
+
+def _time_division(cfg: ClusterConfig, prepared: list[Prepared], gpn: int) -> None:
+    """Put the serving deployment on the training job's pool; check the schedule."""
+    from aifabric.cluster.timediv import parse_schedule
+
+    train = next(p for p in prepared if p.job is not None)
+    serve = next(p for p in prepared if p.serve is not None)
+    cl = serve.serve.cluster
+    if cl.mode != "colocated" or serve.serve.kv_store.enabled:
+        raise ConfigError("strategy time_division: the serving workload must be colocated "
+                          "instances without a KV store (its instances move one by one)")  # fmt: skip
+    pool = train.gpus[1] - train.gpus[0]
+    need = serving_gpus(serve.serve, gpn)
+    if need > pool:
+        raise ConfigError(f"strategy time_division: the serving deployment needs {need} GPUs, "
+                          f"more than the pool's {pool} (the training job's)")  # fmt: skip
+    serve.gpus = train.gpus
+    plan = train.job.plan
+    cfg.time_division = parse_schedule(cfg.time_division_raw, pool, plan.tp * plan.pp * plan.cp,
+                                       cl.tp)  # fmt: skip
+
+
+def _train_inputs(cfg: ClusterConfig, scenario: dict[str, Any], plan: dict[str, Any],
+                  where: str) -> tuple[Any, Any]:  # fmt: skip
+    """A training workload's (job, step options) on the cluster's fabric (at its GPU 0)."""
+    from aifabric.training.scenario import training_inputs
+
+    try:
+        job, opts = training_inputs(scenario, {}, {"network": "flow",
+                                                   "routing": cfg.fabric["routing"],
+                                                   "seed": cfg.seed})  # fmt: skip
+    except ConfigError as exc:
+        raise ConfigError(f"{where}.job: {exc}") from None
+    return job, replace(opts, fabric=plan)
+
+
+def job_at(p: Prepared, gpus: int) -> tuple[Any, Any]:
+    """The training workload's (job, options) at ``gpus`` GPUs: data-parallel width
+    gpus / (tp x pp x cp), the same global batch (time division shrinks and grows it)."""
+    plan = p.job.plan
+    if gpus == plan.world_size:
+        return p.job, p.opts
+    unit = plan.tp * plan.pp * plan.cp
+    scenario = dict(p.config.spec)
+    scenario.setdefault("gpu", p.job.gpu.name)
+    scenario["dp"] = gpus // unit
+    return _train_inputs(p.cfg, scenario, p.opts.fabric, f"workloads ({p.config.name}) at "
+                         f"{gpus} GPUs")  # fmt: skip
 
 
 def simulate_cluster(cfg: ClusterConfig, *, with_series: bool = False,
@@ -243,20 +315,23 @@ def simulate_cluster(cfg: ClusterConfig, *, with_series: bool = False,
     prepared = prepare(cfg)
     names = [p.config.name for p in prepared]
     cache: dict[str, Any] = {}
-    # Baselines: each training job alone without its storage traffic, where every phase
-    # takes the step simulator's time (its steps are iteration_time_s exactly).
-    baselines: dict[str, TrainRecord] = {}
-    for p in prepared:
-        if p.job is not None:
-            ref = ClusterRun(cfg, prepared, [p.config.name], cache=cache, reference=True)
+    # Baselines: one step of each training job (at each width it runs at) alone without
+    # its storage traffic, where every phase takes the step simulator's time.
+    refs: dict[tuple[str, int], TrainRecord] = {}
+
+    def baseline(name: str, gpus: int) -> TrainRecord:
+        if (name, gpus) not in refs:
+            ref = ClusterRun(cfg, prepared, [name], cache=cache, reference=True, width=gpus)
             ref.run()
-            baselines[p.config.name] = ref.trainers[p.config.name].record
+            refs[(name, gpus)] = ref.trainers[name].record
+        return refs[(name, gpus)]
+
     alone: dict[str, ClusterRun] = {}
     for name in names:
-        run = ClusterRun(cfg, prepared, [name], baselines, cache)
+        run = ClusterRun(cfg, prepared, [name], baseline, cache)
         run.run()
         alone[name] = run
-    shared = ClusterRun(cfg, prepared, names, baselines, cache)
+    shared = ClusterRun(cfg, prepared, names, baseline, cache)
     shared.run(samples if with_series else 0)
     from aifabric.cluster.report import cluster_result, series_csv
 

@@ -76,9 +76,14 @@ class SharedFabric:
     """The cluster's network: the back-end fabric, an optional front-end, one engine."""
 
     def __init__(self, fabric: dict[str, Any], frontend: dict[str, Any] | None = None,
-                 *, latency: float = 0.0) -> None:  # fmt: skip
+                 *, latency: float = 0.0, classes: dict[str, Any] | None = None) -> None:  # fmt: skip
+        """``classes``: the scenario's traffic-class policy (``aifabric.netsim.classes``:
+        inference 0, storage 1, training 2; fair or None: one max-min pool)."""
+        from aifabric.netsim.classes import parse_class_policy
+
         self.sim = Simulator()
-        self.network = FlowNetwork(self.sim, latency=latency)
+        policy = parse_class_policy(classes, key="classes") if classes else None
+        self.network = FlowNetwork(self.sim, latency=latency, policy=policy)
         self.network.kind_link_bytes = {}
         self.backend = build_fabric("fabric", fabric, self.network)
         self.frontend = (build_fabric("frontend", frontend, self.network)

@@ -48,6 +48,10 @@ import numpy as np
 
 from aifabric.cluster.shared import BuiltFabric, SharedFabric
 from aifabric.cluster.storage import FlowSet, StorageServers, storage_flows
+from aifabric.netsim.classes import DEFAULT_CLASS_NAMES
+
+TRAINING = DEFAULT_CLASS_NAMES["training"]
+STORAGE = DEFAULT_CLASS_NAMES["storage"]
 
 
 @dataclass(slots=True)
@@ -75,6 +79,7 @@ class TrainRecord:
 
     step_ends: list[float] = field(default_factory=list)
     step_times: list[float] = field(default_factory=list)  # compute + exposed comm
+    step_gpus: list[int] = field(default_factory=list)  # GPUs each step ran on
     data_stall_s: float = 0.0
     checkpoint_stall_s: float = 0.0
     checkpoints: int = 0
@@ -89,9 +94,10 @@ class TrainingWorkload:
     def __init__(self, name: str, job: Any, opts: Any, shared: SharedFabric,
                  gpus: tuple[int, int], run: TrainOptions, storage: StorageServers | None,
                  baseline: TrainRecord | None = None,
-                 cache: dict[str, Any] | None = None) -> None:  # fmt: skip
-        """``cache``: a dict this job's step simulation is kept in across runs (the step
-        simulator's results do not depend on the other workloads)."""
+                 cache: dict[str, Any] | None = None, key: str | None = None) -> None:  # fmt: skip
+        """``cache``: a dict this job's step simulation is kept in across runs under
+        ``key`` (default the name; the step simulator's results do not depend on the
+        other workloads)."""
         from aifabric.traffic.storage import checkpoint_bytes, storage_traffic
         from aifabric.training.step import _simulate
 
@@ -99,9 +105,10 @@ class TrainingWorkload:
         self.lo, self.hi = gpus
         self.storage, self.baseline = storage, baseline
         cache = {} if cache is None else cache
-        if name not in cache:
-            cache[name] = _step_pieces(job, opts)
-        self.result, self.detail, self.ks, self.items = cache[name]
+        key = name if key is None else key
+        if key not in cache:
+            cache[key] = _step_pieces(job, opts)
+        self.result, self.detail, self.ks, self.items = cache[key]
         self._simulate = _simulate
         sched = self.detail["schedule"]
         self.alone_step = float(sched.iteration)
@@ -115,6 +122,8 @@ class TrainingWorkload:
         self._read_pending = False
         self._ckpt_pending = 0
         self._stopped = False
+        self._in_step = False
+        self._on_stopped: Any = None
 
     # ----- phases ---------------------------------------------------------------------
     def _phases(self, fabric: BuiltFabric) -> list[Phase]:
@@ -175,12 +184,26 @@ class TrainingWorkload:
         self._read_next()
         self._begin()
 
-    def stop(self) -> None:
+    def stop(self, on_stopped: Any = None) -> None:
+        """Start no further step; ``on_stopped()`` once the step in progress (or the stall
+        it waits in) is over and the GPUs are free."""
         self._stopped = True
+        self._on_stopped = on_stopped
+        if not self._in_step and not self._read_pending and not self._ckpt_pending:
+            self._stop_now()
+
+    def _stop_now(self) -> None:
+        cb, self._on_stopped = self._on_stopped, None
+        if cb is not None:
+            cb()
 
     def _begin(self) -> None:
-        if self._stopped or (self.run.steps is not None
-                             and len(self.record.step_ends) >= self.run.steps):  # fmt: skip
+        self._in_step = False
+        if self._stopped:
+            if not self._ckpt_pending:
+                self._stop_now()
+            return
+        if self.run.steps is not None and len(self.record.step_ends) >= self.run.steps:
             return
         if self._read_pending:  # wait for this step's data
             self._waiting_since = self.shared.sim.now
@@ -189,6 +212,7 @@ class TrainingWorkload:
         if self._ckpt_pending and self.run.checkpoint_mode == "sync":
             self._waiting_since = self.shared.sim.now
             return
+        self._in_step = True
         self._step_start = self.shared.sim.now
         self._ratios: dict[str, list[float]] = {p.name: [] for p in self.phases}
         self._left = sum(len(p.offsets) for p in self.phases)
@@ -212,7 +236,8 @@ class TrainingWorkload:
                 self._phases_done()
 
         f = phase.flows
-        self.shared.network.start_group(f.indptr, f.links, f.weights, f.sizes, "training", done)
+        self.shared.network.start_group(f.indptr, f.links, f.weights, f.sizes, "training", done,
+                                        traffic_class=TRAINING)  # fmt: skip
 
     def _baseline(self, step: int, name: str, chunk: int, duration: float) -> float:
         """The chunk's duration in the alone run (same step; else that run's first step;
@@ -248,6 +273,7 @@ class TrainingWorkload:
         rec = self.record
         rec.step_times.append(now - self._step_start)
         rec.step_ends.append(now)
+        rec.step_gpus.append(self.job.plan.world_size)
         every = self.run.checkpoint_every_steps
         if self.storage is not None and every and len(rec.step_ends) % every == 0:
             self._checkpoint()
@@ -267,13 +293,15 @@ class TrainingWorkload:
 
         def done(_: float) -> None:
             self._read_pending = False
-            if getattr(self, "_wait_data", False):
+            if self._stopped and not self._in_step and not self._ckpt_pending:
+                self._stop_now()
+            elif getattr(self, "_wait_data", False):
                 self._wait_data = False
                 self.record.data_stall_s += self.shared.sim.now - self._waiting_since
                 self._begin()
 
         self.shared.network.start_group(flows.indptr, flows.links, flows.weights, flows.sizes,
-                                        "dataset", done)  # fmt: skip
+                                        "dataset", done, traffic_class=STORAGE)  # fmt: skip
 
     def _checkpoint(self) -> None:
         assert self.storage is not None
@@ -289,12 +317,30 @@ class TrainingWorkload:
 
         def done(_: float) -> None:
             self._ckpt_pending -= 1
-            if sync:
+            if self._stopped and not sync:
+                if not self._in_step and not self._read_pending and not self._ckpt_pending:
+                    self._stop_now()
+            elif sync:
                 self.record.checkpoint_stall_s += self.shared.sim.now - self._waiting_since
                 self._begin()
 
         self.shared.network.start_group(flows.indptr, flows.links, flows.weights, flows.sizes,
-                                        "checkpoint", done)  # fmt: skip
+                                        "checkpoint", done, traffic_class=STORAGE)  # fmt: skip
+
+
+def merge_records(records: list[TrainRecord]) -> TrainRecord:
+    """One record of several consecutive ones (a job run at several widths)."""
+    out = TrainRecord()
+    for r in records:
+        out.step_ends += r.step_ends
+        out.step_times += r.step_times
+        out.step_gpus += r.step_gpus
+        out.data_stall_s += r.data_stall_s
+        out.checkpoint_stall_s += r.checkpoint_stall_s
+        out.checkpoints += r.checkpoints
+        out.checkpoint_bytes += r.checkpoint_bytes
+        out.dataset_bytes += r.dataset_bytes
+    return out
 
 
 def _step_pieces(job: Any, opts: Any) -> tuple[Any, Any, Any, Any]:

@@ -174,6 +174,7 @@ class Autoscaler:
             pool.initial = len(serving)
             pool.trace.append((0.0, len(serving), 0, 0))
             self.pools[role] = pool
+        self.on_retire: Any = None  # called with each instance that retires
         self.own: dict[float, int] = {}  # times of pending decision / load events -> count
         self.own_total = 0
         if self.cfg.enabled:
@@ -313,6 +314,28 @@ class Autoscaler:
         inst.retired_at = self.sim.now
         pool.retired += 1
         self._record(pool)
+        if self.on_retire is not None:
+            self.on_retire(inst)
+
+    # ----- outside control (the cluster simulator's time division) -------------------------
+    def drain(self, inst: Instance) -> None:
+        """Stop routing to ``inst``; it retires when it holds nothing (``on_retire``)."""
+        pool = self.pools[inst.role]
+        self._drain(pool, inst)
+        self._record(pool)
+
+    def revive(self, inst: Instance, load_s: float) -> None:
+        """Bring a retired (or draining) instance back: routable after ``load_s``."""
+        pool = self.pools[inst.role]
+        if inst.state == "draining":  # still holds work: routable again at once
+            inst.state = "active"
+            pool.serving.append(inst)
+            self._record(pool)
+            return
+        inst.state = "loading"
+        inst.retired_at = math.nan
+        self._record(pool)
+        self._schedule(load_s, self._loaded, pool, inst)
 
     def _record(self, pool: Pool) -> None:
         pool.trace.append((self.sim.now, *pool.counts()))
