@@ -85,7 +85,8 @@ def _print(r: dict[str, Any]) -> None:
     console.print(tt)
     c, g = r["cost_usd"], r["gpu_utilization"]
     per = c["usd_per_useful_gpu_hour"]
-    console.print(f"GPU utilisation {g['overall_utilization']:.1%} of {c['gpus']:,} GPUs; cost "
+    console.print(f"GPU utilisation {g['overall_utilization']:.1%} busy, "
+                  f"{g['compute_utilization']:.1%} of peak FLOP, of {c['gpus']:,} GPUs; cost "
                   f"{c['total_usd']:,.2f} USD ({c['gpu_capital_usd']:,.2f} GPUs + "
                   f"{c['network_capital_usd']:,.2f} network), "
                   f"{'-' if per is None else f'{per:,.3f}'} USD per useful GPU-hour; "

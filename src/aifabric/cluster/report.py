@@ -19,7 +19,9 @@ Figures (base units):
   class's ``share`` of the bytes.
 - ``gpu_utilization``: busy GPU-seconds / (the strategy's GPUs x duration): a training
   GPU is busy during its steps (not while stalled on data or a checkpoint), a serving GPU
-  while an iteration runs (the serving simulator's busy time).
+  while an iteration runs (the serving simulator's busy time); ``compute_utilization``:
+  model FLOP done (training steps x the step's model FLOP; serving iterations' FLOP) over
+  the GPUs' dense BF16 peak x duration, which a busy decode at a small batch barely moves.
 - ``cost_usd``: GPU capital (the catalog's price over the serving economics' amortization
   life, every GPU of the strategy for the duration) plus network capital (each network's
   bill of materials over the same life), and that per useful (busy) GPU-hour. Energy is not
@@ -64,6 +66,7 @@ def _train(run: ClusterRun, name: str, duration: float) -> dict[str, Any]:
         "checkpoint_bytes": rec.checkpoint_bytes,
         "dataset_bytes": rec.dataset_bytes,
         "busy_gpu_s": busy,
+        "flop": steps * float(result["model_flop"]),
     }
     if run.tdm is not None:
         out["reconfigurations"] = run.tdm.moves
@@ -88,6 +91,7 @@ def _serve(run: ClusterRun, name: str) -> dict[str, Any]:
         "output_tokens_per_s": res["throughput"]["output_tokens_per_s"],
         "active_s": s.horizon,
         "busy_gpu_s": float(busy),
+        "flop": float(sum(i.flop for i in s.instances)),
     }
 
 
@@ -272,6 +276,10 @@ def cluster_result(cfg: Any, prepared: list[Prepared], alone: dict[str, ClusterR
         workloads.append({"name": name, "kind": kind, "gpus": gpus,
                           "first_gpu": p.gpus[0], "network": p.network,
                           "alone": a, "shared": s, "slowdown": _slowdown(kind, a, s)})  # fmt: skip
+    from aifabric.catalog import get_gpu
+
+    peak = get_gpu(str(cfg.fabric.get("gpu", "h100-sxm"))).peak_flops("bf16")
+    flop = sum(w["shared"]["flop"] for w in workloads)
     cost = _cost(cfg, shared, prepared, busy, duration)
     gpu_s = None if shared.tdm is None else shared.tdm.ledger.close(duration)
     return {
@@ -282,6 +290,7 @@ def cluster_result(cfg: Any, prepared: list[Prepared], alone: dict[str, ClusterR
         "tiers": _tiers(shared, duration),
         "gpu_utilization": {
             "overall_utilization": busy / (cost["gpus"] * duration),
+            "compute_utilization": flop / (cost["gpus"] * duration * peak),
             "utilization_by_workload": by_workload,
             "gpu_s": gpu_s,
         },

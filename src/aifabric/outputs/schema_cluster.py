@@ -8,6 +8,7 @@ from pydantic import Field
 
 from aifabric.outputs.schema_base import (
     Bytes,
+    Flop,
     Out,
     Percentiles,
     PerS,
@@ -33,6 +34,7 @@ class TrainFigures(Out):
     checkpoint_bytes: Bytes
     dataset_bytes: Bytes
     busy_gpu_s: Seconds = Field(description="GPU-seconds in steps")
+    flop: Flop = Field(description="model FLOP of the steps done")
     reconfigurations: int | None = None
     loading_s: Seconds | None = Field(None, description="time division: reloads after moves")
 
@@ -47,6 +49,7 @@ class ServeFigures(Out):
     output_tokens_per_s: PerS
     active_s: Seconds = Field(description="until the last request finished or was rejected")
     busy_gpu_s: Seconds = Field(description="GPU-seconds an iteration ran")
+    flop: Flop = Field(description="FLOP of the iterations run")
 
 
 class TrainSlowdown(Out):
@@ -84,6 +87,7 @@ class TierUse(Out):
 
 class GpuUtilization(Out):
     overall_utilization: Ratio = Field(description="busy GPU-seconds / (GPUs x duration)")
+    compute_utilization: Ratio = Field(description="model FLOP / (GPUs x duration x peak)")
     utilization_by_workload: dict[str, Ratio]
     gpu_s: dict[str, Seconds] | None = Field(
         None, description="time division: GPU-seconds by use (training, inference, loading)"
