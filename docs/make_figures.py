@@ -10,10 +10,16 @@
   micro-batches, interleaved 1F1B): each stage's passes, exposed DP reduce, optimizer.
 - docs/serving-mooncake.svg: the Mooncake conversation example
   (examples/serve/mooncake-conversation-pd.yaml): TTFT and TBT per SLO tier, queue depth.
+- docs/cluster-strategies.svg: seed 004's four strategies on one day of Llama-3-70B
+  training and chat serving (examples/cluster/{separate-clusters, separate-networks,
+  converged-day, time-division}.yaml): GPUs, GPU use, cost per useful GPU-hour, training
+  throughput and serving TTFT p99. Slow (four 24-hour simulations, several minutes);
+  ``--skip-cluster`` leaves it out.
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from aifabric.fabric.plan import plan_fabric
@@ -70,6 +76,34 @@ def training_figure() -> None:
     Path(__file__).with_name("train-timeline.svg").write_text(svg, encoding="utf-8")
 
 
+STRATEGY_FILES = ("separate-clusters", "separate-networks", "converged-day", "time-division")
+
+
+def strategies_figure() -> None:
+    from aifabric.cluster.config import parse_cluster
+    from aifabric.cluster.run import simulate_cluster
+    from aifabric.report.svg import strategies_svg
+    from aifabric.spec.scenario import load_scenario
+
+    root = Path(__file__).resolve().parents[1] / "examples" / "cluster"
+    results = []
+    for name in STRATEGY_FILES:
+        path = root / f"{name}.yaml"
+        results.append(simulate_cluster(parse_cluster(load_scenario(path), root))[0])
+    panels = [
+        ("GPUs", "count", [float(r["cost_usd"]["gpus"]) for r in results]),
+        ("GPUs busy", "%", [100 * r["gpu_utilization"]["overall_utilization"] for r in results]),
+        ("cost per useful GPU-hour", "USD",
+         [r["cost_usd"]["usd_per_useful_gpu_hour"] for r in results]),
+        ("training", "M tokens/s", [r["workloads"][0]["shared"]["tokens_per_s"] / 1e6
+                                    for r in results]),
+        ("serving TTFT p99", "s", [r["workloads"][1]["shared"]["ttft_s"]["p99"] for r in results]),
+    ]  # fmt: skip
+    svg = strategies_svg([r["strategy"] for r in results], panels,
+                         title="One day of Llama-3-70B training + chat serving, four strategies")  # fmt: skip
+    Path(__file__).with_name("cluster-strategies.svg").write_text(svg, encoding="utf-8")
+
+
 def main() -> None:
     job = training_job(merge_options(TRAIN_KEYS, {}, {
         "model": "llama3-70b", "tp": 8, "pp": 8, "dp": 16, "seq_len": 8192,
@@ -89,6 +123,8 @@ def main() -> None:
     serving_figure()
     netsim_figure()
     training_figure()
+    if "--skip-cluster" not in sys.argv:
+        strategies_figure()
 
 
 if __name__ == "__main__":

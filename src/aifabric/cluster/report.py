@@ -263,8 +263,9 @@ def _classes_out(classes: dict[str, Any]) -> dict[str, Any]:
 def cluster_result(cfg: Any, prepared: list[Prepared], alone: dict[str, ClusterRun],
                    shared: ClusterRun, wall: float) -> dict[str, Any]:  # fmt: skip
     duration = cfg.duration
-    workloads = []
+    workloads: list[dict[str, Any]] = []
     busy = 0.0
+    flop = 0.0
     by_workload: dict[str, float] = {}
     for p in prepared:
         name, kind = p.config.name, p.config.kind
@@ -272,6 +273,7 @@ def cluster_result(cfg: Any, prepared: list[Prepared], alone: dict[str, ClusterR
         a, s = fig(alone[name], name, duration), fig(shared, name, duration)
         gpus = p.gpus[1] - p.gpus[0]
         busy += s["busy_gpu_s"]
+        flop += s["flop"]
         by_workload[name] = s["busy_gpu_s"] / (gpus * duration)
         workloads.append({"name": name, "kind": kind, "gpus": gpus,
                           "first_gpu": p.gpus[0], "network": p.network,
@@ -279,7 +281,6 @@ def cluster_result(cfg: Any, prepared: list[Prepared], alone: dict[str, ClusterR
     from aifabric.catalog import get_gpu
 
     peak = get_gpu(str(cfg.fabric.get("gpu", "h100-sxm"))).peak_flops("bf16")
-    flop = sum(w["shared"]["flop"] for w in workloads)
     cost = _cost(cfg, shared, prepared, busy, duration)
     gpu_s = None if shared.tdm is None else shared.tdm.ledger.close(duration)
     return {

@@ -191,3 +191,45 @@ def busbw_svg(series: list[tuple[str, list[float], list[float]]], *, title: str)
         out.append(f'<text x="{left + 38}" y="{ly + 4}">{label}</text>')
     out.append("</svg>")
     return "\n".join(out) + "\n"
+
+
+STRATEGY_COLORS = ("#4c78a8", "#f28e2b", "#59a14f", "#e15759", "#b07aa1")
+
+
+def strategies_svg(strategies: list[str], panels: list[tuple[str, str, list[float]]], *,
+                   title: str) -> str:  # fmt: skip
+    """Side-by-side bar panels, one per metric (title, unit, one value per strategy), the
+    strategies in the same colors in every panel; each bar is labelled with its value."""
+    n = len(panels)
+    pw, ph, top, gap = 220, 200, 60, 24
+    width = 20 + n * (pw + gap)
+    height = top + ph + 80
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+           f'font-family="sans-serif" font-size="12">',
+           '<rect width="100%" height="100%" fill="white"/>',
+           f'<text x="{width / 2}" y="22" text-anchor="middle" font-size="15">{escape(title)}</text>']  # fmt: skip
+    for k, (name, unit, values) in enumerate(panels):
+        x0 = 20 + k * (pw + gap)
+        vmax = max((v for v in values if v == v), default=1.0) or 1.0
+        out.append(f'<text x="{x0 + pw / 2}" y="{top - 14}" text-anchor="middle">'
+                   f"{escape(name)} ({escape(unit)})</text>")  # fmt: skip
+        out.append(
+            f'<line x1="{x0}" x2="{x0 + pw}" y1="{top + ph}" y2="{top + ph}" stroke="#999"/>'
+        )
+        bw = pw / max(len(values), 1)
+        for i, v in enumerate(values):
+            h = 0.0 if v != v else ph * v / (vmax * 1.1)
+            x = x0 + i * bw + bw * 0.1
+            out.append(f'<rect x="{x:.1f}" y="{top + ph - h:.1f}" width="{bw * 0.8:.1f}" '
+                       f'height="{h:.1f}" fill="{STRATEGY_COLORS[i % len(STRATEGY_COLORS)]}">'
+                       f"<title>{escape(strategies[i])}: {v:.4g} {escape(unit)}</title></rect>")  # fmt: skip
+            label = "-" if v != v else (f"{v:.3g}" if abs(v) < 1000 else f"{v:,.0f}")
+            out.append(f'<text x="{x + bw * 0.4:.1f}" y="{top + ph - h - 4:.1f}" '
+                       f'text-anchor="middle" font-size="10">{escape(label)}</text>')  # fmt: skip
+    for i, s in enumerate(strategies):
+        lx = 20 + i * 170
+        out.append(f'<rect x="{lx}" y="{height - 30}" width="12" height="12" '
+                   f'fill="{STRATEGY_COLORS[i % len(STRATEGY_COLORS)]}"/>')  # fmt: skip
+        out.append(f'<text x="{lx + 16}" y="{height - 20}">{escape(s)}</text>')
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
