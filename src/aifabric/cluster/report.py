@@ -155,7 +155,8 @@ def tier_class_bytes(run: ClusterRun) -> dict[tuple[str, str, str], float]:
 def series_csv(run: ClusterRun) -> str:
     """One row per sample: per (network, layer, class) utilisation over the interval
     (bytes moved in it / (layer capacity x interval)), then per-workload progress
-    (training steps done, serving requests completed)."""
+    (training steps done, serving requests completed), and under time division the pool's
+    GPUs by use at that instant."""
     rows = run.series
     if not rows:
         return "t_s\n"
@@ -167,8 +168,9 @@ def series_csv(run: ClusterRun) -> str:
                 caps[(fab.name, name)] = float(fab.router.capacity[sel].sum())
     keys = sorted(rows[0]["bytes"])
     names = list(rows[0]["progress"])
+    uses = list(rows[0].get("gpus", {}))
     head = ["t_s", *(f"{n}.{layer}.{c}_utilization" for n, layer, c in keys),
-            *(f"{n}.progress" for n in names)]  # fmt: skip
+            *(f"{n}.progress" for n in names), *(f"gpus_{u}" for u in uses)]  # fmt: skip
     lines = [",".join(head)]
     prev_t, prev = 0.0, dict.fromkeys(keys, 0.0)
     for row in rows:
@@ -178,6 +180,7 @@ def series_csv(run: ClusterRun) -> str:
             moved = row["bytes"][k] - prev[k]
             cells.append(f"{moved / (caps[(k[0], k[1])] * dt) if dt > 0 else 0.0:.6g}")
         cells += [str(row["progress"][n]) for n in names]
+        cells += [str(row["gpus"][u]) for u in uses]
         lines.append(",".join(cells))
         prev_t, prev = row["t_s"], row["bytes"]
     return "\n".join(lines) + "\n"

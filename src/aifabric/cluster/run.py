@@ -183,6 +183,11 @@ class ClusterRun:
         row: dict[str, Any] = {"t_s": self.shared.sim.now, "bytes": tier_class_bytes(self)}
         row["progress"] = {n: len(r.step_ends) for n, r in self.train_records().items()}
         row["progress"].update({n: len(s.records) for n, s in self.servers.items()})
+        if self.tdm is not None:
+            from aifabric.cluster.timediv import USES
+
+            counts = np.bincount(self.tdm.ledger.use, minlength=len(USES))
+            row["gpus"] = {u: int(c) for u, c in zip(USES, counts, strict=True)}
         self.series.append(row)
 
 
