@@ -235,7 +235,7 @@ class Admission:
         if until is None or math.isnan(t_d) or n == 0:
             return n, float(batch.context_total)
         alive = batch.start[:n] + t_d > until
-        return int(alive.sum()), float(batch.context[:n][alive].sum())
+        return int(alive.sum()), float(batch.contexts()[alive].sum())
 
     def predicted_tbt(self, req: Request, inst: Instance, mode: str, ttft: float,
                       limit: float) -> float:  # fmt: skip
@@ -306,7 +306,7 @@ class Admission:
             # token, including the rest of a prefill iteration running now).
             now = self.cluster.sim.now
             n = inst.batch.n
-            stalled = now - float(inst.batch.last[:n].min()) if n else 0.0
+            stalled = now - inst.batch.last_min() if n else 0.0
             run = inst.run
             rest = 0.0
             if run is not None and run.items:

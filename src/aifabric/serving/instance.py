@@ -47,6 +47,17 @@ class DecodeBatch:
     ``held`` is the KV each sequence has reserved: its context when KV grows a token a step,
     or the prompt + output reserved up front (static batching). ``context_total`` is kept
     as a running sum so a stretch needs no reduction over the batch.
+
+    Every running sequence gains the same tokens at the same step ends, so a stretch of k
+    steps is an O(1) update (``advance``), not a pass over the batch:
+
+    - ``step`` counts the tokens decoded since the batch began; a sequence stores
+      ``due`` = remaining + step and ``base`` = context - step, so its remaining tokens are
+      due - step and its context base + step (``due_min`` tracks the batch's smallest due,
+      so the first finish is due_min - step steps away);
+    - after a stretch every sequence's last token came at the stretch's end
+      (``last_all``); only the ``fresh`` sequences added since then (always the last rows:
+      rows keep their order) have their own ``last`` time.
     """
 
     def __init__(self, capacity: int = 64, tiers: int = 1) -> None:
@@ -54,8 +65,12 @@ class DecodeBatch:
         self.n = 0
         self.tier_n = np.zeros(tiers, np.int64)  # running sequences per SLO tier
         self.context_total = 0
-        # Two 2-D blocks (ints: remaining, context, held, SLO tier (economics: GPU-time by
-        # tier); floats: last, maxgap, start (when each sequence began decoding here, for
+        self.step = 0
+        self.due_min = 0
+        self.fresh = 0
+        self.last_all = math.nan
+        # Two 2-D blocks (ints: due, base, held, SLO tier (economics: GPU-time by tier);
+        # floats: last, maxgap, start (when each sequence began decoding here, for
         # admission control)) so that a compaction is two NumPy calls, not seven; the
         # named rows are views into them.
         self._ints = np.zeros((4, capacity), np.int64)
@@ -63,7 +78,7 @@ class DecodeBatch:
         self._views()
 
     def _views(self) -> None:
-        self.remaining, self.context, self.held, self.tier = self._ints
+        self.due, self.base, self.held, self.tier = self._ints
         self.last, self.maxgap, self.start = self._floats
 
     def add(self, req: Request) -> None:
@@ -74,9 +89,12 @@ class DecodeBatch:
             self._views()
         self.reqs.append(req)
         self.n = i + 1
+        self.fresh += 1
         self.tier_n[req.tier] += 1
-        self.remaining[i] = req.output - req.generated
-        self.context[i] = req.prefill_len
+        due = req.output - req.generated + self.step
+        self.due_min = due if i == 0 else min(self.due_min, due)
+        self.due[i] = due
+        self.base[i] = req.prefill_len - self.step
         self.context_total += req.prefill_len
         self.held[i] = req.held
         self.last[i] = req.last_token
@@ -84,25 +102,81 @@ class DecodeBatch:
         self.tier[i] = req.tier
         self.start[i] = req.last_token if math.isnan(req.kv_ready) else req.kv_ready
 
+    # ----- per-sequence state -------------------------------------------------------------
+    def contexts(self) -> np.ndarray:
+        """Each running sequence's KV context (a new array)."""
+        return self.base[: self.n] + self.step
+
+    def last_min(self) -> float:
+        """The earliest last-token time in the batch (the batch must not be empty)."""
+        settled = self.n - self.fresh
+        fresh = float(self.last[settled : self.n].min()) if self.fresh else math.inf
+        return min(self.last_all, fresh) if settled else fresh
+
+    def remaining_min(self) -> int:
+        """Fewest tokens any running sequence has left to generate."""
+        return self.due_min - self.step
+
     def take_out(self, i: int, grow: bool) -> Request:
         """Remove sequence i, writing its progress back to its Request."""
         req = self.reqs[i]
-        req.generated = req.output - int(self.remaining[i])
-        req.last_token = float(self.last[i])
+        req.generated = req.output - (int(self.due[i]) - self.step)
+        fresh = i >= self.n - self.fresh
+        req.last_token = float(self.last[i]) if fresh else self.last_all
         req.max_gap = float(self.maxgap[i])
-        req.held = int(self.context[i] if grow else self.held[i])
+        req.held = int(self.base[i]) + self.step if grow else int(self.held[i])
         keep = np.ones(self.n, bool)
         keep[i] = False
         self.compact(keep)
         return req
 
+    # ----- batch updates ------------------------------------------------------------------
+    def advance(self, k: int, first_end: float, longest: float, end: float) -> None:
+        """Every sequence decodes k tokens: the first at ``first_end``, the last at ``end``;
+        ``longest`` is the longest step's duration (0 when k = 1: the first gap covers
+        it). A sequence's max gap takes the gap to its first token here and ``longest``."""
+        n = self.n
+        maxgap = self.maxgap[:n]
+        settled = n - self.fresh
+        common = longest
+        if settled:
+            common = max(common, first_end - self.last_all)
+        if self.fresh:
+            own = np.maximum(maxgap[settled:], first_end - self.last[settled:n])
+            np.maximum(own, longest, out=own)
+            np.maximum(maxgap, common, out=maxgap)
+            maxgap[settled:] = own
+        else:
+            np.maximum(maxgap, common, out=maxgap)
+        self.last_all = end
+        self.fresh = 0
+        self.step += k
+        self.context_total += n * k
+
+    def pop_finished(self, grow: bool) -> tuple[list[Request], list[float], int]:
+        """Remove the sequences with nothing left to generate: (their requests, their max
+        gaps, the KV tokens they held)."""
+        n = self.n
+        done = self.due[:n] == self.step
+        finished = [self.reqs[i] for i in done.nonzero()[0].tolist()]
+        if grow:
+            freed = int(self.base[:n][done].sum()) + self.step * len(finished)
+        else:
+            freed = int(self.held[:n][done].sum())
+        maxgaps = self.maxgap[:n][done].tolist()
+        self.compact(~done)
+        return finished, maxgaps, freed
+
     def compact(self, keep: np.ndarray) -> None:
         n = self.n
         idx = keep.nonzero()[0]  # flatnonzero of a 1-D mask, without its wrapper calls
         m = idx.shape[0]
-        self.context_total -= int(self.context[:n].sum()) - int(self.context[idx].sum())
+        removed = int(self.base[:n].sum()) - int(self.base[idx].sum())
+        self.context_total -= removed + self.step * (n - m)
+        self.fresh = int(keep[n - self.fresh :].sum()) if self.fresh else 0
         self._ints[:, :m] = self._ints[:, idx]
         self._floats[:, :m] = self._floats[:, idx]
+        self.due_min = int(self.due[:m].min()) if m else 0
         self.tier_n = np.bincount(self.tier[:m], minlength=self.tier_n.shape[0])
         reqs = self.reqs
         self.reqs = [reqs[i] for i in idx.tolist()]
@@ -426,7 +500,7 @@ class Instance:
                         self._start(items, decode=False)
                 return
         b = batch.n
-        k = int(batch.remaining[:b].min())
+        k = batch.remaining_min()
         if self.grow:
             k = min(k, (self.kv_capacity - self.kv_used) // b)
         steps = self.timing.decode_step_times(b, float(batch.context_total), k)
@@ -513,32 +587,22 @@ class Instance:
         span = float(cum[-1])
         last = start + span
         self.sequence_seconds += b * span
-        prev = float(batch.last[:b].min())
+        prev = batch.last_min()
         if b and prev < last:
             gap = (last - prev) / k
             w = 1.0 - 0.98**k
             old = self.recent_gap
             self.recent_gap = gap if math.isnan(old) else old + w * (gap - old)
-        maxgap = batch.maxgap[:b]
-        np.maximum(maxgap, (start + float(cum[0])) - batch.last[:b], out=maxgap)
-        if k > 1:  # a stretch's steps never shrink (the context grows), so the last is longest
-            np.maximum(maxgap, float(steps[-1]), out=maxgap)
-        batch.last[:b] = last
-        remaining = batch.remaining[:b]
-        remaining -= k
-        batch.context[:b] += k
-        batch.context_total += b * k
+        # a stretch's steps never shrink (the context grows), so the last is longest
+        longest = float(steps[-1]) if k > 1 else -math.inf
+        batch.advance(k, start + float(cum[0]), longest, last)
         if self.grow:
             self.kv_used += b * k
         self.tokens_processed += b * k
-        if int(remaining.min()) > 0:
+        if batch.remaining_min() > 0:
             return
-        done = remaining == 0
-        finished = [batch.reqs[i] for i in done.nonzero()[0].tolist()]
-        held = batch.context if self.grow else batch.held
-        self.kv_used -= int(held[:b][done].sum())
-        maxgaps = maxgap[done].tolist()
-        batch.compact(~done)
+        finished, maxgaps, freed = batch.pop_finished(self.grow)
+        self.kv_used -= freed
         for req, gap in zip(finished, maxgaps, strict=True):
             req.generated = req.output
             req.last_token = last
