@@ -310,7 +310,7 @@ class Admission:
             run = inst.run
             rest = 0.0
             if run is not None and run.items:
-                rest = max(0.0, run.start + float(run.cum[run.k - 1]) - now)
+                rest = max(0.0, run.start + run.span - now)
             queued = sum(inst.backlog.values())
             own = timing.prefill_time(req.prefill_len, req.cached)
             return max(0.0, stalled) + rest + queued + own + step

@@ -24,7 +24,9 @@ place.
 
 from __future__ import annotations
 
+import bisect
 import heapq
+import itertools
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -185,15 +187,20 @@ class DecodeBatch:
 
 @dataclass(slots=True, eq=False)
 class _Run:
-    """The iteration (or stretch of decode iterations) an instance is running."""
+    """The iteration (or stretch of decode iterations) an instance is running: the step
+    durations and their running sums as plain lists (a stretch is a few steps, where
+    list indexing and bisect beat NumPy's per-call overhead; the running sums are the
+    same sequential additions np.cumsum makes). ``span`` is cum[k - 1]: the run's length
+    once cut to its first k steps."""
 
     start: float
-    steps: np.ndarray
-    cum: np.ndarray
+    steps: list[float]
+    cum: list[float]
     k: int
     items: list[tuple[Request, int, int]]  # prefill work: (request, from token, to token)
     decode: bool
     interruptible: bool
+    span: float
     event: Any = None
 
 
@@ -221,6 +228,9 @@ class Instance:
         self.batch = DecodeBatch(tiers=len(cluster.scenario.slo.tiers))
         self.kv_used = 0
         self.promised = 0  # decode role: sequences reserved but not yet arrived
+        # requests queued, chunking, decoding or promised: len(waiting) + len(chunking) +
+        # batch.n + promised, kept as a count (routers read it on every arrival)
+        self.outstanding = 0
         self.backlog: dict[int, float] = {}  # estimated prefill seconds queued, by priority
         self.queued: dict[int, int] = {}  # requests queued, by priority
         self._last_admit = math.nan
@@ -262,10 +272,6 @@ class Instance:
         self.inbound = 0  # prefix fetches on their way to this instance
 
     # ----- load figures -------------------------------------------------------------------
-    @property
-    def outstanding(self) -> int:
-        return len(self.waiting) + len(self.chunking) + self.batch.n + self.promised
-
     def estimated_wait(self, priority: int | None = None) -> float:
         """Seconds before a request of ``priority`` enqueued now would start prefill: the
         queued prefill work it cannot overtake, plus the rest of a running prefill (an
@@ -273,10 +279,13 @@ class Instance:
         busy = 0.0
         run = self.run
         if run is not None and (run.items or not run.interruptible):
-            busy = max(0.0, run.start + float(run.cum[run.k - 1]) - self.sim.now)
-        if priority is None:
+            busy = max(0.0, run.start + run.span - self.sim.now)
+        if priority is None:  # every class counts, none overtakes (lam = 0 below)
             work = sum(self.backlog.values())
-            ahead = sum(self.queued.values())
+            ahead = len(self.waiting)  # = sum(self.queued.values())
+            if ahead and not math.isnan(self._admit_gap) and self._admit_gap > 0:
+                return max(work + busy, ahead / (1.0 / self._admit_gap))
+            return max(work + busy, 0.0)
         else:  # the sums over the classes p <= priority, in the dicts' order, from 0
             work = ahead = 0
             for p, v in self.backlog.items():
@@ -310,7 +319,7 @@ class Instance:
         run = self.run
         if run is None or not run.decode or not self.grow:
             return 0
-        done = int(np.searchsorted(run.cum[: run.k], self.sim.now - run.start, side="right"))
+        done = bisect.bisect_right(run.cum, self.sim.now - run.start, 0, run.k)
         return self.batch.n * max(0, run.k - done)
 
     # ----- inputs -------------------------------------------------------------------------
@@ -347,6 +356,7 @@ class Instance:
                 self._arrival_gap[req.priority] = gap if old is None else 0.9 * old + 0.1 * gap
             self._last_arrival[req.priority] = self.sim.now
         heapq.heappush(self.waiting, (req.priority, req.id, req))
+        self.outstanding += 1
         self.cluster.queue_changed(+1)
         self.poke()
 
@@ -358,6 +368,7 @@ class Instance:
             return False
         self.kv_used += tokens
         self.promised += 1
+        self.outstanding += 1
         return True
 
     def receive(self, req: Request) -> None:
@@ -422,6 +433,7 @@ class Instance:
 
     def _pop_waiting(self, need: int) -> Request:
         _, _, req = heapq.heappop(self.waiting)
+        self.outstanding -= 1
         self.cluster.queue_changed(-1)
         req.waited += self.sim.now - req.enqueued
         left = self.backlog.get(req.priority, 0.0) - req.est_prefill
@@ -477,6 +489,7 @@ class Instance:
             self._pop_waiting(req.prefill_len)
             req.prefilled = req.cached
             self.chunking.append(req)
+            self.outstanding += 1
             take = min(budget, req.prefill_len - req.prefilled)
             items.append((req, req.prefilled, req.prefilled + take))
             budget -= take
@@ -503,7 +516,7 @@ class Instance:
         k = batch.remaining_min()
         if self.grow:
             k = min(k, (self.kv_capacity - self.kv_used) // b)
-        steps = self.timing.decode_step_times(b, float(batch.context_total), k)
+        steps = self.timing.decode_step_times(b, float(batch.context_total), k).tolist()
         self._launch(steps, [], decode=True, interruptible=self.policy != "static")
 
     def _start(self, items: list[tuple[Request, int, int]], *, decode: bool) -> None:
@@ -519,25 +532,26 @@ class Instance:
         )
         self.prefill_tokens += tokens
         self.tokens_processed += tokens
-        self._launch(np.array([t]), items, decode=decode, interruptible=False)
+        self._launch([t], items, decode=decode, interruptible=False)
 
-    def _launch(self, steps: np.ndarray, items: list[tuple[Request, int, int]], *,
+    def _launch(self, steps: list[float], items: list[tuple[Request, int, int]], *,
                 decode: bool, interruptible: bool) -> None:  # fmt: skip
-        cum = steps if steps.shape[0] == 1 else np.cumsum(steps)  # one step: its own sum
-        run = _Run(self.sim.now, steps, cum, len(steps), items, decode, interruptible)
-        run.event = self.sim.schedule(float(cum[-1]), self._end)
+        cum = steps if len(steps) == 1 else list(itertools.accumulate(steps))
+        run = _Run(self.sim.now, steps, cum, len(steps), items, decode, interruptible, cum[-1])
+        run.event = self.sim.schedule(cum[-1], self._end)
         self.run = run
 
     def _truncate(self) -> None:
         run = self.run
         assert run is not None
         elapsed = self.sim.now - run.start
-        k = int(np.searchsorted(run.cum, elapsed, side="left")) + 1
+        k = bisect.bisect_left(run.cum, elapsed) + 1
         if k >= run.k:
             return
         run.k = k
+        run.span = run.cum[k - 1]
         run.event.cancel()
-        end = max(self.sim.now, run.start + float(run.cum[k - 1]))
+        end = max(self.sim.now, run.start + run.span)
         run.event = self.sim.schedule_at(end, self._end)
 
     # ----- iteration end ------------------------------------------------------------------
@@ -545,15 +559,16 @@ class Instance:
         run = self.run
         assert run is not None
         k = run.k
-        self.busy_time += float(run.cum[k - 1])
+        self.busy_time += run.span
         self._count_work(run, k)
         if run.decode:
-            self._advance(run.start, run.steps[:k], run.cum[:k])
+            self._advance(run, k)
         for req, _, hi in run.items:
             req.prefilled = hi
             if hi >= req.prefill_len:
                 if self.policy == "chunked":
                     self.chunking.remove(req)
+                    self.outstanding -= 1
                 self._prefilled(req)
         self.run = None
         self._plan()
@@ -563,7 +578,7 @@ class Instance:
         their GPU-seconds (tp x duration) among the requests in them by tokens processed."""
         batch = self.batch
         b = batch.n if run.decode else 0
-        span = float(run.cum[k - 1])
+        span = run.span
         if run.items:  # one iteration: prefill chunks, and the batch's decodes if run.decode
             chunks = [(lo, hi) for _, lo, hi in run.items]
             w = self.work.iteration(chunks, b, float(batch.context_total) if b else 0.0, span)
@@ -579,12 +594,12 @@ class Instance:
         self.hbm_bytes += w[1]
         self.active_time += w[2]
 
-    def _advance(self, start: float, steps: np.ndarray, cum: np.ndarray) -> None:
-        """Every running sequence gains len(steps) tokens at the step ends start + cum."""
+    def _advance(self, run: _Run, k: int) -> None:
+        """Every running sequence gains k tokens at the run's first k step ends."""
         batch = self.batch
         b = batch.n
-        k = steps.shape[0]
-        span = float(cum[-1])
+        start = run.start
+        span = run.span
         last = start + span
         self.sequence_seconds += b * span
         prev = batch.last_min()
@@ -594,8 +609,8 @@ class Instance:
             old = self.recent_gap
             self.recent_gap = gap if math.isnan(old) else old + w * (gap - old)
         # a stretch's steps never shrink (the context grows), so the last is longest
-        longest = float(steps[-1]) if k > 1 else -math.inf
-        batch.advance(k, start + float(cum[0]), longest, last)
+        longest = run.steps[k - 1] if k > 1 else -math.inf
+        batch.advance(k, start + run.cum[0], longest, last)
         if self.grow:
             self.kv_used += b * k
         self.tokens_processed += b * k
@@ -603,6 +618,7 @@ class Instance:
             return
         finished, maxgaps, freed = batch.pop_finished(self.grow)
         self.kv_used -= freed
+        self.outstanding -= len(finished)
         for req, gap in zip(finished, maxgaps, strict=True):
             req.generated = req.output
             req.last_token = last
@@ -631,6 +647,7 @@ class Instance:
             req.held = 0
         else:
             self.batch.add(req)
+            self.outstanding += 1
             self.cluster.admission.joined(req)
 
     def _preempt(self) -> None:
@@ -638,6 +655,7 @@ class Instance:
         batch = self.batch
         victim = max(range(batch.n), key=lambda i: (batch.reqs[i].priority, batch.reqs[i].id))
         req = batch.take_out(victim, self.grow)
+        self.outstanding -= 1
         self.kv_used -= req.held
         req.held = 0
         req.preemptions += 1

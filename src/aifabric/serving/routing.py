@@ -70,9 +70,7 @@ def _least_loaded() -> Router:
         # among the instances tied on the fewest outstanding requests (the same choice,
         # without estimating every instance's wait on every arrival).
         pool: list[Instance] = cluster.entry
-        counts = [
-            len(i.waiting) + len(i.chunking) + i.batch.n + i.promised for i in pool
-        ]  # outstanding
+        counts = [i.outstanding for i in pool]
         fewest = min(counts)
         tied = [i for i, c in zip(pool, counts, strict=True) if c == fewest]
         if len(tied) == 1:
