@@ -127,9 +127,7 @@ class DecodeBatch:
         req.last_token = float(self.last[i]) if fresh else self.last_all
         req.max_gap = float(self.maxgap[i])
         req.held = int(self.base[i]) + self.step if grow else int(self.held[i])
-        keep = np.ones(self.n, bool)
-        keep[i] = False
-        self.compact(keep)
+        self._remove(i)
         return req
 
     # ----- batch updates ------------------------------------------------------------------
@@ -160,7 +158,14 @@ class DecodeBatch:
         gaps, the KV tokens they held)."""
         n = self.n
         done = self.due[:n] == self.step
-        finished = [self.reqs[i] for i in done.nonzero()[0].tolist()]
+        rows = done.nonzero()[0].tolist()
+        finished = [self.reqs[i] for i in rows]
+        if len(rows) == 1:  # the common case: shift the rows after it down by one
+            i = rows[0]
+            freed = int(self.base[i]) + self.step if grow else int(self.held[i])
+            maxgaps = [float(self.maxgap[i])]
+            self._remove(i)
+            return finished, maxgaps, freed
         if grow:
             freed = int(self.base[:n][done].sum()) + self.step * len(finished)
         else:
@@ -168,6 +173,19 @@ class DecodeBatch:
         maxgaps = self.maxgap[:n][done].tolist()
         self.compact(~done)
         return finished, maxgaps, freed
+
+    def _remove(self, i: int) -> None:
+        """Remove row i, keeping the others' order (compact, for one row)."""
+        n = self.n
+        self.context_total -= int(self.base[i]) + self.step
+        self.tier_n[self.tier[i]] -= 1
+        if i >= n - self.fresh:
+            self.fresh -= 1
+        self._ints[:, i : n - 1] = self._ints[:, i + 1 : n]
+        self._floats[:, i : n - 1] = self._floats[:, i + 1 : n]
+        del self.reqs[i]
+        self.n = n - 1
+        self.due_min = int(self.due[: n - 1].min()) if n > 1 else 0
 
     def compact(self, keep: np.ndarray) -> None:
         n = self.n
