@@ -65,7 +65,7 @@ class DecodeBatch:
     def __init__(self, capacity: int = 64, tiers: int = 1) -> None:
         self.reqs: list[Request] = []
         self.n = 0
-        self.tier_n = np.zeros(tiers, np.int64)  # running sequences per SLO tier
+        self.tier_n = [0] * tiers  # running sequences per SLO tier (a few: a plain list)
         self.context_total = 0
         self.step = 0
         self.due_min = 0
@@ -178,7 +178,7 @@ class DecodeBatch:
         """Remove row i, keeping the others' order (compact, for one row)."""
         n = self.n
         self.context_total -= int(self.base[i]) + self.step
-        self.tier_n[self.tier[i]] -= 1
+        self.tier_n[int(self.tier[i])] -= 1
         if i >= n - self.fresh:
             self.fresh -= 1
         self._ints[:, i : n - 1] = self._ints[:, i + 1 : n]
@@ -197,7 +197,7 @@ class DecodeBatch:
         self._ints[:, :m] = self._ints[:, idx]
         self._floats[:, :m] = self._floats[:, idx]
         self.due_min = int(self.due[:m].min()) if m else 0
-        self.tier_n = np.bincount(self.tier[:m], minlength=self.tier_n.shape[0])
+        self.tier_n = np.bincount(self.tier[:m], minlength=len(self.tier_n)).tolist()
         reqs = self.reqs
         self.reqs = [reqs[i] for i in idx.tolist()]
         self.n = m
@@ -277,7 +277,7 @@ class Instance:
         self.flop = 0.0
         self.hbm_bytes = 0.0
         self.active_time = 0.0  # sum of iteration activity x duration (serving.work)
-        self.tier_gpu_seconds = np.zeros(len(cluster.scenario.slo.tiers))
+        self.tier_gpu_seconds = [0.0] * len(cluster.scenario.slo.tiers)
         # links (set by the cluster)
         self.egress = -1
         self.ingress = -1
@@ -607,7 +607,9 @@ class Instance:
             w = self.work.decode_stretch(b, float(batch.context_total), run.steps[:k])
             per_token = self.timing.tp * span / max(b, 1)
         if b:
-            self.tier_gpu_seconds += per_token * batch.tier_n
+            seconds = self.tier_gpu_seconds  # per tier, as an array expression would add
+            for t, count in enumerate(batch.tier_n):
+                seconds[t] += per_token * count
         self.flop += w[0]
         self.hbm_bytes += w[1]
         self.active_time += w[2]
