@@ -172,8 +172,12 @@ class Admission:
 
     # ----- bookkeeping (called by the cluster and instances) ------------------------------
     def commit(self, req: Request, key: int) -> None:
-        """``req`` was admitted to decode group ``key``."""
+        """``req`` was admitted to decode group ``key``. The bookkeeping here and in
+        joined/left/done feeds only the admission decisions: without admission control
+        it is skipped (a hot path: once per request)."""
         req.group = key
+        if not self.enabled:
+            return
         inst = self.cluster.instances[key] if key >= 0 else None
         if inst is not None:
             rid, cost = self._cost
@@ -191,6 +195,8 @@ class Admission:
 
     def joined(self, req: Request) -> None:
         """``req`` entered a decode batch."""
+        if not self.enabled:
+            return
         if req.inbound and req.group in self.groups:
             load = self.groups[req.group]
             load.inbound -= 1
@@ -199,11 +205,16 @@ class Admission:
 
     def left(self, req: Request) -> None:
         """``req`` was preempted out of a decode batch: it will come back."""
+        if not self.enabled:
+            return
         if req.group in self.groups and not req.inbound:
             self._inbound(req, self.groups[req.group])
 
     def done(self, req: Request, decode_start: float | None = None) -> None:
         """``req`` finished or was rejected after admission."""
+        if not self.enabled:
+            req.group = -2
+            return
         self.joined(req)
         if req.group in self.groups:
             self.groups[req.group].members[req.tier] -= 1
