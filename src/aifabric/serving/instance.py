@@ -343,11 +343,33 @@ class Instance:
     # ----- inputs -------------------------------------------------------------------------
     def enqueue(self, req: Request) -> None:
         """A request needing prefill (prompt, or prompt + generated after a preemption)."""
-        req.enqueued = self.sim.now
+        now = self.sim.now
+        req.enqueued = now
         req.instance = self.index
         req.est_prefill = self.timing.prefill_time(req.prefill_len, req.cached)
+        self.queued_new_tokens += req.prefill_len - req.cached
+        if self.cluster.admission.enabled:
+            self._prefill_statistics(req)
+        prio = req.priority
+        self.backlog[prio] = self.backlog.get(prio, 0.0) + req.est_prefill
+        self.queued[prio] = self.queued.get(prio, 0) + 1
+        if req.preemptions == 0:
+            last = self._last_arrival.get(prio)
+            if last is not None:
+                gap = now - last
+                old = self._arrival_gap.get(prio)
+                self._arrival_gap[prio] = gap if old is None else 0.9 * old + 0.1 * gap
+            self._last_arrival[prio] = now
+        heapq.heappush(self.waiting, (prio, req.id, req))
+        self.outstanding += 1
+        self.cluster.queue_changed(+1)
+        self.poke()
+
+    def _prefill_statistics(self, req: Request) -> None:
+        """EWMAs (weight 0.1) of a queued request's prefill seconds (and their square),
+        FLOPs and new tokens, overall and by priority: admission control's inputs
+        (serving.admission), kept only when it is on."""
         new = req.prefill_len - req.cached
-        self.queued_new_tokens += new
         flops = self.timing.prefill_flops(req.prefill_len, req.cached)
         if self._prefill_samples == 0:
             self.mean_prefill_time, self.mean_prefill_flops = req.est_prefill, flops
@@ -364,19 +386,6 @@ class Instance:
         self.class_prefill[req.priority] = (
             req.est_prefill if old_p is None else old_p + 0.1 * (req.est_prefill - old_p)
         )
-        self.backlog[req.priority] = self.backlog.get(req.priority, 0.0) + req.est_prefill
-        self.queued[req.priority] = self.queued.get(req.priority, 0) + 1
-        if req.preemptions == 0:
-            last = self._last_arrival.get(req.priority)
-            if last is not None:
-                gap = self.sim.now - last
-                old = self._arrival_gap.get(req.priority)
-                self._arrival_gap[req.priority] = gap if old is None else 0.9 * old + 0.1 * gap
-            self._last_arrival[req.priority] = self.sim.now
-        heapq.heappush(self.waiting, (req.priority, req.id, req))
-        self.outstanding += 1
-        self.cluster.queue_changed(+1)
-        self.poke()
 
     def reserve(self, tokens: int) -> bool:
         """Decode role: hold KV room for an incoming transfer if it fits (and a batch slot)."""
@@ -556,7 +565,7 @@ class Instance:
                 decode: bool, interruptible: bool) -> None:  # fmt: skip
         cum = steps if len(steps) == 1 else list(itertools.accumulate(steps))
         run = _Run(self.sim.now, steps, cum, len(steps), items, decode, interruptible, cum[-1])
-        run.event = self.sim.schedule(cum[-1], self._end)
+        run.event = self.sim.schedule_at(run.start + cum[-1], self._end)
         self.run = run
 
     def _truncate(self) -> None:
