@@ -54,6 +54,7 @@ def test_short_stretch_floats_equal_the_array_path(
         array = timing.decode_step_times(batch, context, steps)
     assert fast.dtype == array.dtype == np.float64
     assert fast.tolist() == array.tolist()
+    assert timing.decode_step_list(batch, context, steps) == array.tolist()  # what runs keep
     # and each step is the one-step time at its context (to rounding: a different formula)
     one = [timing.decode_step_time(batch, context + batch * j) for j in range(steps)]
     np.testing.assert_allclose(fast, one, rtol=1e-12)

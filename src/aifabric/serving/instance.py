@@ -543,7 +543,7 @@ class Instance:
         k = batch.remaining_min()
         if self.grow:
             k = min(k, (self.kv_capacity - self.kv_used) // b)
-        steps = self.timing.decode_step_times(b, float(batch.context_total), k).tolist()
+        steps = self.timing.decode_step_list(b, float(batch.context_total), k)
         self._launch(steps, [], decode=True, interruptible=self.policy != "static")
 
     def _start(self, items: list[tuple[Request, int, int]], *, decode: bool) -> None:

@@ -336,13 +336,24 @@ class ProfileTiming(IterationShortcuts):
         numbers), equal to ``decode_step_time`` at every step."""
         if batch <= 0 or steps <= 0:
             return np.zeros(max(steps, 0))
+        if steps <= SMALL_STRETCH:
+            return np.array(self._step_list(batch, context_tokens, steps))
+        base = self._decode.scalar(batch)
+        context = context_tokens + batch * np.arange(steps, dtype=np.float64)
+        return base + context * self._kv_s
+
+    def decode_step_list(self, batch: int, context_tokens: float, steps: int) -> list[float]:
+        """``decode_step_times`` as a list; a short stretch never becomes an array."""
+        if batch <= 0 or steps <= 0 or steps > SMALL_STRETCH:
+            out: list[float] = self.decode_step_times(batch, context_tokens, steps).tolist()
+            return out
+        return self._step_list(batch, context_tokens, steps)
+
+    def _step_list(self, batch: int, context_tokens: float, steps: int) -> list[float]:
+        """A short stretch's step times: the array path's operations on plain floats."""
         base = self._decode.scalar(batch)
         kv_s = self._kv_s
-        if steps <= SMALL_STRETCH:  # the same operations on plain floats, step by step
-            return np.array([base + (context_tokens + batch * float(j)) * kv_s
-                             for j in range(steps)])  # fmt: skip
-        context = context_tokens + batch * np.arange(steps, dtype=np.float64)
-        return base + context * kv_s
+        return [base + (context_tokens + batch * float(j)) * kv_s for j in range(steps)]
 
 
 #: Transformer-body fields a sibling must share (the kernels' shapes).
