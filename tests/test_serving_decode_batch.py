@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -66,9 +67,15 @@ ops = st.lists(
 
 
 @settings(max_examples=300, deadline=None)
-@given(ops=ops, grow=st.booleans())
-def test_lazy_batch_equals_per_sequence_updates(ops: list[tuple], grow: bool) -> None:
-    batch = DecodeBatch(capacity=2, tiers=TIERS)  # capacity 2: growth is exercised too
+@given(ops=ops, grow=st.booleans(), trim=st.sampled_from([1, 3, DecodeBatch.TRIM_AT]))
+def test_lazy_batch_equals_per_sequence_updates(ops: list[tuple], grow: bool, trim: int) -> None:
+    with pytest.MonkeyPatch.context() as mp:  # a small TRIM_AT: old gaps are dropped often
+        mp.setattr(DecodeBatch, "TRIM_AT", trim)
+        _run(ops, grow)
+
+
+def _run(ops: list[tuple], grow: bool) -> None:
+    batch = DecodeBatch(tiers=TIERS)
     ref: list[_Seq] = []
     now = 1.0
     rid = 0
@@ -123,4 +130,4 @@ def _check(batch: DecodeBatch, ref: list[_Seq]) -> None:
     if ref:
         assert batch.remaining_min() == min(s.remaining for s in ref)
         assert batch.last_min() == min(s.last for s in ref)
-        assert batch.maxgap[: batch.n].tolist() == [s.maxgap for s in ref]
+        assert [batch.max_gap(i) for i in range(batch.n)] == [s.maxgap for s in ref]

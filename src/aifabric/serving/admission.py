@@ -245,7 +245,7 @@ class Admission:
         t_d = self.decode_time if self.subtract_finished else math.nan
         if until is None or math.isnan(t_d) or n == 0:
             return n, float(batch.context_total)
-        alive = batch.start[:n] + t_d > until
+        alive = batch.starts() + t_d > until
         return int(alive.sum()), float(batch.contexts()[alive].sum())
 
     def predicted_tbt(self, req: Request, inst: Instance, mode: str, ttft: float,
