@@ -260,12 +260,7 @@ class RooflineTiming(IterationShortcuts):
             return np.zeros(max(steps, 0))
         if steps <= SMALL_STRETCH:
             return np.array(self._step_list(batch, context_tokens, steps))
-        c = self._c
-        fixed = self._allreduce_time(batch) + c["iter_fixed"]
-        fixed += c["per_seq"] * batch
-        f0, slope, kv, hbm = batch * c["flops0"], c["slope"], c["kv"], c["hbm"]
-        peak = c["peak"] * self.decode_mfu
-        weights = self._weights_read(batch)
+        fixed, f0, slope, kv, hbm, peak, weights = self._step_terms(batch)
         context = context_tokens + batch * np.arange(steps, dtype=np.float64)
         compute = (f0 + slope * context) / peak
         memory = (weights + context * kv) / hbm
@@ -278,14 +273,20 @@ class RooflineTiming(IterationShortcuts):
             return out
         return self._step_list(batch, context_tokens, steps)
 
+    def _step_terms(self, batch: int) -> tuple[float, ...]:
+        """The constants of a decode step of ``batch`` sequences (both paths use them):
+        fixed seconds, FLOP with no context, FLOP and KV bytes per context token, HBM
+        rate, FLOP rate, weight bytes read."""
+        c = self._c
+        fixed = self._allreduce_time(batch) + c["iter_fixed"]
+        fixed += c["per_seq"] * batch
+        peak = c["peak"] * self.decode_mfu
+        return (fixed, batch * c["flops0"], c["slope"], c["kv"], c["hbm"], peak,
+                self._weights_read(batch))  # fmt: skip
+
     def _step_list(self, batch: int, context_tokens: float, steps: int) -> list[float]:
         """A short stretch's step times: the array path's operations on plain floats."""
-        c = self._c
-        fixed = self._allreduce_time(batch) + self.iteration_overhead
-        fixed += self.sequence_overhead * batch
-        f0, slope, kv, hbm = batch * c["flops0"], c["slope"], c["kv"], c["hbm"]
-        peak = c["peak"] * self.decode_mfu
-        weights = self._weights_read(batch)
+        fixed, f0, slope, kv, hbm, peak, weights = self._step_terms(batch)
         out = []
         for j in range(steps):
             ctx = context_tokens + batch * float(j)
