@@ -161,8 +161,14 @@ class _Curve:
     floor: float | None = None
     _m: np.ndarray = field(init=False, repr=False, compare=False)
     _py: tuple[tuple[float, ...], ...] = field(init=False, repr=False, compare=False)
+    _memo: dict[float, float] = field(init=False, repr=False, compare=False)
+
+    #: ``scalar`` answers kept (a pure function of x; the simulator asks the same batch
+    #: sizes and token counts again and again)
+    MEMO = 1 << 16
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "_memo", {})
         if self.log:
             object.__setattr__(self, "_m", _monotone_slopes(np.log(self.xs), np.log(self.ys)))
         logs = (np.log(self.xs), np.log(self.ys), self._m) if self.log else ()
@@ -197,6 +203,15 @@ class _Curve:
         """``self(x)`` for one x in plain floats (the simulator asks one point per
         iteration, where NumPy's per-call overhead is most of the cost); equal to the
         array path (tests/test_serving_timing.py)."""
+        memo = self._memo
+        y = memo.get(x)
+        if y is None:
+            y = self._scalar(x)
+            if len(memo) < self.MEMO:
+                memo[x] = y
+        return y
+
+    def _scalar(self, x: float) -> float:
         pts = self._py
         xs, ys = pts[0], pts[1]
         x = max(float(x), 1.0)
