@@ -651,12 +651,8 @@ class Instance:
         span = run.span
         last = start + span
         self.sequence_seconds += b * span
-        prev = batch.last_min()
-        if b and prev < last:
-            gap = (last - prev) / k
-            w = 1.0 - 0.98**k
-            old = self.recent_gap
-            self.recent_gap = gap if math.isnan(old) else old + w * (gap - old)
+        if self.cluster.admission.enabled:  # recent_gap is admission control's input
+            self._track_gap(last, k)
         # a stretch's steps never shrink (the context grows), so the last is longest
         longest = run.steps[k - 1] if k > 1 else -math.inf
         batch.advance(k, start + run.cum[0], longest, last)
@@ -674,6 +670,16 @@ class Instance:
             req.max_gap = gap
             req.held = 0
             self.cluster.finished(req, self)
+
+    def _track_gap(self, last: float, k: int) -> None:
+        """``recent_gap``: EWMA (per token, weight 0.02) of the gap since the batch's
+        earliest last token, over the k tokens ending at ``last``."""
+        prev = self.batch.last_min()
+        if self.batch.n and prev < last:
+            gap = (last - prev) / k
+            w = 1.0 - 0.98**k
+            old = self.recent_gap
+            self.recent_gap = gap if math.isnan(old) else old + w * (gap - old)
 
     def _prefilled(self, req: Request) -> None:
         now = self.sim.now
