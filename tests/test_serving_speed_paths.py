@@ -29,6 +29,14 @@ ROOFLINES = [
         iteration_overhead=0.004,
         sequence_overhead=1e-5,
     ),
+    RooflineTiming(  # per-layer overheads: both paths must add the same fixed seconds
+        model=get_model("llama3-8b"),
+        gpu=get_gpu("h100-sxm"),
+        tp=2,
+        iteration_overhead=0.001,
+        layer_overhead=3e-5,
+        layer_sequence_overhead=2e-7,
+    ),
 ]
 
 
@@ -45,7 +53,7 @@ def test_short_stretch_floats_equal_the_array_path(
     which: int, batch: int, context: float, steps: int
 ) -> None:
     timing: RooflineTiming | ProfileTiming = (
-        ROOFLINES[which % 2] if which < 20 else _profiled(which)
+        ROOFLINES[which % len(ROOFLINES)] if which < 20 else _profiled(which)
     )
     fast = timing.decode_step_times(batch, context, steps)
     with pytest.MonkeyPatch.context() as mp:  # the array expression for every length
@@ -54,6 +62,7 @@ def test_short_stretch_floats_equal_the_array_path(
         array = timing.decode_step_times(batch, context, steps)
     assert fast.dtype == array.dtype == np.float64
     assert fast.tolist() == array.tolist()
+    assert timing.decode_step_list(batch, context, steps) == array.tolist()  # what runs keep
     # and each step is the one-step time at its context (to rounding: a different formula)
     one = [timing.decode_step_time(batch, context + batch * j) for j in range(steps)]
     np.testing.assert_allclose(fast, one, rtol=1e-12)

@@ -172,8 +172,12 @@ class Admission:
 
     # ----- bookkeeping (called by the cluster and instances) ------------------------------
     def commit(self, req: Request, key: int) -> None:
-        """``req`` was admitted to decode group ``key``."""
+        """``req`` was admitted to decode group ``key``. The bookkeeping here and in
+        joined/left/done feeds only the admission decisions: without admission control
+        it is skipped (a hot path: once per request)."""
         req.group = key
+        if not self.enabled:
+            return
         inst = self.cluster.instances[key] if key >= 0 else None
         if inst is not None:
             rid, cost = self._cost
@@ -191,6 +195,8 @@ class Admission:
 
     def joined(self, req: Request) -> None:
         """``req`` entered a decode batch."""
+        if not self.enabled:
+            return
         if req.inbound and req.group in self.groups:
             load = self.groups[req.group]
             load.inbound -= 1
@@ -199,11 +205,16 @@ class Admission:
 
     def left(self, req: Request) -> None:
         """``req`` was preempted out of a decode batch: it will come back."""
+        if not self.enabled:
+            return
         if req.group in self.groups and not req.inbound:
             self._inbound(req, self.groups[req.group])
 
     def done(self, req: Request, decode_start: float | None = None) -> None:
         """``req`` finished or was rejected after admission."""
+        if not self.enabled:
+            req.group = -2
+            return
         self.joined(req)
         if req.group in self.groups:
             self.groups[req.group].members[req.tier] -= 1
@@ -234,8 +245,8 @@ class Admission:
         t_d = self.decode_time if self.subtract_finished else math.nan
         if until is None or math.isnan(t_d) or n == 0:
             return n, float(batch.context_total)
-        alive = batch.start[:n] + t_d > until
-        return int(alive.sum()), float(batch.context[:n][alive].sum())
+        alive = batch.starts() + t_d > until
+        return int(alive.sum()), float(batch.contexts()[alive].sum())
 
     def predicted_tbt(self, req: Request, inst: Instance, mode: str, ttft: float,
                       limit: float) -> float:  # fmt: skip
@@ -306,11 +317,11 @@ class Admission:
             # token, including the rest of a prefill iteration running now).
             now = self.cluster.sim.now
             n = inst.batch.n
-            stalled = now - float(inst.batch.last[:n].min()) if n else 0.0
+            stalled = now - inst.batch.last_min() if n else 0.0
             run = inst.run
             rest = 0.0
             if run is not None and run.items:
-                rest = max(0.0, run.start + float(run.cum[run.k - 1]) - now)
+                rest = max(0.0, run.start + run.span - now)
             queued = sum(inst.backlog.values())
             own = timing.prefill_time(req.prefill_len, req.cached)
             return max(0.0, stalled) + rest + queued + own + step

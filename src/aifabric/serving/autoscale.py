@@ -214,7 +214,7 @@ class Autoscaler:
         run = inst.run
         busy = inst.busy_time
         if run is not None:
-            busy += min(self.sim.now - run.start, float(run.cum[run.k - 1]))
+            busy += min(self.sim.now - run.start, run.span)
         return float(busy)
 
     def metric(self, pool: Pool) -> float:

@@ -21,9 +21,12 @@ the NIC ports and optional core below, as before.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import math
+from array import array
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -49,6 +52,21 @@ from aifabric.serving.speculative import SpeculativeTiming
 
 Progress = Callable[[int, int], None]
 Path = tuple[tuple[int, ...], tuple[float, ...] | None]  # links, weights (None: all 1)
+
+
+@contextlib.contextmanager
+def _rare_gc() -> Iterator[None]:
+    """Run the event loop with the cyclic garbage collector's first generation collected
+    every 100,000 allocations instead of 700: a run allocates millions of short-lived,
+    acyclic objects (events, requests), and each collection otherwise walks the young
+    ones again (about 6 % of a 200,000-request run). Memory is reclaimed by reference
+    counting as before; only the rare cycles (callbacks) wait a little longer."""
+    first, second, third = gc.get_threshold()
+    gc.set_threshold(100_000, second, third)
+    try:
+        yield
+    finally:
+        gc.set_threshold(first, second, third)
 
 
 class ServingSimulation:
@@ -217,7 +235,9 @@ class ServingSimulation:
         self.records: list[Request] = []
         self.rejected_reqs: list[Request] = []
         self.queue_depth = 0
-        self.queue_trace: list[tuple[float, int]] = [(0.0, 0)]
+        # queue depth after every change, and when (compact arrays: two changes a request)
+        self.queue_times = array("d", [0.0])
+        self.queue_depths = array("q", [0])
         self.prompt_tokens = 0
         self.hits = {"hbm": 0, "dram": 0, "ssd": 0}
         self.fetch_skipped = 0
@@ -295,10 +315,11 @@ class ServingSimulation:
         wall = time.perf_counter()
         self.start()
         until = self.scenario.max_sim_time_s
-        if self.scenario.autoscale.enabled:
-            self._run_elastic(math.inf if until is None else until)
-        else:
-            self.sim.run(math.inf if until is None else until)
+        with _rare_gc():
+            if self.scenario.autoscale.enabled:
+                self._run_elastic(math.inf if until is None else until)
+            else:
+                self.sim.run(math.inf if until is None else until)
         result = summarize(self)
         result["wall_s"] = time.perf_counter() - wall
         return result
@@ -502,7 +523,8 @@ class ServingSimulation:
     # ----- callbacks from instances -------------------------------------------------------
     def queue_changed(self, delta: int) -> None:
         self.queue_depth += delta
-        self.queue_trace.append((self.sim.now, self.queue_depth))
+        self.queue_times.append(self.sim.now)
+        self.queue_depths.append(self.queue_depth)
 
     def decode_gate(self, req: Request, inst: Instance) -> bool:
         """``slo.early_rejection: none``: the TBT check when a prefilled request reaches

@@ -56,6 +56,7 @@ class IterationTiming(Protocol):
     def iteration_time(self, *, prefill_flops: float = 0.0, prefill_tokens: float = 0.0,
                        decode_batch: int = 0, decode_context: float = 0.0) -> float: ...  # fmt: skip
     def decode_step_times(self, batch: int, context_tokens: float, steps: int) -> np.ndarray: ...
+    def decode_step_list(self, batch: int, context_tokens: float, steps: int) -> list[float]: ...
 
 
 #: Decode stretches up to this many steps are timed in plain floats (NumPy's per-call
@@ -85,6 +86,14 @@ class IterationShortcuts:
     def decode_step_time(self, batch: int, context_tokens: float) -> float:
         """Seconds for one decode step of ``batch`` sequences holding ``context_tokens`` of KV."""
         return self.iteration_time(decode_batch=batch, decode_context=context_tokens)
+
+    def decode_step_times(self, batch: int, context_tokens: float, steps: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def decode_step_list(self, batch: int, context_tokens: float, steps: int) -> list[float]:
+        """``decode_step_times`` as a list of floats (what the simulator keeps per run)."""
+        out: list[float] = self.decode_step_times(batch, context_tokens, steps).tolist()
+        return out
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -249,19 +258,37 @@ class RooflineTiming(IterationShortcuts):
         """
         if batch <= 0 or steps <= 0:
             return np.zeros(max(steps, 0))
-        c = self._c
-        fixed = self._allreduce_time(batch) + c["iter_fixed"]
-        fixed += c["per_seq"] * batch
-        f0, slope, kv, hbm = batch * c["flops0"], c["slope"], c["kv"], c["hbm"]
-        peak = c["peak"] * self.decode_mfu
-        weights = self._weights_read(batch)
-        if steps <= SMALL_STRETCH:  # the same operations on plain floats, step by step
-            out = []
-            for j in range(steps):
-                ctx = context_tokens + batch * float(j)
-                out.append(max((f0 + slope * ctx) / peak, (weights + ctx * kv) / hbm) + fixed)
-            return np.array(out)
+        if steps <= SMALL_STRETCH:
+            return np.array(self._step_list(batch, context_tokens, steps))
+        fixed, f0, slope, kv, hbm, peak, weights = self._step_terms(batch)
         context = context_tokens + batch * np.arange(steps, dtype=np.float64)
         compute = (f0 + slope * context) / peak
         memory = (weights + context * kv) / hbm
         return np.maximum(compute, memory) + fixed
+
+    def decode_step_list(self, batch: int, context_tokens: float, steps: int) -> list[float]:
+        """``decode_step_times`` as a list; a short stretch never becomes an array."""
+        if batch <= 0 or steps <= 0 or steps > SMALL_STRETCH:
+            out: list[float] = self.decode_step_times(batch, context_tokens, steps).tolist()
+            return out
+        return self._step_list(batch, context_tokens, steps)
+
+    def _step_terms(self, batch: int) -> tuple[float, ...]:
+        """The constants of a decode step of ``batch`` sequences (both paths use them):
+        fixed seconds, FLOP with no context, FLOP and KV bytes per context token, HBM
+        rate, FLOP rate, weight bytes read."""
+        c = self._c
+        fixed = self._allreduce_time(batch) + c["iter_fixed"]
+        fixed += c["per_seq"] * batch
+        peak = c["peak"] * self.decode_mfu
+        return (fixed, batch * c["flops0"], c["slope"], c["kv"], c["hbm"], peak,
+                self._weights_read(batch))  # fmt: skip
+
+    def _step_list(self, batch: int, context_tokens: float, steps: int) -> list[float]:
+        """A short stretch's step times: the array path's operations on plain floats."""
+        fixed, f0, slope, kv, hbm, peak, weights = self._step_terms(batch)
+        out = []
+        for j in range(steps):
+            ctx = context_tokens + batch * float(j)
+            out.append(max((f0 + slope * ctx) / peak, (weights + ctx * kv) / hbm) + fixed)
+        return out

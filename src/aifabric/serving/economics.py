@@ -134,7 +134,9 @@ def economics(cluster: Any, sim_time: float, output_tokens: np.ndarray) -> dict[
     gpu_s = np.zeros((n, len(tiers)))
     for i, inst in enumerate(cluster.instances):
         gpu = inst.timing.gpu
-        rate = rates.setdefault(gpu.name, gpu_hour_price(ec, gpu.name))
+        rate = rates.get(gpu.name)
+        if rate is None:  # the parts catalog is read once per GPU type, not per instance
+            rate = rates[gpu.name] = gpu_hour_price(ec, gpu.name)
         tp = inst.timing.tp
         idle, full = ec.idle_power_fraction, ec.full_power_fraction
         held = held_seconds(inst, sim_time)

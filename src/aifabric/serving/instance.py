@@ -24,7 +24,9 @@ place.
 
 from __future__ import annotations
 
+import bisect
 import heapq
+import itertools
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -42,84 +44,201 @@ ROLES = ("colocated", "prefill", "decode")
 
 
 class DecodeBatch:
-    """Running sequences as parallel NumPy arrays (grown on demand).
+    """Running sequences as parallel lists, one entry per sequence in the order they joined.
 
     ``held`` is the KV each sequence has reserved: its context when KV grows a token a step,
     or the prompt + output reserved up front (static batching). ``context_total`` is kept
     as a running sum so a stretch needs no reduction over the batch.
+
+    Every running sequence gains the same tokens at the same step ends, so a stretch of k
+    steps costs O(1), plus O(1) for each sequence that joined since the last stretch
+    (``advance``); nothing is updated per sequence:
+
+    - ``step`` counts the tokens decoded since the batch began; a sequence stores
+      ``due`` = remaining + step and ``base`` = context - step, so its remaining tokens are
+      due - step and its context base + step (``due_min``: the batch's smallest due);
+    - after a stretch every sequence's last token came at the stretch's end
+      (``last_all``); only the ``fresh`` sequences added since then (always the last rows:
+      rows keep their order) have their own ``last`` time;
+    - a stretch's gap for every sequence that was already decoding is one number (the
+      first step's end minus ``last_all``, or the longest step), appended to ``gaps``; a
+      sequence's max gap is the largest of its own (before it settled, in ``own``) and
+      of ``gaps[since:]``, the stretches since (``max_gap``).
+
+    Plain lists, not arrays: a batch is tens of sequences, where NumPy's per-call overhead
+    outweighs its loops; the only scans (``min`` of the dues, the finishing rows) run in C.
     """
 
-    def __init__(self, capacity: int = 64, tiers: int = 1) -> None:
+    TRIM_AT = 4096  # gaps kept before dropping those no running sequence needs
+
+    def __init__(self, tiers: int = 1) -> None:
         self.reqs: list[Request] = []
         self.n = 0
-        self.tier_n = np.zeros(tiers, np.int64)  # running sequences per SLO tier
+        self.tier_n = [0] * tiers  # running sequences per SLO tier
         self.context_total = 0
-        # Two 2-D blocks (ints: remaining, context, held, SLO tier (economics: GPU-time by
-        # tier); floats: last, maxgap, start (when each sequence began decoding here, for
-        # admission control)) so that a compaction is two NumPy calls, not seven; the
-        # named rows are views into them.
-        self._ints = np.zeros((4, capacity), np.int64)
-        self._floats = np.zeros((3, capacity))
-        self._views()
+        self.step = 0
+        self.due_min = 0
+        self.fresh = 0
+        self.last_all = math.nan
+        self.due: list[int] = []
+        self.base: list[int] = []
+        self.held: list[int] = []
+        self.last: list[float] = []
+        self.own: list[float] = []
+        self.since: list[int] = []
+        self.start: list[float] = []  # when each began decoding here (admission control)
+        self.gaps: list[float] = []
+        self._trim_at = self.TRIM_AT
 
-    def _views(self) -> None:
-        self.remaining, self.context, self.held, self.tier = self._ints
-        self.last, self.maxgap, self.start = self._floats
+    def _rows(self) -> tuple[list[Any], ...]:
+        return (self.reqs, self.due, self.base, self.held, self.last, self.own, self.since,
+                self.start)  # fmt: skip
 
     def add(self, req: Request) -> None:
-        i = self.n
-        if i == self._ints.shape[1]:
-            self._ints = np.concatenate([self._ints, np.zeros_like(self._ints)], axis=1)
-            self._floats = np.concatenate([self._floats, np.zeros_like(self._floats)], axis=1)
-            self._views()
+        due = req.output - req.generated + self.step
+        self.due_min = due if self.n == 0 else min(self.due_min, due)
         self.reqs.append(req)
-        self.n = i + 1
+        self.due.append(due)
+        self.base.append(req.prefill_len - self.step)
+        self.held.append(req.held)
+        self.last.append(req.last_token)
+        self.own.append(req.max_gap)
+        self.since.append(len(self.gaps))
+        self.start.append(req.last_token if math.isnan(req.kv_ready) else req.kv_ready)
+        self.n += 1
+        self.fresh += 1
         self.tier_n[req.tier] += 1
-        self.remaining[i] = req.output - req.generated
-        self.context[i] = req.prefill_len
         self.context_total += req.prefill_len
-        self.held[i] = req.held
-        self.last[i] = req.last_token
-        self.maxgap[i] = req.max_gap
-        self.tier[i] = req.tier
-        self.start[i] = req.last_token if math.isnan(req.kv_ready) else req.kv_ready
+
+    # ----- per-sequence state -------------------------------------------------------------
+    def contexts(self) -> np.ndarray:
+        """Each running sequence's KV context."""
+        return np.array(self.base, np.int64) + self.step
+
+    def starts(self) -> np.ndarray:
+        """When each running sequence began decoding here."""
+        return np.array(self.start, np.float64)
+
+    def max_gap(self, i: int) -> float:
+        """Sequence i's longest gap between tokens so far."""
+        since = self.since[i]
+        own = self.own[i]
+        if since >= len(self.gaps):
+            return own
+        return max(own, max(self.gaps[since:]))
+
+    def last_min(self) -> float:
+        """The earliest last-token time in the batch (inf when empty)."""
+        settled = self.n - self.fresh
+        fresh = min(self.last[settled:]) if self.fresh else math.inf
+        return min(self.last_all, fresh) if settled else fresh
+
+    def remaining_min(self) -> int:
+        """Fewest tokens any running sequence has left to generate."""
+        return self.due_min - self.step
 
     def take_out(self, i: int, grow: bool) -> Request:
         """Remove sequence i, writing its progress back to its Request."""
         req = self.reqs[i]
-        req.generated = req.output - int(self.remaining[i])
-        req.last_token = float(self.last[i])
-        req.max_gap = float(self.maxgap[i])
-        req.held = int(self.context[i] if grow else self.held[i])
-        keep = np.ones(self.n, bool)
-        keep[i] = False
-        self.compact(keep)
+        req.generated = req.output - (self.due[i] - self.step)
+        req.last_token = self.last[i] if i >= self.n - self.fresh else self.last_all
+        req.max_gap = self.max_gap(i)
+        req.held = self.base[i] + self.step if grow else self.held[i]
+        self._remove(i)
         return req
 
-    def compact(self, keep: np.ndarray) -> None:
+    # ----- batch updates ------------------------------------------------------------------
+    def advance(self, k: int, first_end: float, longest: float, end: float) -> None:
+        """Every sequence decodes k tokens: the first at ``first_end``, the last at ``end``;
+        ``longest`` is the longest step's duration (-inf when k = 1: the first gap covers
+        it). A sequence's max gap takes the gap to its first token here and ``longest``."""
         n = self.n
-        idx = keep.nonzero()[0]  # flatnonzero of a 1-D mask, without its wrapper calls
-        m = idx.shape[0]
-        self.context_total -= int(self.context[:n].sum()) - int(self.context[idx].sum())
-        self._ints[:, :m] = self._ints[:, idx]
-        self._floats[:, :m] = self._floats[:, idx]
-        self.tier_n = np.bincount(self.tier[:m], minlength=self.tier_n.shape[0])
-        reqs = self.reqs
-        self.reqs = [reqs[i] for i in idx.tolist()]
-        self.n = m
+        settled = n - self.fresh
+        if settled:
+            gap = first_end - self.last_all
+            self.gaps.append(gap if gap > longest else longest)
+        if self.fresh:
+            own, last, since, after = self.own, self.last, self.since, len(self.gaps)
+            for i in range(settled, n):
+                gap = first_end - last[i]
+                best = own[i]
+                if gap > best:
+                    best = gap
+                if longest > best:
+                    best = longest
+                own[i] = best
+                since[i] = after
+        self.last_all = end
+        self.fresh = 0
+        self.step += k
+        self.context_total += n * k
+        if len(self.gaps) > self._trim_at:
+            self._trim()
+
+    def _trim(self) -> None:
+        """Drop the gaps no running sequence needs any more (all before the oldest since)."""
+        cut = min(self.since) if self.n else len(self.gaps)
+        if cut:
+            del self.gaps[:cut]
+            self.since = [s - cut for s in self.since]
+        self._trim_at = max(self.TRIM_AT, 2 * len(self.gaps))
+
+    def pop_finished(self, grow: bool) -> tuple[list[Request], list[float], int]:
+        """Remove the sequences with nothing left to generate: (their requests, their max
+        gaps, the KV tokens they held)."""
+        step = self.step
+        if self.due.count(step) == 1:  # the common case
+            i = self.due.index(step)
+            req = self.reqs[i]
+            freed = self.base[i] + step if grow else self.held[i]
+            gap = self.max_gap(i)
+            self._remove(i)
+            return [req], [gap], freed
+        rows = [i for i, due in enumerate(self.due) if due == step]
+        finished = [self.reqs[i] for i in rows]
+        if grow:
+            freed = sum(self.base[i] for i in rows) + step * len(rows)
+        else:
+            freed = sum(self.held[i] for i in rows)
+        maxgaps = [self.max_gap(i) for i in rows]
+        for i in reversed(rows):
+            self._remove(i)
+        return finished, maxgaps, freed
+
+    def _remove(self, i: int) -> None:
+        """Remove row i, keeping the others' order."""
+        n = self.n
+        self.context_total -= self.base[i] + self.step
+        self.tier_n[self.reqs[i].tier] -= 1
+        if i >= n - self.fresh:
+            self.fresh -= 1
+        for row in self._rows():
+            del row[i]
+        self.n = n - 1
+        if n > 1:
+            self.due_min = min(self.due)
+        else:
+            self.due_min = 0
+            self.gaps.clear()  # no sequence needs them
+            self.since.clear()
 
 
 @dataclass(slots=True, eq=False)
 class _Run:
-    """The iteration (or stretch of decode iterations) an instance is running."""
+    """The iteration (or stretch of decode iterations) an instance is running: the step
+    durations and their running sums as plain lists (a stretch is a few steps, where
+    list indexing and bisect beat NumPy's per-call overhead; the running sums are the
+    same sequential additions np.cumsum makes). ``span`` is cum[k - 1]: the run's length
+    once cut to its first k steps."""
 
     start: float
-    steps: np.ndarray
-    cum: np.ndarray
+    steps: list[float]
+    cum: list[float]
     k: int
     items: list[tuple[Request, int, int]]  # prefill work: (request, from token, to token)
     decode: bool
     interruptible: bool
+    span: float
     event: Any = None
 
 
@@ -147,6 +266,9 @@ class Instance:
         self.batch = DecodeBatch(tiers=len(cluster.scenario.slo.tiers))
         self.kv_used = 0
         self.promised = 0  # decode role: sequences reserved but not yet arrived
+        # requests queued, chunking, decoding or promised: len(waiting) + len(chunking) +
+        # batch.n + promised, kept as a count (routers read it on every arrival)
+        self.outstanding = 0
         self.backlog: dict[int, float] = {}  # estimated prefill seconds queued, by priority
         self.queued: dict[int, int] = {}  # requests queued, by priority
         self._last_admit = math.nan
@@ -175,7 +297,7 @@ class Instance:
         self.flop = 0.0
         self.hbm_bytes = 0.0
         self.active_time = 0.0  # sum of iteration activity x duration (serving.work)
-        self.tier_gpu_seconds = np.zeros(len(cluster.scenario.slo.tiers))
+        self.tier_gpu_seconds = [0.0] * len(cluster.scenario.slo.tiers)
         # links (set by the cluster)
         self.egress = -1
         self.ingress = -1
@@ -188,10 +310,6 @@ class Instance:
         self.inbound = 0  # prefix fetches on their way to this instance
 
     # ----- load figures -------------------------------------------------------------------
-    @property
-    def outstanding(self) -> int:
-        return len(self.waiting) + len(self.chunking) + self.batch.n + self.promised
-
     def estimated_wait(self, priority: int | None = None) -> float:
         """Seconds before a request of ``priority`` enqueued now would start prefill: the
         queued prefill work it cannot overtake, plus the rest of a running prefill (an
@@ -199,10 +317,13 @@ class Instance:
         busy = 0.0
         run = self.run
         if run is not None and (run.items or not run.interruptible):
-            busy = max(0.0, run.start + float(run.cum[run.k - 1]) - self.sim.now)
-        if priority is None:
+            busy = max(0.0, run.start + run.span - self.sim.now)
+        if priority is None:  # every class counts, none overtakes (lam = 0 below)
             work = sum(self.backlog.values())
-            ahead = sum(self.queued.values())
+            ahead = len(self.waiting)  # = sum(self.queued.values())
+            if ahead and not math.isnan(self._admit_gap) and self._admit_gap > 0:
+                return max(work + busy, ahead / (1.0 / self._admit_gap))
+            return max(work + busy, 0.0)
         else:  # the sums over the classes p <= priority, in the dicts' order, from 0
             work = ahead = 0
             for p, v in self.backlog.items():
@@ -236,17 +357,39 @@ class Instance:
         run = self.run
         if run is None or not run.decode or not self.grow:
             return 0
-        done = int(np.searchsorted(run.cum[: run.k], self.sim.now - run.start, side="right"))
+        done = bisect.bisect_right(run.cum, self.sim.now - run.start, 0, run.k)
         return self.batch.n * max(0, run.k - done)
 
     # ----- inputs -------------------------------------------------------------------------
     def enqueue(self, req: Request) -> None:
         """A request needing prefill (prompt, or prompt + generated after a preemption)."""
-        req.enqueued = self.sim.now
+        now = self.sim.now
+        req.enqueued = now
         req.instance = self.index
         req.est_prefill = self.timing.prefill_time(req.prefill_len, req.cached)
+        self.queued_new_tokens += req.prefill_len - req.cached
+        if self.cluster.admission.enabled:
+            self._prefill_statistics(req)
+        prio = req.priority
+        self.backlog[prio] = self.backlog.get(prio, 0.0) + req.est_prefill
+        self.queued[prio] = self.queued.get(prio, 0) + 1
+        if req.preemptions == 0:
+            last = self._last_arrival.get(prio)
+            if last is not None:
+                gap = now - last
+                old = self._arrival_gap.get(prio)
+                self._arrival_gap[prio] = gap if old is None else 0.9 * old + 0.1 * gap
+            self._last_arrival[prio] = now
+        heapq.heappush(self.waiting, (prio, req.id, req))
+        self.outstanding += 1
+        self.cluster.queue_changed(+1)
+        self.poke()
+
+    def _prefill_statistics(self, req: Request) -> None:
+        """EWMAs (weight 0.1) of a queued request's prefill seconds (and their square),
+        FLOPs and new tokens, overall and by priority: admission control's inputs
+        (serving.admission), kept only when it is on."""
         new = req.prefill_len - req.cached
-        self.queued_new_tokens += new
         flops = self.timing.prefill_flops(req.prefill_len, req.cached)
         if self._prefill_samples == 0:
             self.mean_prefill_time, self.mean_prefill_flops = req.est_prefill, flops
@@ -263,18 +406,6 @@ class Instance:
         self.class_prefill[req.priority] = (
             req.est_prefill if old_p is None else old_p + 0.1 * (req.est_prefill - old_p)
         )
-        self.backlog[req.priority] = self.backlog.get(req.priority, 0.0) + req.est_prefill
-        self.queued[req.priority] = self.queued.get(req.priority, 0) + 1
-        if req.preemptions == 0:
-            last = self._last_arrival.get(req.priority)
-            if last is not None:
-                gap = self.sim.now - last
-                old = self._arrival_gap.get(req.priority)
-                self._arrival_gap[req.priority] = gap if old is None else 0.9 * old + 0.1 * gap
-            self._last_arrival[req.priority] = self.sim.now
-        heapq.heappush(self.waiting, (req.priority, req.id, req))
-        self.cluster.queue_changed(+1)
-        self.poke()
 
     def reserve(self, tokens: int) -> bool:
         """Decode role: hold KV room for an incoming transfer if it fits (and a batch slot)."""
@@ -284,6 +415,7 @@ class Instance:
             return False
         self.kv_used += tokens
         self.promised += 1
+        self.outstanding += 1
         return True
 
     def receive(self, req: Request) -> None:
@@ -348,6 +480,7 @@ class Instance:
 
     def _pop_waiting(self, need: int) -> Request:
         _, _, req = heapq.heappop(self.waiting)
+        self.outstanding -= 1
         self.cluster.queue_changed(-1)
         req.waited += self.sim.now - req.enqueued
         left = self.backlog.get(req.priority, 0.0) - req.est_prefill
@@ -403,6 +536,7 @@ class Instance:
             self._pop_waiting(req.prefill_len)
             req.prefilled = req.cached
             self.chunking.append(req)
+            self.outstanding += 1
             take = min(budget, req.prefill_len - req.prefilled)
             items.append((req, req.prefilled, req.prefilled + take))
             budget -= take
@@ -426,10 +560,10 @@ class Instance:
                         self._start(items, decode=False)
                 return
         b = batch.n
-        k = int(batch.remaining[:b].min())
+        k = batch.remaining_min()
         if self.grow:
             k = min(k, (self.kv_capacity - self.kv_used) // b)
-        steps = self.timing.decode_step_times(b, float(batch.context_total), k)
+        steps = self.timing.decode_step_list(b, float(batch.context_total), k)
         self._launch(steps, [], decode=True, interruptible=self.policy != "static")
 
     def _start(self, items: list[tuple[Request, int, int]], *, decode: bool) -> None:
@@ -445,25 +579,26 @@ class Instance:
         )
         self.prefill_tokens += tokens
         self.tokens_processed += tokens
-        self._launch(np.array([t]), items, decode=decode, interruptible=False)
+        self._launch([t], items, decode=decode, interruptible=False)
 
-    def _launch(self, steps: np.ndarray, items: list[tuple[Request, int, int]], *,
+    def _launch(self, steps: list[float], items: list[tuple[Request, int, int]], *,
                 decode: bool, interruptible: bool) -> None:  # fmt: skip
-        cum = steps if steps.shape[0] == 1 else np.cumsum(steps)  # one step: its own sum
-        run = _Run(self.sim.now, steps, cum, len(steps), items, decode, interruptible)
-        run.event = self.sim.schedule(float(cum[-1]), self._end)
+        cum = steps if len(steps) == 1 else list(itertools.accumulate(steps))
+        run = _Run(self.sim.now, steps, cum, len(steps), items, decode, interruptible, cum[-1])
+        run.event = self.sim.schedule_at(run.start + cum[-1], self._end)
         self.run = run
 
     def _truncate(self) -> None:
         run = self.run
         assert run is not None
         elapsed = self.sim.now - run.start
-        k = int(np.searchsorted(run.cum, elapsed, side="left")) + 1
+        k = bisect.bisect_left(run.cum, elapsed) + 1
         if k >= run.k:
             return
         run.k = k
+        run.span = run.cum[k - 1]
         run.event.cancel()
-        end = max(self.sim.now, run.start + float(run.cum[k - 1]))
+        end = max(self.sim.now, run.start + run.span)
         run.event = self.sim.schedule_at(end, self._end)
 
     # ----- iteration end ------------------------------------------------------------------
@@ -471,15 +606,16 @@ class Instance:
         run = self.run
         assert run is not None
         k = run.k
-        self.busy_time += float(run.cum[k - 1])
+        self.busy_time += run.span
         self._count_work(run, k)
         if run.decode:
-            self._advance(run.start, run.steps[:k], run.cum[:k])
+            self._advance(run, k)
         for req, _, hi in run.items:
             req.prefilled = hi
             if hi >= req.prefill_len:
                 if self.policy == "chunked":
                     self.chunking.remove(req)
+                    self.outstanding -= 1
                 self._prefilled(req)
         self.run = None
         self._plan()
@@ -489,7 +625,7 @@ class Instance:
         their GPU-seconds (tp x duration) among the requests in them by tokens processed."""
         batch = self.batch
         b = batch.n if run.decode else 0
-        span = float(run.cum[k - 1])
+        span = run.span
         if run.items:  # one iteration: prefill chunks, and the batch's decodes if run.decode
             chunks = [(lo, hi) for _, lo, hi in run.items]
             w = self.work.iteration(chunks, b, float(batch.context_total) if b else 0.0, span)
@@ -500,51 +636,50 @@ class Instance:
             w = self.work.decode_stretch(b, float(batch.context_total), run.steps[:k])
             per_token = self.timing.tp * span / max(b, 1)
         if b:
-            self.tier_gpu_seconds += per_token * batch.tier_n
+            seconds = self.tier_gpu_seconds  # per tier, as an array expression would add
+            for t, count in enumerate(batch.tier_n):
+                seconds[t] += per_token * count
         self.flop += w[0]
         self.hbm_bytes += w[1]
         self.active_time += w[2]
 
-    def _advance(self, start: float, steps: np.ndarray, cum: np.ndarray) -> None:
-        """Every running sequence gains len(steps) tokens at the step ends start + cum."""
+    def _advance(self, run: _Run, k: int) -> None:
+        """Every running sequence gains k tokens at the run's first k step ends."""
         batch = self.batch
         b = batch.n
-        k = steps.shape[0]
-        span = float(cum[-1])
+        start = run.start
+        span = run.span
         last = start + span
         self.sequence_seconds += b * span
-        prev = float(batch.last[:b].min())
-        if b and prev < last:
-            gap = (last - prev) / k
-            w = 1.0 - 0.98**k
-            old = self.recent_gap
-            self.recent_gap = gap if math.isnan(old) else old + w * (gap - old)
-        maxgap = batch.maxgap[:b]
-        np.maximum(maxgap, (start + float(cum[0])) - batch.last[:b], out=maxgap)
-        if k > 1:  # a stretch's steps never shrink (the context grows), so the last is longest
-            np.maximum(maxgap, float(steps[-1]), out=maxgap)
-        batch.last[:b] = last
-        remaining = batch.remaining[:b]
-        remaining -= k
-        batch.context[:b] += k
-        batch.context_total += b * k
+        if self.cluster.admission.enabled:  # recent_gap is admission control's input
+            self._track_gap(last, k)
+        # a stretch's steps never shrink (the context grows), so the last is longest
+        longest = run.steps[k - 1] if k > 1 else -math.inf
+        batch.advance(k, start + run.cum[0], longest, last)
         if self.grow:
             self.kv_used += b * k
         self.tokens_processed += b * k
-        if int(remaining.min()) > 0:
+        if batch.remaining_min() > 0:
             return
-        done = remaining == 0
-        finished = [batch.reqs[i] for i in done.nonzero()[0].tolist()]
-        held = batch.context if self.grow else batch.held
-        self.kv_used -= int(held[:b][done].sum())
-        maxgaps = maxgap[done].tolist()
-        batch.compact(~done)
+        finished, maxgaps, freed = batch.pop_finished(self.grow)
+        self.kv_used -= freed
+        self.outstanding -= len(finished)
         for req, gap in zip(finished, maxgaps, strict=True):
             req.generated = req.output
             req.last_token = last
             req.max_gap = gap
             req.held = 0
             self.cluster.finished(req, self)
+
+    def _track_gap(self, last: float, k: int) -> None:
+        """``recent_gap``: EWMA (per token, weight 0.02) of the gap since the batch's
+        earliest last token, over the k tokens ending at ``last``."""
+        prev = self.batch.last_min()
+        if self.batch.n and prev < last:
+            gap = (last - prev) / k
+            w = 1.0 - 0.98**k
+            old = self.recent_gap
+            self.recent_gap = gap if math.isnan(old) else old + w * (gap - old)
 
     def _prefilled(self, req: Request) -> None:
         now = self.sim.now
@@ -567,6 +702,7 @@ class Instance:
             req.held = 0
         else:
             self.batch.add(req)
+            self.outstanding += 1
             self.cluster.admission.joined(req)
 
     def _preempt(self) -> None:
@@ -574,6 +710,7 @@ class Instance:
         batch = self.batch
         victim = max(range(batch.n), key=lambda i: (batch.reqs[i].priority, batch.reqs[i].id))
         req = batch.take_out(victim, self.grow)
+        self.outstanding -= 1
         self.kv_used -= req.held
         req.held = 0
         req.preemptions += 1

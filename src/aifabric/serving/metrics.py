@@ -80,8 +80,8 @@ def request_table(cluster: Any) -> dict[str, np.ndarray]:
 
 def queue_series(cluster: Any, interval: float, end: float) -> tuple[np.ndarray, np.ndarray]:
     """Queue depth (requests waiting for prefill) sampled every ``interval`` s."""
-    times = np.array([t for t, _ in cluster.queue_trace])
-    depth = np.array([d for _, d in cluster.queue_trace])
+    times = np.array(cluster.queue_times, np.float64)
+    depth = np.array(cluster.queue_depths, np.int64)
     grid = np.arange(0.0, max(end, interval) + interval / 2, interval)
     idx = np.searchsorted(times, grid, side="right") - 1
     return grid, depth[np.clip(idx, 0, None)]
@@ -199,7 +199,7 @@ def summarize(cluster: Any) -> dict[str, Any]:
         "goodput_requests_per_s": float(good.sum()) / sim_time if sim_time > 0 else None,
         "queue_depth": {
             "mean": float(depth.mean()) if depth.size else 0.0,
-            "max": int(max(d for _, d in cluster.queue_trace)),
+            "max": int(max(cluster.queue_depths)),
             "p99": float(np.percentile(depth, 99)) if depth.size else 0.0,
         },
         "utilization": utilization,

@@ -161,8 +161,14 @@ class _Curve:
     floor: float | None = None
     _m: np.ndarray = field(init=False, repr=False, compare=False)
     _py: tuple[tuple[float, ...], ...] = field(init=False, repr=False, compare=False)
+    _memo: dict[float, float] = field(init=False, repr=False, compare=False)
+
+    #: ``scalar`` answers kept (a pure function of x; the simulator asks the same batch
+    #: sizes and token counts again and again)
+    MEMO = 1 << 16
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "_memo", {})
         if self.log:
             object.__setattr__(self, "_m", _monotone_slopes(np.log(self.xs), np.log(self.ys)))
         logs = (np.log(self.xs), np.log(self.ys), self._m) if self.log else ()
@@ -197,6 +203,15 @@ class _Curve:
         """``self(x)`` for one x in plain floats (the simulator asks one point per
         iteration, where NumPy's per-call overhead is most of the cost); equal to the
         array path (tests/test_serving_timing.py)."""
+        memo = self._memo
+        y = memo.get(x)
+        if y is None:
+            y = self._scalar(x)
+            if len(memo) < self.MEMO:
+                memo[x] = y
+        return y
+
+    def _scalar(self, x: float) -> float:
         pts = self._py
         xs, ys = pts[0], pts[1]
         x = max(float(x), 1.0)
@@ -336,13 +351,24 @@ class ProfileTiming(IterationShortcuts):
         numbers), equal to ``decode_step_time`` at every step."""
         if batch <= 0 or steps <= 0:
             return np.zeros(max(steps, 0))
+        if steps <= SMALL_STRETCH:
+            return np.array(self._step_list(batch, context_tokens, steps))
+        base = self._decode.scalar(batch)
+        context = context_tokens + batch * np.arange(steps, dtype=np.float64)
+        return base + context * self._kv_s
+
+    def decode_step_list(self, batch: int, context_tokens: float, steps: int) -> list[float]:
+        """``decode_step_times`` as a list; a short stretch never becomes an array."""
+        if batch <= 0 or steps <= 0 or steps > SMALL_STRETCH:
+            out: list[float] = self.decode_step_times(batch, context_tokens, steps).tolist()
+            return out
+        return self._step_list(batch, context_tokens, steps)
+
+    def _step_list(self, batch: int, context_tokens: float, steps: int) -> list[float]:
+        """A short stretch's step times: the array path's operations on plain floats."""
         base = self._decode.scalar(batch)
         kv_s = self._kv_s
-        if steps <= SMALL_STRETCH:  # the same operations on plain floats, step by step
-            return np.array([base + (context_tokens + batch * float(j)) * kv_s
-                             for j in range(steps)])  # fmt: skip
-        context = context_tokens + batch * np.arange(steps, dtype=np.float64)
-        return base + context * kv_s
+        return [base + (context_tokens + batch * float(j)) * kv_s for j in range(steps)]
 
 
 #: Transformer-body fields a sibling must share (the kernels' shapes).

@@ -70,14 +70,18 @@ def _least_loaded() -> Router:
         # among the instances tied on the fewest outstanding requests (the same choice,
         # without estimating every instance's wait on every arrival).
         pool: list[Instance] = cluster.entry
-        counts = [
-            len(i.waiting) + len(i.chunking) + i.batch.n + i.promised for i in pool
-        ]  # outstanding
+        counts = [i.outstanding for i in pool]
         fewest = min(counts)
         tied = [i for i, c in zip(pool, counts, strict=True) if c == fewest]
         if len(tied) == 1:
             return tied[0]
-        return min(tied, key=lambda i: (i.estimated_wait(), i.index))
+        best = (tied[0].estimated_wait(), tied[0].index)
+        chosen = tied[0]
+        for inst in tied[1:]:  # min over (wait, index), without a key function
+            key = (inst.estimated_wait(), inst.index)
+            if key < best:
+                best, chosen = key, inst
+        return chosen
 
     return choose
 

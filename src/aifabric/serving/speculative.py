@@ -163,3 +163,8 @@ class SpeculativeTiming:
         """Per emitted token: a verification step's time over E (the expected tokens)."""
         out: np.ndarray = self.step_times(batch, context_tokens, steps) / self.tokens_per_step
         return out
+
+    def decode_step_list(self, batch: int, context_tokens: float, steps: int) -> list[float]:
+        """``decode_step_times`` as a list of floats."""
+        out: list[float] = self.decode_step_times(batch, context_tokens, steps).tolist()
+        return out

@@ -133,9 +133,8 @@ def _read_mooncake(lines: Any, name: str) -> Trace:
             if not 0 <= stamp <= MAX_TRACE_TIMESTAMP_MS:  # NaN fails too
                 raise ValueError(f"timestamp(={stamp!r}) must be finite ms in [0, 1e15]")
             ids = rec.get("hash_ids", [])
-            if not isinstance(ids, list) or not all(
-                isinstance(h, int) and not isinstance(h, bool) for h in ids
-            ):
+            # integers, not booleans (JSON gives no other int subclass): the types, in C
+            if not isinstance(ids, list) or (ids and set(map(type, ids)) != {int}):
                 raise ValueError("hash_ids must be a list of integers")
             times.append(float(stamp) / 1e3)
             ins.append(_tokens(rec["input_length"], "input_length", 1))

@@ -33,6 +33,7 @@ Peak FLOP/s is the GPU's dense figure for the compute dtype (catalog gpus.yaml).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,11 +104,11 @@ class IterationWork:
         active = min(dt, max(flop / self.peak, moved / self.bandwidth)) if tokens else 0.0
         return flop, moved, active
 
-    def decode_stretch(self, batch: int, context: float, steps: np.ndarray
+    def decode_stretch(self, batch: int, context: float, steps: Sequence[float] | np.ndarray
                        ) -> tuple[float, float, float]:  # fmt: skip
         """(FLOP, HBM bytes, activity-seconds) of len(steps) decode steps of ``batch``
         sequences whose KV context is ``context`` at the first step and grows by ``batch``
-        a step; ``steps`` are the steps' durations.
+        a step; ``steps`` are the steps' durations (a list, or an array).
 
         Closed form (a stretch runs once per event, so this is a hot path): step j has
         FLOP f(j) = b F(0) + slope (C + b j) and bytes m(j) = W + kv (C + b j + b), both
@@ -118,7 +119,7 @@ class IterationWork:
         largest at an end) -- always, for a timing no faster than the datasheet peaks;
         otherwise the steps are summed one by one.
         """
-        k = int(steps.shape[0])
+        k = len(steps)
         if batch <= 0 or k == 0:
             return 0.0, 0.0, 0.0
         b = float(batch)
@@ -133,11 +134,11 @@ class IterationWork:
         m1 = self.kv * b / self.bandwidth
         last = k - 1
         top = max(a0 + a1 * last, m0 + m1 * last, a0, m0)
-        if float(steps.min()) < top:  # the cap binds somewhere: step by step
+        if float(min(steps)) < top:  # the cap binds somewhere: step by step
             ctx = context + b * np.arange(k, dtype=np.float64)
             ideal = np.maximum((b * self.flop0 + self.slope * ctx) / self.peak,
                                (weights + self.kv * (ctx + b)) / self.bandwidth)  # fmt: skip
-            return flop, moved, float(np.minimum(steps, ideal).sum())
+            return flop, moved, float(np.minimum(np.asarray(steps), ideal).sum())
         return flop, moved, _sum_max_affine(a0, a1, m0, m1, k)
 
 
