@@ -127,15 +127,19 @@ def _fabrics(run: ClusterRun) -> list[BuiltFabric]:
 
 def class_link_bytes(run: ClusterRun, fab: BuiltFabric) -> dict[str, np.ndarray]:
     """Bytes per directed link of ``fab`` by traffic class, so far."""
-    by_kind = run.shared.network.kind_link_bytes or {}
+    net = run.shared.network
+    by_kind = net.kind_link_bytes or {}
     n = len(fab.router.capacity)
     per_class = {c: np.zeros(n) for c in CLASSES}
-    for kind, links in by_kind.items():
+    for kind, links in by_kind.items():  # single flows (serving)
         cls = per_class[KIND_CLASS[kind]]
         for link, moved in links.items():
             i = link - fab.link_base
             if 0 <= i < n:
                 cls[i] += moved
+    for kind, acc in net.group_link_bytes.items():  # flow groups (training, storage)
+        part = acc[fab.link_base : fab.link_base + n]
+        per_class[KIND_CLASS[kind]][: len(part)] += part
     return per_class
 
 

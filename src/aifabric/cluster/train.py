@@ -124,6 +124,8 @@ class TrainingWorkload:
         self._stopped = False
         self._in_step = False
         self._on_stopped: Any = None
+        self._read_flows: FlowSet | None = None
+        self._ckpt_flows: FlowSet | None = None
 
     # ----- phases ---------------------------------------------------------------------
     def _phases(self, fabric: BuiltFabric) -> list[Phase]:
@@ -284,10 +286,13 @@ class TrainingWorkload:
         """Start reading the next step's data (nothing without storage servers)."""
         if self.storage is None or not self.run.read_dataset or self.dataset_per_step <= 0:
             return
-        plan = self.job.plan
-        firsts = self.lo + plan.group_ranks("dp")[0]  # the first GPU of each replica
-        sizes = np.full(len(firsts), self.dataset_per_step / len(firsts))
-        flows = storage_flows(self.storage, firsts, sizes, write=False, seed=self.opts.seed)
+        flows = self._read_flows
+        if flows is None:  # the same every step: routed once
+            plan = self.job.plan
+            firsts = self.lo + plan.group_ranks("dp")[0]  # the first GPU of each replica
+            sizes = np.full(len(firsts), self.dataset_per_step / len(firsts))
+            flows = storage_flows(self.storage, firsts, sizes, write=False, seed=self.opts.seed)
+            self._read_flows = flows
         self._read_pending = True
         self.record.dataset_bytes += flows.total
 
@@ -305,9 +310,12 @@ class TrainingWorkload:
 
     def _checkpoint(self) -> None:
         assert self.storage is not None
-        gpus = np.arange(self.lo, self.lo + self.job.plan.world_size)
-        sizes = np.full(len(gpus), self.checkpoint_total / len(gpus))
-        flows = storage_flows(self.storage, gpus, sizes, write=True, seed=self.opts.seed)
+        flows = self._ckpt_flows
+        if flows is None:  # the same every checkpoint: routed once
+            gpus = np.arange(self.lo, self.lo + self.job.plan.world_size)
+            sizes = np.full(len(gpus), self.checkpoint_total / len(gpus))
+            flows = storage_flows(self.storage, gpus, sizes, write=True, seed=self.opts.seed)
+            self._ckpt_flows = flows
         self._ckpt_pending += 1
         self.record.checkpoints += 1
         self.record.checkpoint_bytes += flows.total

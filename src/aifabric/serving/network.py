@@ -72,6 +72,8 @@ class FlowNetwork:
         self.link_bytes: dict[int, float] = {}  # counted when a flow arrives
         # per kind too, when asked for (a shared cluster's per-class figures)
         self.kind_link_bytes: dict[str, dict[int, float]] | None = None
+        # flow groups' bytes per link, one array per kind (not in link_bytes)
+        self.group_link_bytes: dict[str, np.ndarray] = {}
         self._moving: dict[int, Flow] = {}  # engine flow id -> flow whose bytes are moving
         self._routes: dict[tuple[int, ...], np.ndarray] = {}  # path -> its links, once each
         self._weighted: dict[tuple[tuple[int, ...], tuple[float, ...]],
@@ -186,12 +188,14 @@ class FlowNetwork:
 
     def _group_done(self, group: FlowGroup) -> None:
         self.bytes_done[group.kind] += group.size
-        by = (None if self.kind_link_bytes is None
-              else self.kind_link_bytes.setdefault(group.kind, {}))  # fmt: skip
-        for link, moved in zip(group.link_ids.tolist(), group.link_bytes.tolist(), strict=True):
-            self.link_bytes[link] += moved
-            if by is not None:
-                by[link] = by.get(link, 0.0) + moved
+        # per link, in one array per kind (a group can cross thousands of links)
+        acc = self.group_link_bytes.get(group.kind)
+        if acc is None or len(acc) < len(self.names):
+            grown = np.zeros(len(self.names))
+            if acc is not None:
+                grown[: len(acc)] = acc
+            acc = self.group_link_bytes[group.kind] = grown
+        np.add.at(acc, group.link_ids, group.link_bytes)
         if group.on_done is not None:
             group.on_done(self.sim.now - group.started_at)
 
