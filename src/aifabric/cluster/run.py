@@ -253,10 +253,6 @@ def prepare(cfg: ClusterConfig) -> list[Prepared]:
                                   f"fit the fabric's {spec.num_gpus:,} GPUs; give more "
                                   "fabric.gpus")  # fmt: skip
         prep.gpus = (lo, lo + gpus)
-        if prep.job is not None and lo != 0:
-            raise ConfigError(f"scenario key {where}: a training job starts at GPU 0 of the "
-                              "fabric (list it first, no first_gpu), so that its alone step is "
-                              "the step simulator's")  # fmt: skip
         out.append(prep)
     if cfg.strategy == "time_division":
         _time_division(cfg, out, gpn)

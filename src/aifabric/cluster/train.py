@@ -33,6 +33,13 @@ run (the job with its own checkpoints and dataset reads) and the shared run are 
 against that reference, so a checkpoint burst slowing the job's own all-reduce shows in
 both. A step never ends before its last phase's flows are done.
 
+**Placement.** The step simulator times the job's collectives with the job on the first
+GPUs of the fabric; the replay runs on the GPUs the job holds. A job placed elsewhere (a
+second job, or after a serving deployment) therefore takes the step simulator's step for
+the first GPUs as its alone step: exact on a fabric whose leaves repeat (rail-optimised
+scalable units, spine-leaf blocks) when the job starts on a leaf boundary, an
+approximation otherwise. Interference is measured where the job really is.
+
 **Storage.** With storage servers, the next step's data is read during the current step
 (started with it; the next step waits for it: a data stall), and every
 ``checkpoint_every_steps`` the job writes a checkpoint; ``sync`` stops training until the
