@@ -10,10 +10,17 @@ Keys (a mapping; durations like ``1h``, bandwidths like ``20GB/s``)::
     classes: {policy: fair | strict_priority | weighted, order: [...], weights: {...}}
     storage: {servers: 2, write_bandwidth: 20GB/s, read_bandwidth: 40GB/s,
               network: fabric | frontend}
+    placement: contiguous | separate_leaves   # how workloads without first_gpu are placed
     workloads:
       - {name, kind: train, job: {simulate train keys}, gpus, first_gpu, steps,
          checkpoint_every_steps, checkpoint: sync | async, read_dataset, chunks}
       - {name, kind: serve, scenario: {simulate serve keys} | file: PATH, gpus, first_gpu}
+
+Placement: workloads take server-aligned GPU ranges in the order listed (``gpus``, else
+what they need; ``first_gpu`` to pin one). ``separate_leaves`` starts each workload (and
+the storage servers) on the first server none of whose NIC ports shares a leaf switch with
+an earlier workload, so workloads meet only above the leaves (``contiguous``: the next
+free server).
 
 Strategies (seed 004's choices, plus everything on one fabric):
 
@@ -38,7 +45,8 @@ from aifabric.errors import ConfigError
 
 STRATEGIES = ("converged", "separate_networks", "separate_clusters", "time_division")
 TOP_KEYS = ("strategy", "duration", "seed", "fabric", "frontend", "inference_fabric", "classes",
-            "storage", "workloads", "time_division")  # fmt: skip
+            "storage", "workloads", "time_division", "placement")  # fmt: skip
+PLACEMENTS = ("contiguous", "separate_leaves")
 TRAIN_KEYS = ("name", "kind", "job", "gpus", "first_gpu", "steps", "checkpoint_every_steps",
               "checkpoint", "read_dataset", "chunks")  # fmt: skip
 SERVE_KEYS = ("name", "kind", "scenario", "file", "gpus", "first_gpu")
@@ -76,6 +84,8 @@ class ClusterConfig:
     classes: dict[str, Any]
     storage: StorageConfig | None
     workloads: list[WorkloadConfig]
+    placement: str = "contiguous"
+    storage_first_gpu: int | None = None  # separate_leaves: where prepare() puts storage
     time_division_raw: Any = None  # the section as given (checked once the pool is known)
     time_division: Any = None  # (windows, model_load_s) after aifabric.cluster.run.prepare
 
@@ -186,8 +196,12 @@ def parse_cluster(data: Any, base: Path | None = None) -> ClusterConfig:
         if kinds != ["serve", "train"]:
             raise ConfigError(f"strategy time_division: give one train and one serve workload "
                               f"(they share one pool of GPUs), got {kinds}")  # fmt: skip
+    placement = data.get("placement", "contiguous")
+    if placement not in PLACEMENTS:
+        raise ConfigError(f"scenario key placement: {placement!r} is not one of "
+                          f"{', '.join(PLACEMENTS)}")  # fmt: skip
     return ClusterConfig(strategy, float(duration), seed, fabric, frontend, inference, classes,
-                         storage, workloads, tdm)  # fmt: skip
+                         storage, workloads, placement, tdm)  # fmt: skip
 
 
 def _classes(value: Any) -> dict[str, Any]:

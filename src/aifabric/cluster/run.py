@@ -145,8 +145,10 @@ class ClusterRun:
         st = self.cfg.storage
         if st is None:
             return None
-        self.shared._next_gpu = max((p.gpus[1] for p in prepared if p.network != "inference_fabric"),
-                                    default=0)  # fmt: skip
+        end = max((p.gpus[1] for p in prepared if p.network != "inference_fabric"), default=0)
+        if self.cfg.placement == "separate_leaves":
+            end = self.cfg.storage_first_gpu if self.cfg.storage_first_gpu is not None else end
+        self.shared._next_gpu = end
         on = self._fabric_of(st.network)
         return place_storage(self.shared, on, st.servers, st.write_bandwidth, st.read_bandwidth)
 
@@ -205,8 +207,10 @@ def prepare(cfg: ClusterConfig) -> list[Prepared]:
     from aifabric.serving.config import parse_scenario
 
     plan = {k: v for k, v in cfg.fabric.items() if k != "routing"}
-    spec, gpu_name, _ = fabric_spec(plan)
+    spec, gpu_name, info = fabric_spec(plan)
     gpn = spec.gpus_per_node
+    leaves = _server_leaves(spec, info) if cfg.placement == "separate_leaves" else None
+    used: set[int] = set()
     backend_next = 0
     inference_next = 0
     out = []
@@ -244,6 +248,8 @@ def prepare(cfg: ClusterConfig) -> list[Prepared]:
             inference_next = lo + -(-gpus // gpn) * gpn
         else:
             lo = -(-backend_next // gpn) * gpn if w.first_gpu is None else w.first_gpu
+            if leaves is not None and w.first_gpu is None:
+                lo = _first_free_leaf(lo // gpn, leaves, used) * gpn
             if lo % gpn or lo < backend_next:
                 raise ConfigError(f"scenario key {where}.first_gpu: {lo} must start a free "
                                   f"server (a multiple of {gpn} from {backend_next})")  # fmt: skip
@@ -253,10 +259,35 @@ def prepare(cfg: ClusterConfig) -> list[Prepared]:
                                   f"fit the fabric's {spec.num_gpus:,} GPUs; give more "
                                   "fabric.gpus")  # fmt: skip
         prep.gpus = (lo, lo + gpus)
+        if leaves is not None and network != "inference_fabric":
+            for server in range(lo // gpn, -(-(lo + gpus) // gpn)):
+                used |= leaves[server] if server < len(leaves) else set()
         out.append(prep)
+    if leaves is not None and cfg.storage is not None:
+        end = max((p.gpus[1] for p in out if p.network != "inference_fabric"), default=0)
+        cfg.storage_first_gpu = _first_free_leaf(-(-end // gpn), leaves, used) * gpn
     if cfg.strategy == "time_division":
         _time_division(cfg, out, gpn)
     return out
+
+
+def _server_leaves(spec: Any, info: dict[str, Any]) -> list[set[int]]:
+    """Leaf switches under each server's NIC ports (plane 0 included, every plane)."""
+    from aifabric.fabric.plan import build
+    from aifabric.fabric.routing import Router
+
+    topo = build(spec, info.get("design"))
+    router = Router(topo)
+    per = topo.nics_per_node * topo.planes
+    return [set(router.ep_leaf[s * per : (s + 1) * per].tolist()) for s in range(topo.num_nodes)]
+
+
+def _first_free_leaf(server: int, leaves: list[set[int]], used: set[int]) -> int:
+    """The first server from ``server`` none of whose leaves is in ``used`` (or past the
+    end: the caller's range check refuses it)."""
+    while server < len(leaves) and leaves[server] & used:
+        server += 1
+    return server
 
 
 def _time_division(cfg: ClusterConfig, prepared: list[Prepared], gpn: int) -> None:
