@@ -201,7 +201,7 @@ def parse_cluster(data: Any, base: Path | None = None) -> ClusterConfig:
         raise ConfigError(f"scenario key placement: {placement!r} is not one of "
                           f"{', '.join(PLACEMENTS)}")  # fmt: skip
     return ClusterConfig(strategy, float(duration), seed, fabric, frontend, inference, classes,
-                         storage, workloads, placement, tdm)  # fmt: skip
+                         storage, workloads, placement=placement, time_division_raw=tdm)  # fmt: skip
 
 
 def _classes(value: Any) -> dict[str, Any]:

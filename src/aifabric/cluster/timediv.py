@@ -5,7 +5,7 @@ The pool is the training job's GPUs at full width; the serving deployment's inst
 on the same GPUs, in order (instance ``i`` of TP ``t`` on GPUs ``[lo + i t, lo + (i+1) t)``).
 A schedule gives the training job's GPUs from each time on (``training_gpus``, a
 multiple of tp x pp x cp: training shrinks or grows its data-parallel width with the same
-global batch, so each replica runs more or fewer micro-batches); training holds GPUs
+global batch, so each replica runs more or fewer micro-batches; 0 pauses it); training holds GPUs
 ``[lo, lo + training_gpus)`` and every instance wholly above serves. A move:
 
 - **training shrinks**: the job finishes the step it is in, then reloads at the new width
@@ -120,9 +120,9 @@ def parse_schedule(
         except ValueError as exc:
             raise ConfigError(f"scenario key {where}.at: {exc}") from None
         n = w["training_gpus"]
-        if isinstance(n, bool) or not isinstance(n, int) or n < unit or n % unit:
-            raise ConfigError(f"scenario key {where}.training_gpus: {n!r} must be a positive "
-                              f"multiple of tp x pp x cp = {unit}")  # fmt: skip
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0 or n % unit:
+            raise ConfigError(f"scenario key {where}.training_gpus: {n!r} must be 0 (training "
+                              f"paused) or a multiple of tp x pp x cp = {unit}")  # fmt: skip
         if n > pool - instance_gpus:
             raise ConfigError(f"scenario key {where}.training_gpus: {n} leaves no serving "
                               f"instance in the pool of {pool} GPUs (one takes "
@@ -168,7 +168,8 @@ class TimeDivision:
                 self.serving.autoscaler.drain(inst)  # idle at 0: retires at once
             else:
                 self.ledger.set(a, b, "inference", 0.0)
-        self._start_training(first)
+        if first:  # 0: training starts paused
+            self._start_training(first)
         for w in self.windows[1:]:
             self.sim.schedule_at(w.at, self._window, w.training_gpus)
 
@@ -209,6 +210,9 @@ class TimeDivision:
                 self.sim.schedule(self.load_s, self.ledger.set, a, b, "inference",
                                   now + self.load_s)  # fmt: skip
         self.training_gpus = 0
+        if gpus == 0:  # training pauses: nothing reloads on its side
+            self.sim.schedule(self.load_s, self._move_done)
+            return
         self.training_loading_s += self.load_s
         self.sim.schedule(self.load_s, self._start_training, gpus)
 
@@ -232,7 +236,10 @@ class TimeDivision:
             self.training_loading_s += self.load_s
             self.sim.schedule(self.load_s, self._start_training, gpus)
 
-        self.trainers[-1].stop(stopped)
+        if self.training_gpus == 0:  # paused: nothing to stop
+            stopped()
+        else:
+            self.trainers[-1].stop(stopped)
 
     def _start_training(self, gpus: int) -> None:
         now = self.sim.now
@@ -241,6 +248,10 @@ class TimeDivision:
         trainer = self.make_trainer(gpus)
         self.trainers.append(trainer)
         trainer.start()
+        self._move_done()
+
+    def _move_done(self) -> None:
+        """A move is over: take the window that came meanwhile, if any."""
         if self.busy:
             self.busy = False
             if self.pending is not None:
