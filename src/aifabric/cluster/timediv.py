@@ -157,6 +157,7 @@ class TimeDivision:
         self.moves = 0
         self.training_loading_s = 0.0
         self._draining: set[int] = set()
+        self._collecting = False  # draining the instances in the way (retirements wait)
         serving.autoscaler.on_retire = self._retired
 
     # ----- the schedule ---------------------------------------------------------------
@@ -188,12 +189,25 @@ class TimeDivision:
             self._draining = {i for i, (a, b) in self.instance_range.items()
                               if a < gpus and b > self.training_gpus
                               and self.serving.instances[i].state != "retired"}  # fmt: skip
-            for i in sorted(self._draining):
-                inst = self.serving.instances[i]
-                if inst.state in ("active", "loading"):
-                    self.serving.autoscaler.drain(inst)
-            if not self._draining:
-                self._drained()
+            if any(self.serving.instances[i].state == "loading" for i in self._draining):
+                # A move waits for the previous one, whose instance loads and training
+                # reload start together and take model_load each: loads still under way
+                # end now, in the autoscaler's events after this one (priority 1).
+                self.sim.schedule(0.0, self._drain_in_the_way, priority=2)
+            else:
+                self._drain_in_the_way()
+
+    def _drain_in_the_way(self) -> None:
+        """Drain the instances on the GPUs training grows into; once all have retired
+        (an idle one at once, inside ``drain``), training moves."""
+        self._collecting = True
+        for i in sorted(self._draining):
+            inst = self.serving.instances[i]
+            if inst.state == "active":
+                self.serving.autoscaler.drain(inst)
+        self._collecting = False
+        if not self._draining:
+            self._drained()
 
     # ----- moves ----------------------------------------------------------------------
     def _shrunk(self, gpus: int) -> None:
@@ -222,7 +236,7 @@ class TimeDivision:
         a, b = self.instance_range[inst.index]
         self.ledger.set(a, b, "idle", self.sim.now)
         self._draining.discard(inst.index)
-        if not self._draining:
+        if not self._draining and not self._collecting:
             self._drained()
 
     def _drained(self) -> None:
@@ -246,6 +260,9 @@ class TimeDivision:
         self.ledger.set(0, gpus, "training", now)
         self.training_gpus = gpus
         trainer = self.make_trainer(gpus)
+        if trainer.run.steps is not None:  # the job's steps, over all its widths
+            done = sum(len(t.record.step_ends) for t in self.trainers)
+            trainer.run.steps = max(0, trainer.run.steps - done)
         self.trainers.append(trainer)
         trainer.start()
         self._move_done()

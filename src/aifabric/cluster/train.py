@@ -190,7 +190,8 @@ class TrainingWorkload:
 
     # ----- the run --------------------------------------------------------------------
     def start(self) -> None:
-        self._read_next()
+        if self.run.steps is None or self.run.steps > 0:
+            self._read_next()
         self._begin()
 
     def stop(self, on_stopped: Any = None) -> None:
@@ -230,7 +231,8 @@ class TrainingWorkload:
         for p, phase in enumerate(self.phases):
             for c, offset in enumerate(phase.offsets):
                 self.shared.sim.schedule(offset, self._start_chunk, p, c)
-        self.shared.sim.schedule(0.0, self._read_next)  # after the chunks due now
+        if self.run.steps is None or len(self.record.step_ends) + 1 < self.run.steps:
+            self.shared.sim.schedule(0.0, self._read_next)  # after the chunks due now
 
     def _start_chunk(self, p: int, c: int) -> None:
         phase = self.phases[p]
