@@ -100,3 +100,22 @@ UNFITTED_ROOFLINE = {"timing": "roofline", "prefill_mfu": 0.5, "iteration_overhe
                      "sequence_overhead_s": 0.0, "layer_overhead_s": 0.0,
                      "layer_sequence_overhead_s": 0.0, "scaleup_latency_s": 2e-6,
                      "scaleup_bandwidth_efficiency": 1.0}  # fmt: skip
+
+
+def shortened_cluster_sets(path: Any, duration_s: float = 300.0) -> list[str]:
+    """``--set`` arguments that run a ``simulate cluster`` scenario file for ``duration_s``
+    simulated seconds, a time-division schedule's windows squeezed into that time in the
+    same order (window k at k x duration / (windows + 1)), so every move still happens."""
+    from pathlib import Path
+
+    import yaml
+
+    data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    sets = ["--set", f"duration={duration_s:g}s"]
+    schedule = (data.get("time_division") or {}).get("schedule")
+    if schedule:
+        step = duration_s / (len(schedule) + 1)
+        windows = ", ".join(f"{{at: {k * step:g}s, training_gpus: {w['training_gpus']}}}"
+                            for k, w in enumerate(schedule))  # fmt: skip
+        sets += ["--set", f"time_division.schedule=[{windows}]"]
+    return sets

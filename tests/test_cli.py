@@ -256,7 +256,9 @@ def test_scenario_errors_name_the_key(capsys, tmp_path):
 @pytest.mark.parametrize(
     "path",
     sorted(
-        p for p in (ROOT / "examples").rglob("*.yaml") if p.parent.name not in ("serve", "step")
+        p
+        for p in (ROOT / "examples").rglob("*.yaml")
+        if p.parent.name not in ("serve", "step", "cluster")
     ),
     ids=lambda p: p.name,
 )

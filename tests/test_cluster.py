@@ -8,6 +8,7 @@ synthetic requests, tens of simulated seconds), so the whole file runs in second
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import numpy as np
 import pytest
 import yaml
 
-from .cli_helpers import run_error, run_json
+from .cli_helpers import run_error, run_json, shortened_cluster_sets
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -479,23 +480,22 @@ def test_the_same_scenario_gives_the_same_json(tmp_path: Path,
 
 
 # ----- 8. the examples ----------------------------------------------------------------------
-COMPRESSED = ("time_division.schedule=[{at: 0s, training_gpus: 256}, "
-              "{at: 60s, training_gpus: 128}, {at: 180s, training_gpus: 256}]")  # fmt: skip
-
-
 @pytest.mark.parametrize("path", sorted((ROOT / "examples" / "cluster").glob("*.yaml")),
                          ids=lambda p: p.name)  # fmt: skip
 def test_every_cluster_example_runs_shortened(capsys: pytest.CaptureFixture[str],
                                               path: Path) -> None:  # fmt: skip
     """Every examples/cluster scenario parses and runs for 5 simulated minutes (a time
     division schedule compressed into them), each workload doing work."""
-    sets = ["--set", "duration=5min"]
-    if "time_division" in path.read_text(encoding="utf-8"):
-        sets += ["--set", COMPRESSED]
+    sets = shortened_cluster_sets(path, 300.0)
     got = run_json(capsys, "simulate", "cluster", "-f", str(path), *sets, "--json")
     assert got["duration_s"] == 300.0
     for w in got["workloads"]:
         done = w["shared"]["steps"] if w["kind"] == "train" else w["shared"]["completed"]
         assert done > 0, w["name"]
     if got["strategy"] == "time_division":
-        assert got["workloads"][0]["shared"]["reconfigurations"] == 2
+        windows = yaml.safe_load(path.read_text(encoding="utf-8"))["time_division"]["schedule"]
+        moves = sum(
+            a["training_gpus"] != b["training_gpus"] for a, b in itertools.pairwise(windows)
+        )
+        train = next(w for w in got["workloads"] if w["kind"] == "train")
+        assert train["shared"]["reconfigurations"] == moves

@@ -22,7 +22,7 @@ from jsonschema import Draft202012Validator
 from aifabric.cli import command
 from aifabric.outputs.schema import COMMANDS, json_schema
 
-from .cli_helpers import main_in_process, run_error, run_json
+from .cli_helpers import main_in_process, run_error, run_json, shortened_cluster_sets
 
 ROOT = Path(__file__).resolve().parents[1]
 TRACE = ROOT / "traces" / "mooncake_conversation_trace.jsonl"
@@ -300,6 +300,36 @@ VARIANTS = [
         "1MiB,1GiB",
         "--fail",
         "spine:1",
+        "--json",
+    ],
+    # simulate cluster: strict priority (classes.order), weighted (weight_fraction), and
+    # time division (gpu_s, reconfigurations, loading_s), shortened
+    [
+        "simulate",
+        "cluster",
+        "-f",
+        "examples/cluster/converged.yaml",
+        "--set",
+        "duration=60s",
+        "--json",
+    ],
+    [
+        "simulate",
+        "cluster",
+        "-f",
+        "examples/cluster/converged.yaml",
+        "--set",
+        "duration=30s",
+        "--set",
+        "classes={policy: weighted, weights: {inference: 4, storage: 2, training: 1}}",
+        "--json",
+    ],
+    [
+        "simulate",
+        "cluster",
+        "-f",
+        "examples/cluster/time-division.yaml",
+        *shortened_cluster_sets(ROOT / "examples/cluster/time-division.yaml"),
         "--json",
     ],
     [
