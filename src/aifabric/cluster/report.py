@@ -143,11 +143,29 @@ def class_link_bytes(run: ClusterRun, fab: BuiltFabric) -> dict[str, np.ndarray]
     return per_class
 
 
+def moved_link_bytes(run: ClusterRun, fab: BuiltFabric) -> dict[str, np.ndarray]:
+    """Bytes per directed link of ``fab`` by traffic class that have crossed it so far,
+    flows in progress included (the engine's per-class progress counts; network link ids
+    are the engine's)."""
+    from aifabric.netsim.classes import DEFAULT_CLASS_NAMES
+
+    by_class = run.shared.network.engine.link_bytes_by_class
+    n = len(fab.router.capacity)
+    out = {}
+    for c in CLASSES:
+        moved = by_class.get(DEFAULT_CLASS_NAMES[c])
+        out[c] = np.zeros(n) if moved is None else moved[fab.link_base : fab.link_base + n]
+    return out
+
+
 def tier_class_bytes(run: ClusterRun) -> dict[tuple[str, str, str], float]:
-    """(network, layer, class) -> bytes so far."""
+    """(network, layer, class) -> bytes moved so far (in-flight flows' progress included,
+    so that a sample interval holds the bytes moved in it, never more than capacity x
+    interval; the completion counts of :func:`class_link_bytes` put a long flow's bytes
+    all in the interval it ends in)."""
     out = {}
     for fab in _fabrics(run):
-        per_class = class_link_bytes(run, fab)
+        per_class = moved_link_bytes(run, fab)
         for code, name in LAYERS.items():
             sel = fab.router.layer == code
             if sel.any():
@@ -158,9 +176,9 @@ def tier_class_bytes(run: ClusterRun) -> dict[tuple[str, str, str], float]:
 
 def series_csv(run: ClusterRun) -> str:
     """One row per sample: per (network, layer, class) utilisation over the interval
-    (bytes moved in it / (layer capacity x interval)), then per-workload progress
-    (training steps done, serving requests completed), and under time division the pool's
-    GPUs by use at that instant."""
+    (bytes moved in it, by the engine's progress counts / (layer capacity x interval)),
+    then per-workload progress (training steps done, serving requests completed), and
+    under time division the pool's GPUs by use at that instant."""
     rows = run.series
     if not rows:
         return "t_s\n"

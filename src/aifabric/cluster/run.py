@@ -182,6 +182,11 @@ class ClusterRun:
     def _sample(self) -> None:
         from aifabric.cluster.report import tier_class_bytes
 
+        net = self.shared.network
+        # the engine's clock to now, as a flow start does (its progress counts are at its
+        # own clock, the last network event; nothing is due: network events run first)
+        net._land(net.engine.advance(self.shared.sim.now))
+        net._reschedule()
         row: dict[str, Any] = {"t_s": self.shared.sim.now, "bytes": tier_class_bytes(self)}
         row["progress"] = {n: len(r.step_ends) for n, r in self.train_records().items()}
         row["progress"].update({n: len(s.records) for n, s in self.servers.items()})
