@@ -416,6 +416,9 @@ def _td() -> dict[str, Any]:
 
 
 def _set(data: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    if path == ".":  # several top-level keys at once
+        data.update(value)
+        return data
     node = data
     parts = path.split(".")
     for p in parts[:-1]:
@@ -452,6 +455,26 @@ BAD = [
     ("storage", {"servers": 0}, "storage.servers"),
     ("storage", {"disks": 1}, "storage.disks"),
     ("strategy", "separate_networks", "frontend"),
+    # a network too small for the GPUs whose flows cross it (before: IndexError)
+    (
+        ".",
+        {"strategy": "separate_networks", "frontend": {"gpus": 64, "design": "spine_leaf"}},
+        "frontend.gpus: its 64 GPUs do not reach GPU 95",
+    ),
+    (
+        ".",
+        {
+            "strategy": "separate_networks",
+            "frontend": {"gpus": 96, "design": "spine_leaf"},
+            "storage": {"servers": 1},
+        },
+        "frontend.gpus: its 96 GPUs do not reach GPU 103",
+    ),
+    (
+        ".",
+        {"strategy": "separate_clusters", "inference_fabric": {"gpus": 16}},
+        "inference_fabric.gpus: its 16 GPUs do not reach GPU 31",
+    ),
     ("workloads", [], "workloads"),
     ("workloads.0.kind", "infer", "workloads[0].kind"),
     ("workloads.0.job.gpus", 64, "workloads[0].job.gpus"),

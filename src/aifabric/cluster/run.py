@@ -273,6 +273,10 @@ def prepare(cfg: ClusterConfig) -> list[Prepared]:
         cfg.storage_first_gpu = _first_free_leaf(-(-end // gpn), leaves, used) * gpn
     if cfg.strategy == "time_division":
         _time_division(cfg, out, gpn)
+    if cfg.frontend is not None:
+        _check_reach(cfg, out, gpn, "frontend", cfg.frontend)
+    if cfg.inference_fabric is not None:
+        _check_reach(cfg, out, gpn, "inference_fabric", cfg.inference_fabric)
     return out
 
 
@@ -293,6 +297,31 @@ def _first_free_leaf(server: int, leaves: list[set[int]], used: set[int]) -> int
     while server < len(leaves) and leaves[server] & used:
         server += 1
     return server
+
+
+def _check_reach(cfg: ClusterConfig, prepared: list[Prepared], gpn: int, network: str,
+                 options: dict[str, Any]) -> None:  # fmt: skip
+    """A front-end network or inference fabric reaches every GPU and storage server whose
+    flows cross it (GPU ``g`` of a workload on it is that network's GPU ``g``; storage
+    servers take the server slots after every back-end workload,
+    :mod:`aifabric.cluster.storage`)."""
+    from aifabric.fabric.plan import fabric_spec
+
+    spec, _, _ = fabric_spec({k: v for k, v in options.items() if k != "routing"})
+    need, what = 0, ""
+    for p in prepared:
+        if p.network == network and p.gpus[1] > need:
+            need, what = p.gpus[1], f"workload {p.config.name}'s"
+    if network == "frontend" and cfg.storage is not None and cfg.storage.network == network:
+        end = max((p.gpus[1] for p in prepared if p.network != "inference_fabric"), default=0)
+        if cfg.placement == "separate_leaves" and cfg.storage_first_gpu is not None:
+            end = cfg.storage_first_gpu  # as ClusterRun._storage places them
+        need = -(-end // gpn) * gpn + cfg.storage.servers * gpn
+        what = "the storage servers', placed after every workload,"
+    if need > spec.num_gpus:
+        raise ConfigError(f"scenario key {network}.gpus: its {spec.num_gpus:,} GPUs do not reach "
+                          f"GPU {need - 1} ({what} flows cross it); give at least "
+                          f"{need}")  # fmt: skip
 
 
 def _time_division(cfg: ClusterConfig, prepared: list[Prepared], gpn: int) -> None:
