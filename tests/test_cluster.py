@@ -471,6 +471,10 @@ BAD = [
     ("fabric", _DROP, "fabric"),
     ("fabric.gpus", 64, "fabric.gpus"),
     ("fabric.routing", "magic", "fabric.routing"),
+    # resource guards (aifabric.guards; --max-work lifts them): before, a MemoryError and
+    # a run of millions of steps
+    ("fabric.gpus", 1_000_000_000, "simulate cluster (fabric): ~3e9 links"),
+    ("duration", "100d", "flow groups estimated (workload train"),
     ("classes", {"policy": "strict_priority", "order": ["inference", "training"]}, "classes.order"),
     ("classes", {"policy": "weighted", "weights": {"training": 1}}, "classes.weights"),
     (

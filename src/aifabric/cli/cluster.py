@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from aifabric.cli.edges import JsonFlag, emit_json
+from aifabric.cli.edges import JsonFlag, MaxWork, emit_json
 from aifabric.cli.simulate import simulate_app
 
 Opt = typer.Option
@@ -27,6 +27,7 @@ def simulate_cluster_cmd(
         Path | None,
         Opt(help="Write per-class link utilisation and per-workload progress over time (CSV)."),
     ] = None,
+    max_work: MaxWork = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Each workload alone and all together on one fabric: slowdowns, tiers, GPU use, cost."""
@@ -38,7 +39,7 @@ def simulate_cluster_cmd(
 
     check_output_paths([("--timeseries", timeseries)])
     data = apply_sets(load_scenario(file), sets or [])
-    cfg = parse_cluster(data, file.parent)
+    cfg = parse_cluster(data, file.parent, max_work=max_work)
     result, series = simulate_cluster(cfg, with_series=timeseries is not None)
     if timeseries is not None:
         write_all_atomic([(timeseries, series)])

@@ -88,6 +88,7 @@ class ClusterConfig:
     storage_first_gpu: int | None = None  # separate_leaves: where prepare() puts storage
     time_division_raw: Any = None  # the section as given (checked once the pool is known)
     time_division: Any = None  # (windows, model_load_s) after aifabric.cluster.run.prepare
+    max_work: float | None = None  # replaces the resource guards' limits (aifabric.guards)
 
 
 def _int(value: Any, key: str, minimum: int = 0) -> int:
@@ -109,10 +110,12 @@ def _unknown(data: dict[str, Any], known: tuple[str, ...], where: str) -> None:
                               f"{', '.join(known)}")  # fmt: skip
 
 
-def _fabric(value: Any, key: str) -> dict[str, Any]:
-    """Plan keys plus ``routing``, converted and checked by the plan loader."""
-    from aifabric.fabric.plan import fabric_spec
+def _fabric(value: Any, key: str, max_work: float | None = None) -> dict[str, Any]:
+    """Plan keys plus ``routing``, converted and checked by the plan loader; a fabric above
+    the plan's link guard (:data:`aifabric.guards.MAX_PLAN_LINKS`) is refused."""
+    from aifabric.fabric.plan import estimated_links, fabric_spec
     from aifabric.fabric.routing import MODES
+    from aifabric.guards import MAX_PLAN_LINKS, check_work, limit_for
     from aifabric.spec.scenario import PLAN_KEYS, merge_options
 
     raw = _mapping(value, key)
@@ -124,15 +127,20 @@ def _fabric(value: Any, key: str) -> dict[str, Any]:
         plan = merge_options(PLAN_KEYS, raw, {})
         if "gpus" not in plan and "preset" not in plan:
             raise ConfigError("give gpus (GPUs in the fabric) or preset")
-        fabric_spec(plan)
+        spec, _, _ = fabric_spec(plan)
     except ConfigError as exc:
         raise ConfigError(f"scenario key {key}: {exc}") from None
+    check_work(f"simulate cluster ({key})", estimated_links(spec),
+               limit_for(MAX_PLAN_LINKS, max_work), "links",
+               basis=f"{spec.num_gpus:,} GPUs x NIC links per GPU x {spec.tiers or 3} tiers")  # fmt: skip
     plan["routing"] = routing
     return plan
 
 
-def parse_cluster(data: Any, base: Path | None = None) -> ClusterConfig:
-    """Validate a cluster scenario mapping.
+def parse_cluster(data: Any, base: Path | None = None,
+                  max_work: float | None = None) -> ClusterConfig:  # fmt: skip
+    """Validate a cluster scenario mapping (``max_work``: the CLI's ``--max-work``, replacing
+    the resource guards' limits, :mod:`aifabric.guards`).
 
     Raises:
         ConfigError: one line naming the first offending key.
@@ -154,9 +162,9 @@ def parse_cluster(data: Any, base: Path | None = None) -> ClusterConfig:
     seed = _int(data.get("seed", 0), "seed")
     if "fabric" not in data:
         raise ConfigError("scenario key fabric: required (the back-end fabric's plan keys)")
-    fabric = _fabric(data["fabric"], "fabric")
-    frontend = _fabric(data["frontend"], "frontend") if "frontend" in data else None
-    inference = (_fabric(data["inference_fabric"], "inference_fabric")
+    fabric = _fabric(data["fabric"], "fabric", max_work)
+    frontend = _fabric(data["frontend"], "frontend", max_work) if "frontend" in data else None
+    inference = (_fabric(data["inference_fabric"], "inference_fabric", max_work)
                  if "inference_fabric" in data else None)  # fmt: skip
     if strategy == "separate_networks" and frontend is None:
         raise ConfigError("strategy separate_networks: give a frontend: network (plan keys) "
@@ -201,7 +209,8 @@ def parse_cluster(data: Any, base: Path | None = None) -> ClusterConfig:
         raise ConfigError(f"scenario key placement: {placement!r} is not one of "
                           f"{', '.join(PLACEMENTS)}")  # fmt: skip
     return ClusterConfig(strategy, float(duration), seed, fabric, frontend, inference, classes,
-                         storage, workloads, placement=placement, time_division_raw=tdm)  # fmt: skip
+                         storage, workloads, placement=placement, time_division_raw=tdm,
+                         max_work=max_work)  # fmt: skip
 
 
 def _classes(value: Any) -> dict[str, Any]:

@@ -10,6 +10,7 @@ server slots after every workload.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, replace
 from typing import Any
@@ -109,7 +110,9 @@ class ClusterRun:
             else:
                 fabric = self._fabric_of(p.network)
                 share = ServeShare(self.shared.sim, self.shared.network, fabric, p.gpus)
-                self.servers[p.config.name] = ServingSimulation(p.serve, shared=share)
+                self.servers[p.config.name] = ServingSimulation(
+                    p.serve, shared=share, max_work=cfg.max_work
+                )
         if cfg.strategy == "time_division" and self.trainers and self.servers:
             from aifabric.cluster.timediv import TimeDivision
 
@@ -128,9 +131,11 @@ class ClusterRun:
         if self.reference:
             run.steps = 1  # without storage, every reference step is the same
         base = None if self.baseline is None else self.baseline(p.config.name, gpus)
-        return TrainingWorkload(p.config.name, job, opts, self.shared, (p.gpus[0], p.gpus[0] + gpus),
+        work = TrainingWorkload(p.config.name, job, opts, self.shared, (p.gpus[0], p.gpus[0] + gpus),
                                 run, None if self.reference else self.storage, base,
                                 self.cache, key=f"{p.config.name}@{gpus}")  # fmt: skip
+        _check_steps(work, self.cfg)
+        return work
 
     def _fabric_of(self, name: str) -> BuiltFabric:
         if name == "frontend":
@@ -196,6 +201,21 @@ class ClusterRun:
             counts = np.bincount(self.tdm.ledger.use, minlength=len(USES))
             row["gpus"] = {u: int(c) for u, c in zip(USES, counts, strict=True)}
         self.series.append(row)
+
+
+def _check_steps(work: TrainingWorkload, cfg: ClusterConfig) -> None:
+    """Refuse a training workload whose steps in the duration would take the run past
+    about ten minutes: its flow groups (each a start and a finish on the engine, with a
+    re-solve each) against :data:`aifabric.guards.MAX_CLUSTER_FLOW_GROUPS`."""
+    from aifabric.guards import MAX_CLUSTER_FLOW_GROUPS, check_work, limit_for
+
+    per_step = sum(len(ph.offsets) for ph in work.phases) + 2  # + its data read, its end
+    steps = cfg.duration / work.alone_step if work.alone_step > 0 else math.inf
+    if work.run.steps is not None:
+        steps = min(steps, work.run.steps)
+    check_work("simulate cluster", steps * per_step,
+               limit_for(MAX_CLUSTER_FLOW_GROUPS, cfg.max_work), "flow groups",
+               basis=f"workload {work.name}: steps in the duration x flow groups per step")  # fmt: skip
 
 
 def _inference_fabric(cfg: ClusterConfig, prepared: list[Prepared]) -> dict[str, Any]:
