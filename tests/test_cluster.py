@@ -597,3 +597,36 @@ def test_every_cluster_example_runs_shortened(capsys: pytest.CaptureFixture[str]
         )
         train = next(w for w in got["workloads"] if w["kind"] == "train")
         assert train["shared"]["reconfigurations"] == moves
+
+
+# ----- found by the fuzz suite --------------------------------------------------------------
+def test_spray_routing_of_no_flows_is_empty() -> None:
+    """Spraying zero flows gives zero routes (CSR indptr [0]); before the fix the middle
+    hops' gather raised ValueError, so a training job whose collective step had no flow
+    across the fabric crashed ``simulate train --routing spray`` and ``simulate cluster``
+    with ``fabric.routing: spray`` (found by tests/test_fuzz.py)."""
+    from aifabric.fabric.plan import build, fabric_spec
+    from aifabric.fabric.routing import Router
+    from aifabric.spec.scenario import PLAN_KEYS, merge_options
+
+    plan = merge_options(PLAN_KEYS, {"gpus": 32, "design": "spine_leaf", "oversubscription": 2}, {})
+    spec, _, info = fabric_spec(plan)
+    router = Router(build(spec, info.get("design")))
+    none = np.zeros(0, np.int64)
+    routes = router.route(none, none, "spray", seed=0)
+    assert routes.indptr.tolist() == [0] and len(routes.links) == 0
+
+
+def test_a_training_job_runs_with_spray_routing(tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    """The 32-GPU case the fuzz suite found: Llama-3-8B TP8 DP2 alone with spray routing
+    takes ``simulate train``'s iteration on the same fabric."""
+    fabric = {"gpus": 32, "gpu": "h100-sxm", "design": "spine_leaf", "oversubscription": 2,
+              "routing": "spray"}  # fmt: skip
+    job = {"model": "llama3-8b", "tp": 8, "dp": 2, "seq_len": 2048, "global_batch": 16}
+    data = {"duration": 2.0, "fabric": fabric,
+            "workloads": [{"name": "t", "kind": "train", "job": job}]}  # fmt: skip
+    got = _cluster(tmp_path, capsys, data)["workloads"][0]["shared"]
+    ref = run_json(capsys, "simulate", "train", "-f",
+                   str(_write(tmp_path, {**job, **fabric, "network": "flow"}, "t.yaml")), "--json")  # fmt: skip
+    assert got["step_time_s"] == pytest.approx(ref["iteration_time_s"], rel=1e-12)

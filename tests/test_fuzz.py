@@ -106,6 +106,17 @@ SETS = ["workload.num_requests=50", "workload.num_requests=0", "workload.rate_rp
         "metrics.sample_interval_s=0", "compute.prefill_mfu=1e-9", "cluster.instances=2",
         "cluster.tp=3", "seed=-1", "nope.key=1", "workload.num_requests=1e30",
         "batching.policy=static", "cluster.mode=disaggregated", "compute.timing=profile"]  # fmt: skip
+# simulate cluster overrides (each case also ends in --set duration=..., see command_lines)
+CLUSTER_SETS = ["duration=0", "duration=-1s", "duration=1e30", "strategy=separate_networks",
+                "strategy=separate_clusters", "strategy=time_division", "strategy=magic",
+                "classes.policy=weighted", "classes.policy=strict_priority",
+                "classes={policy: strict_priority, order: [training, storage, inference]}",
+                "classes={policy: weighted, weights: {training: 1, inference: 0, storage: 1}}",
+                "storage.servers=0", "storage.servers=2", "storage.network=frontend",
+                "fabric.gpus=8", "fabric.gpus=1e9", "fabric.routing=spray", "fabric=1",
+                "workloads=[]", "workloads=1", "time_division.model_load=0s", "seed=-1",
+                "nope.key=1"]  # fmt: skip
+CLUSTER_DURATION = "10s"  # keeps every cluster case to seconds (the examples run 1 h to 24 h)
 INPUT_OPTIONS = ("file", "prices")
 OUTPUT_OPTIONS = (
     "graphml",
@@ -138,6 +149,18 @@ def _fixture_files(folder: Path) -> dict[str, list[str]]:
         "cluster: {instances: 2}\n",
         encoding="utf-8",
     )
+    (folder / "tiny-cluster.yaml").write_text(
+        "duration: 5s\n"
+        "fabric: {gpus: 32, gpu: h100-sxm, design: spine_leaf, oversubscription: 2}\n"
+        "storage: {servers: 1}\n"
+        "workloads:\n"
+        "  - {name: t, kind: train, checkpoint_every_steps: 2,\n"
+        "     job: {model: llama3-8b, tp: 8, dp: 2, seq_len: 2048, global_batch: 16}}\n"
+        "  - {name: s, kind: serve, scenario: {model: llama3-8b,\n"
+        "     workload: {source: synthetic, num_requests: 40, rate_rps: 20},\n"
+        "     cluster: {instances: 1, tp: 8}}}\n",
+        encoding="utf-8",
+    )
     (folder / "header.csv").write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n", "utf-8")
     (folder / "absurd.jsonl").write_text(
         '{"timestamp": 0, "input_length": 1e30, "output_length": 5, "hash_ids": [1]}\n',
@@ -148,6 +171,11 @@ def _fixture_files(folder: Path) -> dict[str, list[str]]:
     made = [str(p) for p in sorted(folder.iterdir())]
     traces = [str(ROOT / "traces" / "azure2023_code.csv"), *made]
     return {"file": examples + made + ["missing.yaml", str(folder)],
+            "cluster": [str(folder / "tiny-cluster.yaml"),  # first: the default
+                        *(p for p in examples if "/cluster/" in p),
+                        *(str(folder / n) for n in ("tiny-serve.yaml", "binary.yaml",
+                                                    "bomb.yaml", "list.yaml", "empty.yaml")),
+                        "missing.yaml"],
             "prices": [str(ROOT / "src/aifabric/catalog/data/parts.yaml"), *made],
             "trace": traces}  # fmt: skip
 
@@ -191,11 +219,12 @@ def command_lines(draw: Any, files: dict[str, list[str]]) -> list[str]:
             continue
         name = param.name
         if name in INPUT_OPTIONS:
-            value = draw(st.sampled_from(files[name]))
+            cluster = path == ["simulate", "cluster"] and name == "file"
+            value = draw(st.sampled_from(files["cluster" if cluster else name]))
         elif name in OUTPUT_OPTIONS:
             value = draw(st.sampled_from(["out.file", ".", "/dev/null", "missing/out.file"]))
         elif name == "sets":
-            value = draw(st.sampled_from(SETS))
+            value = draw(st.sampled_from(CLUSTER_SETS if path == ["simulate", "cluster"] else SETS))
         elif name in NAMED:
             value = draw(st.sampled_from(NAMED[name]))
         else:  # mostly plausible numbers, so that cases reach past option parsing
@@ -203,6 +232,10 @@ def command_lines(draw: Any, files: dict[str, list[str]]) -> list[str]:
         argv += [flag, value]
     if path == ["simulate", "serve"] and "-f" not in argv and "--file" not in argv:
         argv += ["-f", files["file"][-3]]  # keep serving cases small: tiny-serve.yaml
+    if path == ["simulate", "cluster"]:
+        if "-f" not in argv and "--file" not in argv:
+            argv += ["-f", files["cluster"][0]]  # the required scenario: tiny-cluster.yaml
+        argv += ["--set", f"duration={CLUSTER_DURATION}"]  # the last override wins
     return [*argv, "--json"]
 
 

@@ -408,10 +408,12 @@ class Router:
         starts = indptr[rows]
         links[starts] = self.ep_link[src[rows]]
         links[starts + counts[rows] - 1] = self.down_id(self.ep_link[dst[rows]])
-        # Middle entries, gathered in one pass.
+        # Middle entries, gathered in one pass (each row's offset: the sum of the rows before
+        # it; no rows, no offsets).
         mm = m[rows]
-        pos = np.repeat(starts + 1, mm) + (np.arange(int(mm.sum())) - np.repeat(
-            np.concatenate([[0], np.cumsum(mm)[:-1]]), mm))  # fmt: skip
+        pos = np.repeat(starts + 1, mm) + (
+            np.arange(int(mm.sum())) - np.repeat(np.concatenate([[0], np.cumsum(mm)])[:-1], mm)
+        )
         src_pos = np.repeat(mid_ptr[pidx[rows]], mm) + (pos - np.repeat(starts + 1, mm))
         links[pos] = mid_links[src_pos]
         weights[pos] = mid_w[src_pos]
