@@ -519,6 +519,13 @@ BAD = [
     ("workloads.1.gpus", 8, "workloads[1] (serve).gpus"),
     ("workloads.1.scenario.fabric", {"gpus": 64}, "fabric"),
     ("workloads.1.scenario.autoscale", {"enabled": True}, "autoscale"),
+    # two deployments with different per-transfer latencies: the shared network has one
+    # (before: the larger applied to both, a 7.5 % TBT p99 "slowdown" with no shared link)
+    (
+        "workloads.0",
+        {"name": "a", "kind": "serve", "scenario": {**SERVE, "network": {"latency_s": 0.005}}},
+        "workloads[1] (serve).scenario.network.latency_s",
+    ),
 ]
 
 

@@ -291,6 +291,16 @@ def prepare(cfg: ClusterConfig) -> list[Prepared]:
     if leaves is not None and cfg.storage is not None:
         end = max((p.gpus[1] for p in out if p.network != "inference_fabric"), default=0)
         cfg.storage_first_gpu = _first_free_leaf(-(-end // gpn), leaves, used) * gpn
+    serves = [(i, p) for i, p in enumerate(out) if p.serve is not None]
+    for i, p in serves[1:]:
+        first, mine = serves[0][1].serve.network.latency_s, p.serve.network.latency_s
+        if mine != first:
+            # the shared FlowNetwork adds one latency to every transfer (the largest would
+            # apply to all, slowing a deployment by another's latency, not by sharing)
+            raise ConfigError(f"scenario key workloads[{i}] ({p.config.name}).scenario.network."
+                              f"latency_s: {mine!r} differs from {serves[0][1].config.name}'s "
+                              f"{first!r}; serving workloads on one cluster share one "
+                              "per-transfer latency")  # fmt: skip
     if cfg.strategy == "time_division":
         _time_division(cfg, out, gpn)
     if cfg.frontend is not None:
