@@ -243,7 +243,13 @@ def test_checkpoint_and_dataset_bytes_are_the_traffic_model(
     master weights, two FP32 Adam moments; :mod:`aifabric.traffic.storage`), the figure
     ``aifabric traffic train`` reports as ``storage.checkpoint_bytes``; 3 steps with a
     checkpoint every 2 write one. Each step reads its global batch's token ids
-    (``storage.dataset_bytes_per_iteration``): 3 steps read 3 steps' data."""
+    (``storage.dataset_bytes_per_iteration``): 3 steps read 3 steps' data (before the
+    fix, 4: the last step prefetched a step that never runs).
+
+    Stalls: the one storage server's disk links are the narrowest hop (20 GB/s write, 40
+    GB/s read, behind a 50 GB/s NIC port), so a sync checkpoint stops training for
+    checkpoint bytes / 20 GB/s exactly, and only the first step waits for its data
+    (1 MiB / 40 GB/s; later steps' data is read during the step before)."""
     from aifabric.spec.scenario import _model
     from aifabric.traffic.storage import checkpoint_bytes
 
@@ -256,9 +262,10 @@ def test_checkpoint_and_dataset_bytes_are_the_traffic_model(
         fig = got[run]
         assert fig["steps"] == 3 and fig["checkpoints"] == 1
         assert fig["checkpoint_bytes"] == pytest.approx(fig["checkpoints"] * per, rel=1e-12)
-        assert fig["dataset_bytes"] == pytest.approx(
-            3 * traffic["storage"]["dataset_bytes_per_iteration"], rel=1e-12
-        )
+        per_step = traffic["storage"]["dataset_bytes_per_iteration"]
+        assert fig["dataset_bytes"] == pytest.approx(3 * per_step, rel=1e-12)
+        assert fig["checkpoint_stall_s"] == pytest.approx(per / 20e9, rel=1e-9)
+        assert fig["data_stall_s"] == pytest.approx(per_step / 40e9, rel=1e-9)
 
 
 def test_time_series_is_bytes_moved_per_interval(tmp_path: Path) -> None:
