@@ -203,7 +203,8 @@ def _finite_scenario() -> dict[str, Any]:
 
 def test_bytes_are_conserved_per_class_and_link() -> None:
     """When every flow is done, the bytes the cluster counted per link and kind at each
-    flow's (or group's) completion (``FlowNetwork.kind_link_bytes``), summed over the kinds
+    flow's (or group's) completion (``FlowNetwork.kind_link_bytes`` for single flows,
+    ``FlowNetwork.group_link_bytes`` for flow groups), summed over the kinds
     of a traffic class, equal the engine's own per-class progress counts
     (``FlowEngine.link_bytes_by_class``) on every link; bytes done == bytes started per
     kind; and every checkpoint byte crossed exactly one storage disk-write link, every
@@ -222,15 +223,17 @@ def test_bytes_are_conserved_per_class_and_link() -> None:
     engine = net.engine.link_bytes_by_class
     n = len(net.names)
     counted = {c: np.zeros(n) for c in DEFAULT_CLASS_NAMES.values()}
-    for kind, links in net.kind_link_bytes.items():
+    for kind, links in net.kind_link_bytes.items():  # single flows (serving)
         for link, moved in links.items():
             counted[DEFAULT_CLASS_NAMES[KIND_CLASS[kind]]][link] += moved
+    for kind, acc in net.group_link_bytes.items():  # flow groups (training, storage)
+        counted[DEFAULT_CLASS_NAMES[KIND_CLASS[kind]]][: len(acc)] += acc
     for c, by_link in counted.items():
         assert by_link.sum() > 0, c  # every class moved bytes
         np.testing.assert_allclose(by_link, engine.get(c, np.zeros(n)), rtol=1e-9, atol=1.0)
     st = run.storage
     for kind, disk in (("checkpoint", st.write_links), ("dataset", st.read_links)):
-        on_disk = sum(net.kind_link_bytes[kind].get(int(ln), 0.0) for ln in disk)
+        on_disk = float(net.group_link_bytes[kind][disk].sum())
         assert on_disk == pytest.approx(net.bytes_done[kind], rel=1e-12)
     assert rec.checkpoint_bytes == pytest.approx(net.bytes_done["checkpoint"], rel=1e-12)
     assert rec.dataset_bytes == pytest.approx(net.bytes_done["dataset"], rel=1e-12)
