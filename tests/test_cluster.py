@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from .cli_helpers import run_error, run_json, shortened_cluster_sets
 
@@ -426,6 +428,55 @@ def test_time_division_steps_count_over_all_widths() -> None:
     rec = run.train_records()["train"]
     assert rec.step_gpus == [24, 24, 24]
     assert sum(tdm.ledger.close(40.0).values()) == pytest.approx(32 * 40.0, rel=1e-12)
+
+
+@settings(max_examples=10, deadline=None, derandomize=True, database=None)
+@given(
+    first=st.sampled_from([8, 16, 24]),
+    moves=st.lists(
+        st.tuples(st.floats(0.5, 35.0), st.sampled_from([8, 16, 24])), min_size=2, max_size=4
+    ),
+    load=st.sampled_from(["0.5s", "2s", "5s"]),
+    ckpt=st.sampled_from([None, ("sync", 2), ("async", 3)]),
+    steps=st.one_of(st.none(), st.integers(1, 12)),
+    requests=st.sampled_from([5, 200]),
+)
+def test_time_division_invariants_hold_for_any_schedule(
+    first: int, moves: list[tuple[float, int]], load: str, ckpt: tuple[str, int] | None,
+    steps: int | None, requests: int,
+) -> None:  # fmt: skip
+    """Any schedule (windows in any order of widths, moves while others are under way),
+    model load, checkpointing and step limit: the four uses add up to the pool's
+    GPU-seconds, every completed request ran on GPUs in use "inference" from its
+    enqueueing to its finish, no request is lost, a step limit is the job's total."""
+    import copy
+
+    data = copy.deepcopy(TD)
+    data["fabric"]["gpus"] = 48  # room for a storage server after the pool
+    ats = sorted({round(a, 2) for a, _ in moves})
+    data["time_division"]["schedule"] = [{"at": 0.0, "training_gpus": first}] + [
+        {"at": a, "training_gpus": next(g for t, g in moves if round(t, 2) == a)} for a in ats
+    ]
+    data["time_division"]["model_load"] = load
+    if ckpt is not None:
+        data["storage"] = {"servers": 1}
+        data["workloads"][0]["checkpoint"], data["workloads"][0]["checkpoint_every_steps"] = ckpt
+    if steps is not None:
+        data["workloads"][0]["steps"] = steps
+    data["workloads"][1]["scenario"]["workload"]["num_requests"] = requests
+    run = _shared_run(data)
+    tdm = run.tdm
+    gpu_s = tdm.ledger.close(40.0)
+    assert sum(gpu_s.values()) == pytest.approx(32 * 40.0, rel=1e-12)
+    assert min(gpu_s.values()) >= 0
+    serving = run.servers["chat"]
+    for req in serving.records:
+        a, b = tdm.instance_range[req.instance]
+        assert tdm.ledger.held(a, b, "inference", req.enqueued, req.finish)
+    held = sum(inst.outstanding for inst in serving.instances)
+    assert len(serving.records) + held + serving.rejected == serving.arrived == requests
+    if steps is not None:
+        assert len(run.train_records()["train"].step_ends) <= steps
 
 
 def test_time_division_json_gpu_seconds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
