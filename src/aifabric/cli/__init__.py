@@ -6,7 +6,8 @@ s, bytes/s, USD, W), otherwise Rich tables. Errors are one line on stderr, exit 
 
 This module is the app root: it assembles the Typer app from one module per command group
 (:mod:`~aifabric.cli.traffic`, :mod:`~aifabric.cli.catalog`, :mod:`~aifabric.cli.net`,
-:mod:`~aifabric.cli.trace`, :mod:`~aifabric.cli.plan`, :mod:`~aifabric.cli.simulate`, and the
+:mod:`~aifabric.cli.trace`, :mod:`~aifabric.cli.plan`, :mod:`~aifabric.cli.simulate`,
+:mod:`~aifabric.cli.sweep` (``sweep`` and ``results``), and the
 single commands :mod:`~aifabric.cli.collective`, :mod:`~aifabric.cli.seeds`, :mod:`~aifabric.cli.timing` and
 :mod:`~aifabric.cli.schema`) and turns
 errors into exit codes. The edges (JSON, error lines, output files) live in
@@ -31,6 +32,7 @@ from aifabric.cli.plan import plan_app
 from aifabric.cli.schema import schema_cmd
 from aifabric.cli.seeds import seeds
 from aifabric.cli.simulate import simulate_app
+from aifabric.cli.sweep import results_app, sweep_cmd
 from aifabric.cli.timing import timing_cmd
 from aifabric.cli.trace import trace_app
 from aifabric.cli.traffic import traffic_app
@@ -46,6 +48,8 @@ app.add_typer(net_app, name="net")
 app.add_typer(trace_app, name="trace")
 app.add_typer(plan_app, name="plan")
 app.add_typer(simulate_app, name="simulate")
+app.add_typer(results_app, name="results")
+app.command("sweep")(sweep_cmd)
 app.command("seeds")(seeds)
 app.command("collective")(collective_cmd)
 app.command("schema")(schema_cmd)

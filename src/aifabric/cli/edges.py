@@ -41,6 +41,7 @@ __all__ = [
     "check_output_path",
     "check_output_paths",
     "emit_json",
+    "json_clean",
     "print_error",
     "wants_json",
     "write_all_atomic",
@@ -72,12 +73,17 @@ def emit_json(obj: Any) -> None:
     why; floats are written with 15 significant digits, so unit arithmetic's noise
     (0.30000000000000004) does not reach scripts; integral numpy scalars stay integers.
     """
+    sys.stdout.write(json.dumps(json_clean(obj), indent=2, allow_nan=False) + "\n")
+
+
+def json_clean(obj: Any) -> Any:
+    """``obj`` as the plain, strict JSON value :func:`emit_json` prints (see there)."""
     notes: list[str] = []
     clean = _json_safe(obj, "", notes)
     if notes and isinstance(clean, dict):
         existing = clean.get("notes")
         clean["notes"] = (list(existing) if isinstance(existing, list) else []) + notes
-    sys.stdout.write(json.dumps(clean, indent=2, allow_nan=False) + "\n")
+    return clean
 
 
 def _json_safe(value: Any, path: str, notes: list[str]) -> Any:

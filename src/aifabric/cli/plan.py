@@ -93,8 +93,7 @@ def plan(
     """
     if ctx.invoked_subcommand is not None:
         return
-    from aifabric.fabric.plan import plan_fabric
-    from aifabric.spec.scenario import load_scenario, split_plan_options, training_job
+    from aifabric.spec.scenario import load_scenario
 
     flags = {"preset": preset, "scalable_units": scalable_units, "pods": pods, "gpus": gpus,
              "gpu": gpu, "gpus_per_node": gpus_per_node, "nic": nic, "nics_per_node": nics_per_node,
@@ -108,22 +107,11 @@ def plan(
     check_output_paths([("--graphml", graphml), ("--export", export), ("--matrix", matrix),
                         ("--svg", svg)])  # fmt: skip
     scenario = load_scenario(file) if file else {}
-    fabric_opts, job_opts = split_plan_options(scenario, flags)
-    if (svg is not None or matrix is not None) and job_opts is None:
-        from aifabric.errors import ConfigError
-
-        flag = "--svg" if svg is not None else "--matrix"
-        raise ConfigError(f"{flag} needs a job's traffic: add --model and a parallel plan")
-    job = None
-    if job_opts is not None:
-        if "gpu" in fabric_opts:
-            job_opts["gpu"] = fabric_opts["gpu"]
-        job = training_job(_job_defaults(job_opts))
-    if frontend_nic is not None:
-        fabric_opts["frontend_nic"] = frontend_nic
-    result, topo, node_matrix = plan_fabric(fabric_opts, job, matrix=matrix is not None,
-                                            max_work=max_work,
-                                            prices=prices)  # fmt: skip
+    needs_job = "--svg" if svg is not None else "--matrix" if matrix is not None else None
+    result, topo, node_matrix = plan_scenario(
+        scenario, flags, frontend_nic=frontend_nic, matrix=matrix is not None,
+        needs_job=needs_job, max_work=max_work, prices=prices,
+    )  # fmt: skip
     outputs: list[tuple[Path, Any]] = []  # written together, only when all are ready
     if graphml is not None:
         outputs.append((graphml, topo.graphml_writer()))
@@ -146,6 +134,35 @@ def plan(
     from aifabric.report.fabric_tables import plan_report
 
     plan_report(result)
+
+
+def plan_scenario(
+    scenario: dict[str, Any], flags: dict[str, Any] | None = None, *,
+    frontend_nic: str | None = None, matrix: bool = False, needs_job: str | None = None,
+    max_work: float | None = None, prices: str | None = None,
+) -> tuple[dict[str, Any], Any, Any]:  # fmt: skip
+    """(JSON result, topology, node matrix) of ``aifabric plan`` on a flat scenario.
+
+    The one home of the command's logic, shared by the CLI and ``aifabric sweep``
+    (aifabric.explore.runners). ``flags`` override scenario keys (None values are not
+    given); ``needs_job`` names the flag that needs a job's traffic, if one was given.
+    """
+    from aifabric.fabric.plan import plan_fabric
+    from aifabric.spec.scenario import split_plan_options, training_job
+
+    fabric_opts, job_opts = split_plan_options(scenario, flags or {})
+    if needs_job is not None and job_opts is None:
+        from aifabric.errors import ConfigError
+
+        raise ConfigError(f"{needs_job} needs a job's traffic: add --model and a parallel plan")
+    job = None
+    if job_opts is not None:
+        if "gpu" in fabric_opts:
+            job_opts["gpu"] = fabric_opts["gpu"]
+        job = training_job(_job_defaults(job_opts))
+    if frontend_nic is not None:
+        fabric_opts["frontend_nic"] = frontend_nic
+    return plan_fabric(fabric_opts, job, matrix=matrix, max_work=max_work, prices=prices)
 
 
 def _svg_text(result: dict[str, Any]) -> str:

@@ -335,29 +335,18 @@ def simulate_collective_cmd(
     Per size: simulated time, algbw and busbw (NCCL's definitions), the alpha-beta time on
     the same link speeds and their ratio, link utilization per tier and the hottest links.
     """
-    from aifabric.errors import ConfigError
-    from aifabric.netsim.run import simulate_collective
-    from aifabric.spec.scenario import load_scenario, split_plan_options
-    from aifabric.units import parse_bytes
+    from aifabric.spec.scenario import load_scenario
 
-    if seed < 0:
-        raise ConfigError(f"--seed(={seed}) must be >= 0")
-    sizes = [parse_bytes(s.strip(), what="--size") for s in size.split(",") if s.strip()]
     flags = {"preset": preset, "scalable_units": scalable_units, "pods": pods, "gpus": gpus,
              "gpu": gpu, "gpus_per_node": gpus_per_node, "nic": nic, "nics_per_node": nics_per_node,
              "switch": switch, "switch_radix": switch_radix, "design": design, "tiers": tiers,
              "oversubscription": oversubscription, "spine_oversubscription": spine_oversubscription,
              "planes": planes, "su_nodes": su_nodes}  # fmt: skip
     scenario = load_scenario(file) if file else {}
-    fabric_opts, job_opts = split_plan_options(scenario, flags)
-    given = {"tp": tp, "pp": pp, "dp": dp, "cp": cp, "ep": ep}
-    if group != "all" and job_opts:  # a scenario's job names the group's degrees
-        given = {k: v if v is not None else job_opts.get(k) for k, v in given.items()}
-    parallel = {k: int(v) for k, v in given.items() if v is not None}
-    result = simulate_collective(
-        fabric_opts, op=op, sizes=sizes, algorithm=algorithm, routing=routing, qps=qps,
-        channels=channels, group=group, parallel=parallel, fail=fail, degrade=degrade,
-        seed=seed, max_work=max_work,
+    result = collective_result(
+        scenario, flags, op=op, size=size, algorithm=algorithm, routing=routing, qps=qps,
+        channels=channels, group=group, parallel={"tp": tp, "pp": pp, "dp": dp, "cp": cp,
+        "ep": ep}, fail=fail, degrade=degrade, seed=seed, max_work=max_work,
     )  # fmt: skip
     if as_json:
         emit_json(result)
@@ -365,3 +354,37 @@ def simulate_collective_cmd(
     from aifabric.report.netsim_tables import collective_report
 
     collective_report(result)
+
+
+def collective_result(
+    scenario: dict[str, Any], flags: dict[str, Any] | None = None, *, op: str = "all_reduce",
+    size: str | int | list[Any] = "1GiB", algorithm: str | None = None, routing: str = "ecmp",
+    qps: int = 1, channels: int | None = None, group: str = "all",
+    parallel: dict[str, int | None] | None = None, fail: list[str] | None = None,
+    degrade: list[str] | None = None, seed: int = 0, max_work: float | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """The JSON result of ``aifabric simulate collective`` on a plan scenario.
+
+    The one home of the command's logic, shared by the CLI and ``aifabric sweep``. ``size``
+    is bytes per call: a number, a string with units (comma-separated for several) or a list.
+    """
+    from aifabric.errors import ConfigError
+    from aifabric.netsim.run import simulate_collective
+    from aifabric.spec.scenario import split_plan_options
+    from aifabric.units import parse_bytes
+
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"--seed(={seed}) must be >= 0")
+    items = size if isinstance(size, list) else str(size).split(",")
+    sizes = [parse_bytes(str(s).strip(), what="--size") for s in items if str(s).strip()]
+    fabric_opts, job_opts = split_plan_options(scenario, flags or {})
+    given = dict(parallel or {})
+    if group != "all" and job_opts:  # a scenario's job names the group's degrees
+        given = {k: v if v is not None else job_opts.get(k) for k, v in given.items()}
+    degrees = {k: int(v) for k, v in given.items() if v is not None}
+    result: dict[str, Any] = simulate_collective(
+        fabric_opts, op=op, sizes=sizes, algorithm=algorithm, routing=routing, qps=qps,
+        channels=channels, group=group, parallel=degrees, fail=fail, degrade=degrade,
+        seed=seed, max_work=max_work,
+    )  # fmt: skip
+    return result

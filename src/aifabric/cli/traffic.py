@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -70,8 +70,7 @@ def traffic_train(
     as_json: JsonFlag = False,
 ) -> None:
     """Bytes on the wire per iteration and per epoch, by parallel dimension and scope."""
-    from aifabric.spec.scenario import TRAIN_KEYS, load_scenario, merge_options, training_job
-    from aifabric.traffic.training import training_traffic
+    from aifabric.spec.scenario import load_scenario
 
     flags = {"model": model, "gpu": gpu, "gpus": gpus, "tp": tp, "pp": pp, "dp": dp, "cp": cp,
              "ep": ep, "zero": zero, "fsdp": fsdp, "sequence_parallel": sequence_parallel,
@@ -82,14 +81,29 @@ def traffic_train(
              "virtual_stages": virtual_stages,
              "pipeline_layers": pipeline_layers, "expert_tp": expert_tp}  # fmt: skip
     scenario = load_scenario(file) if file else {}
-    job = training_job(merge_options(TRAIN_KEYS, scenario, flags))
-    result = training_traffic(job, max_work=max_work).to_dict()
+    result = traffic_train_result(scenario, flags, max_work=max_work)
     if as_json:
         emit_json(result)
         return
     from aifabric.report.tables import training_report
 
     training_report(result)
+
+
+def traffic_train_result(
+    scenario: dict[str, Any], flags: dict[str, Any] | None = None, *,
+    max_work: float | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """The JSON result of ``aifabric traffic train`` on a flat scenario (flags override).
+
+    The one home of the command's logic, shared by the CLI and ``aifabric sweep``.
+    """
+    from aifabric.spec.scenario import TRAIN_KEYS, merge_options, training_job
+    from aifabric.traffic.training import training_traffic
+
+    job = training_job(merge_options(TRAIN_KEYS, scenario, flags or {}))
+    result: dict[str, Any] = training_traffic(job, max_work=max_work).to_dict()
+    return result
 
 
 @traffic_app.command("infer")

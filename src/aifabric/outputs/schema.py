@@ -36,6 +36,11 @@ from aifabric.outputs.schema_base import (
     Watts,
 )
 from aifabric.outputs.schema_cluster import ClusterOutput
+from aifabric.outputs.schema_explore import (
+    ResultsParetoOutput,
+    ResultsQueryOutput,
+    SweepOutput,
+)
 from aifabric.outputs.schema_sim import (
     ServeOutput,
     SimulateCollectiveOutput,
@@ -513,6 +518,9 @@ COMMANDS: dict[str, type[Out]] = {
     "simulate train": SimulateTrainOutput,
     "simulate cluster": ClusterOutput,
     "timing": TimingOutput,
+    "sweep": SweepOutput,
+    "results query": ResultsQueryOutput,
+    "results pareto": ResultsParetoOutput,
 }
 
 #: Every JSON output may carry ``notes`` when a non-finite number became null

@@ -1,0 +1,55 @@
+"""Output models of ``aifabric sweep`` and ``aifabric results query|pareto`` (--json).
+
+Rows of the results store have the columns of the stored sweeps (aifabric.explore.store),
+which depend on the sweep, so a row is an open mapping here; the fixed parts are typed.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from aifabric.outputs.schema_base import Out, PerS, Seconds
+
+
+class SweepOutput(Out):
+    """``aifabric sweep -f FILE``: what ran and what was stored."""
+
+    sweep: str | None = Field(description="the sweep file's name: key, if any")
+    command: str = Field(description="the command each point ran")
+    db: str = Field(description="the results database file")
+    grid_points: int = Field(description="points of the full grid (count)")
+    points: int = Field(description="points after input constraints and sampling (count)")
+    filtered_points: int | None = Field(description="grid points the input constraints removed")
+    skipped_points: int = Field(description="points already stored, skipped by --resume")
+    ran_points: int
+    ok_points: int
+    infeasible_points: int = Field(description="refused by the command or an output constraint")
+    error_points: int = Field(description="points that raised an unexpected exception")
+    stored_points: int = Field(description="rows in the database after the sweep")
+    workers: int
+    wall_s: Seconds
+    points_per_s: PerS | None = Field(description="points run per second of wall time")
+
+
+class ResultsQueryOutput(Out):
+    """``aifabric results query SQL``: the result set, one mapping per row."""
+
+    columns: list[str]
+    rows: list[dict[str, Any]] = Field(description="column -> value, in the stored units")
+    wall_s: Seconds
+
+
+class ParetoMetric(Out):
+    column: str
+    sense: Literal["minimize", "maximize"]
+
+
+class ResultsParetoOutput(Out):
+    """``aifabric results pareto``: the non-dominated feasible rows over the metrics."""
+
+    metrics: list[ParetoMetric]
+    candidate_points: int = Field(description="feasible rows compared (count)")
+    rows: list[dict[str, Any]] = Field(description="column -> value of each Pareto row")
+    wall_s: Seconds
