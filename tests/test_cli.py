@@ -258,7 +258,7 @@ def test_scenario_errors_name_the_key(capsys, tmp_path):
     sorted(
         p
         for p in (ROOT / "examples").rglob("*.yaml")
-        if p.parent.name not in ("serve", "step", "cluster")
+        if p.parent.name not in ("serve", "step", "cluster", "sweep")
     ),
     ids=lambda p: p.name,
 )

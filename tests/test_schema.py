@@ -167,6 +167,18 @@ def test_schema_command_prints_the_schema_and_refuses_unknown_commands(
 VARIANTS = [
     ["seeds", "--json"],
     [
+        "sweep",
+        "-f",
+        "examples/sweep/llama70b-plans.yaml",
+        "--db",
+        ":memory:",
+        "--workers",
+        "1",
+        "--json",
+    ],
+    ["results", "query", "SELECT 1 AS one", "--db", ":memory:", "--json"],
+    ["results", "pareto", "--minimize", "cost_usd", "--db", ":memory:", "--json"],
+    [
         "simulate",
         "train",
         "--model",

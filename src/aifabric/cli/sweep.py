@@ -162,9 +162,9 @@ def results_export(
         raise ConfigError("results export: give one of --parquet FILE or --csv FILE")
     target = parquet if parquet is not None else csv
     assert target is not None
-    from aifabric.outputs import check_output_path
+    from aifabric.outputs import check_output_paths
 
-    check_output_path("--parquet" if parquet is not None else "--csv", target)
+    check_output_paths([("--parquet" if parquet is not None else "--csv", target)])
     fmt = "FORMAT parquet" if parquet is not None else "FORMAT csv, HEADER"
     con = open_readonly(db)
     try:

@@ -133,14 +133,11 @@ def _outcomes(sweep: Sweep, chunks: list[list[Point]], workers: int) -> Iterator
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         pending: set[Future[list[Outcome]]] = set()
-        queue = iter(chunks)
+        queue = list(reversed(chunks))
         try:
             while True:
-                while len(pending) < 2 * workers:
-                    chunk = next(queue, None)
-                    if chunk is None:
-                        break
-                    pending.add(pool.submit(run_points, *_job(sweep, chunk)))
+                while queue and len(pending) < 2 * workers:
+                    pending.add(pool.submit(run_points, *_job(sweep, queue.pop())))
                 if not pending:
                     return
                 finished, pending = wait(pending, return_when=FIRST_COMPLETED)

@@ -32,7 +32,7 @@ from typing import Any
 
 from aifabric.errors import ConfigError
 
-__all__ = ["Expression", "EvaluationError", "parse_expression"]
+__all__ = ["EvaluationError", "Expression", "parse_expression"]
 
 MAX_LENGTH = 1000  # characters of one expression
 MAX_DEPTH = 50  # nesting of parentheses / unary operators

@@ -33,7 +33,7 @@ def pareto_mask(values: Any, maximize: Any = None) -> Any:
     keep = np.ones(n, dtype=bool)
     for start in range(0, n, _BLOCK):
         block = v[start : start + _BLOCK]  # (b, m): is each of these dominated by any row?
-        no_worse = (v[None, :, :] <= block[:, None, :]).all(axis=2)  # (b, n)
-        better = (v[None, :, :] < block[:, None, :]).any(axis=2)
-        keep[start : start + _BLOCK] = ~(no_worse & better).any(axis=1)
+        no_worse = np.all(v[None, :, :] <= block[:, None, :], axis=2)  # (b, n)
+        better = np.any(v[None, :, :] < block[:, None, :], axis=2)
+        keep[start : start + _BLOCK] = ~np.any(no_worse & better, axis=1)
     return keep

@@ -119,12 +119,13 @@ def run_point(
     except (ConfigError, CapacityError) as exc:
         wall = time.perf_counter() - start
         return Outcome(index, point_hash, "infeasible", _one_line(exc), None, wall)
-    except Exception as exc:  # noqa: BLE001  (a bug at one point must not stop the sweep)
+    except Exception as exc:  # a bug at one point must not stop the sweep
         wall = time.perf_counter() - start
-        reason = f"{type(exc).__name__}: {_one_line(exc)}"
-        return Outcome(index, point_hash, "error", reason, None, wall)
+        why = f"{type(exc).__name__}: {_one_line(exc)}"
+        return Outcome(index, point_hash, "error", why, None, wall)
     wall = time.perf_counter() - start
-    status, reason = "ok", None
+    status: str = "ok"
+    reason: str | None = None
     if constraints:
         names = {**flatten(scenario), **flatten(result)}
         for c in constraints:

@@ -118,7 +118,9 @@ class ResultStore:
         rows = self.con.execute("SELECT status, count(*) FROM points GROUP BY status").fetchall()
         return {str(s): int(n) for s, n in rows}
 
-    def row(self, outcome: Outcome, scenario: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
+    def row(
+        self, outcome: Outcome, scenario: dict[str, Any], meta: dict[str, Any]
+    ) -> dict[str, Any]:
         """The column -> value mapping of one point (meta: sweep, command, version, catalog)."""
         inputs = {column_name(k): v for k, v in flatten(scenario).items()}
         row: dict[str, Any] = {**meta, "hash": outcome.hash, "point_index": outcome.index,

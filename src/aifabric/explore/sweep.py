@@ -282,7 +282,8 @@ def _constraints(spec: Any, input_names: set[str]) -> tuple[list[Expression], li
     items = [spec] if isinstance(spec, str) else spec
     if not isinstance(items, list):
         raise ConfigError("constraints must be a list of expressions")
-    inputs, outputs = [], []
+    inputs: list[Expression] = []
+    outputs: list[Expression] = []
     for i, text in enumerate(items):
         expr = parse_expression(text, where=f"constraints[{i}]")
         (inputs if expr.names <= input_names else outputs).append(expr)
