@@ -223,10 +223,12 @@ def _ordered_columns(con: Any) -> list[str]:
 @results_app.command("pareto")
 def results_pareto(
     minimize: Annotated[
-        list[str] | None, Opt("--minimize", help="A column to minimise. Repeatable.")
+        list[str] | None,
+        Opt("--minimize", metavar="COLUMN", help="A column to minimise. Repeatable."),
     ] = None,
     maximize: Annotated[
-        list[str] | None, Opt("--maximize", help="A column to maximise. Repeatable.")
+        list[str] | None,
+        Opt("--maximize", metavar="COLUMN", help="A column to maximise. Repeatable."),
     ] = None,
     where: Annotated[str | None, Opt(help="SQL condition on the candidate rows.")] = None,
     db: DbOpt = "results.duckdb",
