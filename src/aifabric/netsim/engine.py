@@ -38,7 +38,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
@@ -314,6 +314,7 @@ class FlowEngine:
         self._cls: list[int] = []
         self._active: list[bool] = []
         self._free: list[int] = []
+        self._last_fid = -1  # the flow _add_flow made last
         # Route classes; a class leaves its slot when its last flow is done.
         self._class_of: dict[tuple[bytes, bytes, int], int] = {}
         self._c_key: list[tuple[bytes, bytes, int]] = []
@@ -322,6 +323,7 @@ class FlowEngine:
         self._c_weights: list[np.ndarray] = []
         self._c_fin: list[list[int]] = []  # its finite links (the ones that constrain)
         self._c_finw: list[list[float]] = []
+        self._c_fincap: list[list[float]] = []  # the capacities of those links
         self._c_flows: list[list[tuple[float, int, int]]] = []  # heap (target, seq, fid)
         self._c_rate: list[float] = []  # rate of each of its flows
         self._c_t: list[float] = []  # the offset was _c_o at time _c_t
@@ -369,9 +371,7 @@ class FlowEngine:
         weights: Sequence[float] | np.ndarray | None = None, traffic_class: int = 0,
     ) -> int:  # fmt: skip
         """Start a flow of ``size`` bytes now; returns its id (reused after it finishes)."""
-        return self.start_many([np.asarray(links, np.int64)], [size],
-                               None if weights is None else [np.asarray(weights, float)],
-                               None if traffic_class == 0 else [traffic_class])[0]  # fmt: skip
+        return self.start_route(self.route(links, weights, traffic_class), size)
 
     def start_many(
         self, links: Sequence[np.ndarray], sizes: Sequence[float] | np.ndarray,
@@ -383,33 +383,105 @@ class FlowEngine:
         seeds: set[int] = set()
         if classes is not None:
             classes = [int(k) for k in classes]
-            known = None if self.policy is None else self.policy.classes
             for k in classes:
-                if k < 0 or (known is not None and k not in known):
-                    raise ValueError(f"traffic class {k} is not one of the policy's "
-                                     f"{sorted(known or ())} (or negative)")  # fmt: skip
-        elif self.policy is not None and 0 not in self.policy.classes:
-            raise ValueError("traffic class 0 (the default) is not in the engine's policy")
+                self._check_class(k)
+        else:
+            self._check_class(0, default=True)
         for i, lk in enumerate(links):
             lk = np.asarray(lk, np.int64)
             w = np.ones(len(lk)) if weights is None else np.asarray(weights[i], float)
             c = self._class(*_merge(lk, w), 0 if classes is None else classes[i])
-            size = max(float(sizes[i]), 0.0)
-            fid = self._slot()
-            target = (0.0 if math.isinf(self._c_rate[c]) else self._offset(c, self.now)) + size
-            self._size[fid], self._target[fid] = size, target
-            self._cls[fid], self._active[fid] = c, True
-            if c not in self._live:
-                self._live.add(c)
-                for ln in self._c_fin[c]:
-                    self._users.setdefault(ln, set()).add(c)
-            heapq.heappush(self._c_flows[c], (target, self._seq, fid))
-            self._seq += 1
+            ids.append(self._add_flow(c, sizes[i]))
             seeds.add(c)
-            ids.append(fid)
-        self._n_active += len(ids)
         self._resolve(seeds, seeds)
         return ids
+
+    def route(
+        self, links: Sequence[int] | np.ndarray,
+        weights: Sequence[float] | np.ndarray | None = None, traffic_class: int = 0,
+    ) -> Route:  # fmt: skip
+        """A flow's links prepared once for :meth:`start_route` (a caller that starts many
+        flows on the same path keeps it): validated, merged (one entry per link) and keyed
+        as :meth:`start` would each time, so a flow started either way joins the same route
+        class and the engine's state after it is the same."""
+        lk = np.asarray(links, np.int64)
+        w = np.ones(len(lk)) if weights is None else np.asarray(weights, float)
+        tc = int(traffic_class)
+        self._check_class(tc, default=tc == 0)
+        lk, w = _merge(lk, w)
+        return Route((lk.tobytes(), w.tobytes(), tc), lk.copy(), w.copy(), tc)
+
+    def start_route(self, route: Route, size: float) -> int:
+        """:meth:`start` on a prepared route (same result, without re-validating, merging
+        and keying the links); returns the flow's id.
+
+        Fast path for the re-solve: when the flow's route class shares none of its finite
+        links with another live class (a KV flow alone on its NICs, or with flows of its
+        own route only), the component is that class alone. Max-min over one class of k
+        flows is one progressive-filling round: every link's load is k times its weight,
+        the rate rises from 0 by the least capacity / (weight k), and that link freezes
+        it. This computes exactly the expression :func:`_fill_small` evaluates for a
+        single row (``0.0 + min(capacity / (weight * k))`` over the same links in the same
+        order), so rates, finish times and event order are bit-identical to the general
+        path (which the component search would have chosen, and which _resolve runs
+        otherwise)."""
+        c = self._class_of.get(route.key)
+        if c is None:
+            c = self._new_class(route.key, route.links, route.weights, route.tc)
+        self._add_flow(c, size)
+        users = self._users
+        fin = self._c_fin[c]
+        if len(fin) > SMALL:  # solved by max_min_rates
+            self._resolve({c}, {c})
+            return self._last_fid
+        for ln in fin:
+            if len(users[ln]) != 1:
+                self._resolve({c}, {c})
+                return self._last_fid
+        self.solves += 1
+        k = len(self._c_flows[c])
+        self.solved_flows += k
+        caps = self._c_fincap[c]
+        if caps:
+            rate = 0.0 + min([x / (w * k) for x, w in zip(caps, self._c_finw[c], strict=True)])
+        else:
+            rate = math.inf
+        if rate != self._c_rate[c]:
+            if not math.isinf(self._c_rate[c]):
+                self._c_o[c] = self._offset(c, self.now)
+            self._c_t[c] = self.now
+            self._c_rate[c] = rate
+        self._retime(c)  # its rate changed, or its first flow did (it is in ``dirty``)
+        self._compact_events()
+        return self._last_fid
+
+    def _check_class(self, tc: int, default: bool = False) -> None:
+        """Refuse a negative traffic class, or one the policy does not name (``default``:
+        the flow was given none, so 0)."""
+        known = None if self.policy is None else self.policy.classes
+        if default:
+            if known is not None and 0 not in known:
+                raise ValueError("traffic class 0 (the default) is not in the engine's policy")
+        elif tc < 0 or (known is not None and tc not in known):
+            raise ValueError(f"traffic class {tc} is not one of the policy's "
+                             f"{sorted(known or ())} (or negative)")  # fmt: skip
+
+    def _add_flow(self, c: int, size: float) -> int:
+        """A new flow of ``size`` bytes in route class ``c`` (not yet re-solved)."""
+        size = max(float(size), 0.0)
+        fid = self._slot()
+        target = (0.0 if math.isinf(self._c_rate[c]) else self._offset(c, self.now)) + size
+        self._size[fid], self._target[fid] = size, target
+        self._cls[fid], self._active[fid] = c, True
+        if c not in self._live:
+            self._live.add(c)
+            for ln in self._c_fin[c]:
+                self._users.setdefault(ln, set()).add(c)
+        heapq.heappush(self._c_flows[c], (target, self._seq, fid))
+        self._seq += 1
+        self._n_active += 1
+        self._last_fid = fid
+        return fid
 
     def rate(self, fid: int) -> float:
         return self._c_rate[self._cls[fid]] if self._active[fid] else 0.0
@@ -517,17 +589,24 @@ class FlowEngine:
         c = self._class_of.get(key)
         if c is not None:
             return c
+        return self._new_class(key, links.copy(), weights.copy(), tc)
+
+    def _new_class(
+        self, key: tuple[bytes, bytes, int], links: np.ndarray, weights: np.ndarray, tc: int
+    ) -> int:
+        """A new route class (a free slot reused) keyed ``key``; ``links`` and ``weights``
+        are kept, not copied."""
         if tc not in self._link_done:
             self._link_done[tc] = np.zeros(len(self.capacity))
-        links, weights = links.copy(), weights.copy()
         fin = np.isfinite(self.capacity[links]) & (weights > 0)
         row, roww = links[fin].tolist(), weights[fin].tolist()
+        caps = self.capacity[links[fin]].tolist()  # links never change capacity
         rate = 0.0 if row else math.inf
         if self._c_free:
             c = self._c_free.pop()
             self._c_key[c], self._c_links[c], self._c_weights[c] = key, links, weights
             self._c_tc[c] = tc
-            self._c_fin[c], self._c_finw[c] = row, roww
+            self._c_fin[c], self._c_finw[c], self._c_fincap[c] = row, roww, caps
             self._c_rate[c], self._c_t[c], self._c_o[c] = rate, self.now, 0.0
         else:
             c = len(self._c_key)
@@ -537,6 +616,7 @@ class FlowEngine:
             self._c_weights.append(weights)
             self._c_fin.append(row)
             self._c_finw.append(roww)
+            self._c_fincap.append(caps)
             self._c_flows.append([])
             self._c_rate.append(rate)
             self._c_t.append(self.now)
@@ -613,7 +693,11 @@ class FlowEngine:
                     self._retime(c)
                 elif c in dirty:
                     self._retime(c)
-        if len(self._events) > 64 + 4 * len(self._live):  # drop void events
+        self._compact_events()
+
+    def _compact_events(self) -> None:
+        """Drop void events when they outnumber the live ones."""
+        if len(self._events) > 64 + 4 * len(self._live):
             ver = self._c_ver
             self._events[:] = [e for e in self._events if e[3] == ver[e[2]]]  # in place:
             heapq.heapify(self._events)  # advance() holds the list
@@ -629,6 +713,16 @@ class FlowEngine:
             t += max(self._c_flows[c][0][0] - self._offset(c, self.now), 0.0) / rate
         heapq.heappush(self._events, (t, self._seq, c, self._c_ver[c]))
         self._seq += 1
+
+
+class Route(NamedTuple):
+    """A flow's links as :meth:`FlowEngine.start_route` takes them (made by
+    :meth:`FlowEngine.route`): one entry per link, weights summed, and the route-class key."""
+
+    key: tuple[bytes, bytes, int]
+    links: np.ndarray
+    weights: np.ndarray
+    tc: int
 
 
 def _merge(links: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

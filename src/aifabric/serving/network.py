@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from aifabric.des import Event, Simulator
-from aifabric.netsim.engine import FlowEngine
+from aifabric.netsim.engine import FlowEngine, Route
 
 if TYPE_CHECKING:
     from aifabric.netsim.classes import ClassPolicy
@@ -75,9 +75,8 @@ class FlowNetwork:
         # flow groups' bytes per link, one array per kind (not in link_bytes)
         self.group_link_bytes: dict[str, np.ndarray] = {}
         self._moving: dict[int, Flow] = {}  # engine flow id -> flow whose bytes are moving
-        self._routes: dict[tuple[int, ...], np.ndarray] = {}  # path -> its links, once each
-        self._weighted: dict[tuple[tuple[int, ...], tuple[float, ...]],
-                             tuple[np.ndarray, np.ndarray]] = {}  # fmt: skip
+        # (path, weights, traffic class) -> the engine's prepared route
+        self._routes: dict[tuple[tuple[int, ...], tuple[float, ...] | None, int], Route] = {}
         self._event: Event | None = None  # the next last byte
         self._groups: dict[int, FlowGroup] = {}  # engine flow id -> its group
         self._in_flight = 0
@@ -119,17 +118,14 @@ class FlowNetwork:
             return flow
         self._in_flight += 1
         self._land(self.engine.advance(self.sim.now))  # the engine's clock to now
-        if weights is None:
-            route = self._routes.get(path)
-            if route is None:  # a link listed twice on a path counts once
-                route = self._routes[path] = np.fromiter(dict.fromkeys(path), np.int64)
-            fid = self.engine.start(route, size, traffic_class=traffic_class)
-        else:
-            arrays = self._weighted.get((path, weights))
-            if arrays is None:
-                arrays = self._weighted[(path, weights)] = (np.array(path, np.int64),
-                                                            np.array(weights, float))  # fmt: skip
-            fid = self.engine.start(arrays[0], size, arrays[1], traffic_class)
+        key = (path, weights, traffic_class)
+        route = self._routes.get(key)
+        if route is None:  # a link listed twice on a path (no weights) counts once
+            route = self._routes[key] = self.engine.route(
+                np.fromiter(dict.fromkeys(path), np.int64) if weights is None
+                else np.array(path, np.int64),
+                None if weights is None else np.array(weights, float), traffic_class)  # fmt: skip
+        fid = self.engine.start_route(route, size)
         self._moving[fid] = flow
         self._reschedule()
         return flow
