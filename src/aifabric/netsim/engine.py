@@ -207,14 +207,16 @@ BIG = 64  # route classes from which a component covering a quarter of them is s
 
 
 def _fill_small(
-    rows: Sequence[Sequence[int]], weights: Sequence[Sequence[float]], capacity: np.ndarray
-) -> list[float]:
+    rows: Sequence[Sequence[int]], weights: Sequence[Sequence[float]], capacity: np.ndarray,
+    caps: Sequence[Sequence[float]] | None = None,
+) -> list[float]:  # fmt: skip
     """:func:`max_min_rates` in plain Python for small problems: the same progressive
     filling (rates rise by the least ``left / load`` of the loaded links; links within EPS
     of capacity freeze their flows), without NumPy's per-call overhead, which dominates when
     a component has a few dozen link entries. Loads are kept up to date as flows freeze
     instead of recomputed each round. ``rows[f]`` lists flow f's finite links, ``weights[f]``
-    their (positive) weights; a flow on no link gets inf.
+    their (positive) weights; a flow on no link gets inf. ``caps[f]``, when given, lists
+    ``capacity`` at flow f's links (read from Python lists, faster than NumPy scalars).
 
     One flow (the common serving case: a KV transfer alone on its NICs) fills in one
     round: its rate is the least capacity / weight of its links (weights of a link listed
@@ -227,23 +229,25 @@ def _fill_small(
         for ln, w in zip(row, ws, strict=True):
             use[ln] = use.get(ln, 0.0) + w  # a link listed twice carries both weights
         return [0.0 + min([float(capacity[ln]) / x for ln, x in use.items()])]
+    if caps is None:
+        caps = [capacity[row].tolist() for row in rows]
     rates = [math.inf] * len(rows)
     left: dict[int, float] = {}
     load: dict[int, float] = {}  # links with unfrozen flows only
     count: dict[int, int] = {}  # unfrozen flows on each of them
     users: dict[int, list[int]] = {}
     live: set[int] = set()
-    for f, (row, ws) in enumerate(zip(rows, weights, strict=True)):
+    for f, (row, ws, cs) in enumerate(zip(rows, weights, caps, strict=True)):
         if row:
             live.add(f)
-        for ln, w in zip(row, ws, strict=True):
+        for ln, w, cap in zip(row, ws, cs, strict=True):
             if ln in load:
                 load[ln] += w
                 count[ln] += 1
                 users[ln].append(f)
             else:
                 load[ln], count[ln], users[ln] = w, 1, [f]
-                left[ln] = float(capacity[ln])
+                left[ln] = cap
     scale = dict(left)
     level = 0.0
     while live:
@@ -409,7 +413,15 @@ class FlowEngine:
         tc = int(traffic_class)
         self._check_class(tc, default=tc == 0)
         lk, w = _merge(lk, w)
-        return Route((lk.tobytes(), w.tobytes(), tc), lk.copy(), w.copy(), tc)
+        return self._route((lk.tobytes(), w.tobytes(), tc), lk.copy(), w.copy(), tc)
+
+    def _route(self, key: tuple[bytes, bytes, int], links: np.ndarray, weights: np.ndarray,
+               tc: int) -> Route:  # fmt: skip
+        """The route of merged ``links`` and ``weights``, its finite links listed (a link's
+        capacity never changes, so they stay right)."""
+        fin = np.isfinite(self.capacity[links]) & (weights > 0)
+        return Route(key, links, weights, tc, links[fin].tolist(), weights[fin].tolist(),
+                     self.capacity[links[fin]].tolist())  # fmt: skip
 
     def start_route(self, route: Route, size: float) -> int:
         """:meth:`start` on a prepared route (same result, without re-validating, merging
@@ -427,7 +439,7 @@ class FlowEngine:
         otherwise)."""
         c = self._class_of.get(route.key)
         if c is None:
-            c = self._new_class(route.key, route.links, route.weights, route.tc)
+            c = self._new_class(route)
         self._add_flow(c, size)
         users = self._users
         fin = self._c_fin[c]
@@ -589,18 +601,13 @@ class FlowEngine:
         c = self._class_of.get(key)
         if c is not None:
             return c
-        return self._new_class(key, links.copy(), weights.copy(), tc)
+        return self._new_class(self._route(key, links.copy(), weights.copy(), tc))
 
-    def _new_class(
-        self, key: tuple[bytes, bytes, int], links: np.ndarray, weights: np.ndarray, tc: int
-    ) -> int:
-        """A new route class (a free slot reused) keyed ``key``; ``links`` and ``weights``
-        are kept, not copied."""
+    def _new_class(self, route: Route) -> int:
+        """A new route class (a free slot reused) for ``route``, its arrays kept."""
+        key, links, weights, tc, row, roww, caps = route
         if tc not in self._link_done:
             self._link_done[tc] = np.zeros(len(self.capacity))
-        fin = np.isfinite(self.capacity[links]) & (weights > 0)
-        row, roww = links[fin].tolist(), weights[fin].tolist()
-        caps = self.capacity[links[fin]].tolist()  # links never change capacity
         rate = 0.0 if row else math.inf
         if self._c_free:
             c = self._c_free.pop()
@@ -677,7 +684,7 @@ class FlowEngine:
             if tcs is not None and self.policy is not None and len(set(tcs)) > 1:
                 rates: list[float] = self.policy.solve(rows, wts, tcs, self.capacity)
             elif sum(len(r) for r in rows) <= SMALL:
-                rates = _fill_small(rows, wts, self.capacity)
+                rates = _fill_small(rows, wts, self.capacity, [self._c_fincap[c] for c in comp])
             else:
                 lens = [len(r) for r in rows]
                 indptr = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
@@ -723,6 +730,9 @@ class Route(NamedTuple):
     links: np.ndarray
     weights: np.ndarray
     tc: int
+    fin: list[int]  # its finite links (weight > 0), the ones that constrain
+    finw: list[float]  # their weights
+    fincap: list[float]  # their capacities
 
 
 def _merge(links: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
