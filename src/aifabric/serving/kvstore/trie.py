@@ -200,12 +200,16 @@ class KVStore:
                 continue
             below = self._lru[t + 1] if t < last else None
             demoted: list[_Node] = []
-            while len(lru) > tier.capacity_blocks:
+            cap = tier.capacity_blocks
+            while len(lru) > cap:
                 # The least recently used node with no child in this tier (one exists:
                 # children are never faster than their parent). Walks touch deepest first,
-                # so this is almost always the very first node (a leaf: taken at once).
-                victim = next(iter(lru))
-                if victim.children:
+                # so this is almost always the very first node (a leaf: taken at once,
+                # popped off the LRU end in one call).
+                victim = lru.popitem(last=False)[0]
+                if victim.children:  # put back in its place and look further
+                    lru[victim] = None
+                    lru.move_to_end(victim, last=False)
                     for victim in lru:
                         children = victim.children
                         if not children:
@@ -215,11 +219,12 @@ class KVStore:
                                 break
                         else:
                             break
+                    del lru[victim]
                 if below is None:
-                    self._remove(victim)
+                    assert victim.parent is not None and not victim.children
+                    del victim.parent.children[victim.block]  # _remove, off the LRU already
                     self.evicted_blocks += 1
                 else:
-                    del lru[victim]
                     victim.tier = t + 1
                     demoted.append(victim)
             if below is not None:  # enter the next tier as its least recent, in LRU order
