@@ -68,19 +68,27 @@ def _least_loaded() -> Router:
     def choose(cluster: Any, req: Request) -> Instance:
         # The key is (outstanding, estimated wait, index): the wait estimate is needed only
         # among the instances tied on the fewest outstanding requests (the same choice,
-        # without estimating every instance's wait on every arrival).
+        # without estimating every instance's wait on every arrival). A wait is never
+        # below 0 (estimated_wait is a max with 0), so once the tied instance of least
+        # index is found to wait 0 nothing can beat it: the scan stops there (in the
+        # usual index-ordered pool, at the first tied instance when it is idle).
         pool: list[Instance] = cluster.entry
         counts = [i.outstanding for i in pool]
         fewest = min(counts)
         tied = [i for i, c in zip(pool, counts, strict=True) if c == fewest]
         if len(tied) == 1:
             return tied[0]
+        lowest = min([i.index for i in tied])
         best = (tied[0].estimated_wait(), tied[0].index)
         chosen = tied[0]
+        if best[0] == 0.0 and best[1] == lowest:
+            return chosen
         for inst in tied[1:]:  # min over (wait, index), without a key function
             key = (inst.estimated_wait(), inst.index)
             if key < best:
                 best, chosen = key, inst
+                if key[0] == 0.0 and key[1] == lowest:
+                    break
         return chosen
 
     return choose
