@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aifabric.netsim.engine import FlowEngine, _fill_small, max_min_rates, run_batch
+from aifabric.netsim.engine import FlowEngine
+from aifabric.netsim.fairshare import fill_small, max_min_rates, run_batch
 
 TOL = 1e-9
 
@@ -33,7 +34,7 @@ def test_weighted_two_level_hand_case():
     cap = np.array([3.0, 2.0])
     expected = [2.6, 0.8, 0.8, 0.8]
     assert max_min_rates(*_csr(rows, weights), cap) == pytest.approx(expected, rel=TOL)
-    assert _fill_small(rows, weights, cap) == pytest.approx(expected, rel=TOL)
+    assert fill_small(rows, weights, cap) == pytest.approx(expected, rel=TOL)
     engine = FlowEngine(cap)
     ids = engine.start_many([np.array(r) for r in rows], [1.0] * 4, [np.array(w) for w in weights])
     assert [engine.rate(f) for f in ids] == pytest.approx(expected, rel=TOL)
@@ -91,7 +92,7 @@ def test_weighted_rates_meet_the_bottleneck_property_on_both_solvers(p):
     finite = [[ln for ln in r if math.isfinite(cap[ln])] for r in rows]
     fw = [[w for ln, w in zip(r, ws, strict=True) if math.isfinite(cap[ln])]
           for r, ws in zip(rows, weights, strict=True)]  # fmt: skip
-    assert _fill_small(finite, fw, cap) == pytest.approx(rates, rel=TOL)
+    assert fill_small(finite, fw, cap) == pytest.approx(rates, rel=TOL)
 
 
 # ----- FlowEngine: hand-derived timelines ---------------------------------------------------

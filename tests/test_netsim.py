@@ -17,7 +17,7 @@ from aifabric.errors import ConfigError
 from aifabric.fabric.plan import build, fabric_spec
 from aifabric.fabric.routing import Router, apply_impairments, parse_impairment
 from aifabric.netsim.collectives import NetworkModel, Step, run_step, simulate
-from aifabric.netsim.engine import max_min_rates, run_batch
+from aifabric.netsim.fairshare import max_min_rates, run_batch
 from aifabric.netsim.run import simulate_collective
 
 from .cli_helpers import run_error, run_json

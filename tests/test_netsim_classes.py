@@ -20,7 +20,8 @@ from aifabric.netsim.classes import (
     strict_priority_rates,
     weighted_rates,
 )
-from aifabric.netsim.engine import FlowEngine, max_min_rates
+from aifabric.netsim.engine import FlowEngine
+from aifabric.netsim.fairshare import max_min_rates
 
 TOL = 1e-9
 INF, STO, TRN = 0, 1, 2  # inference, storage, training (the default class names)

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aifabric.catalog import get_gpu, get_model, serving_profiles
-from aifabric.netsim import engine
+from aifabric.netsim import fairshare
 from aifabric.serving import compute, profile
 from aifabric.serving.compute import RooflineTiming
 from aifabric.serving.profile import ProfileTiming
@@ -82,11 +82,11 @@ def test_one_flow_fill_equals_the_rounds(
     NumPy solver, exactly; a link listed twice counts both weights."""
     capacity = np.array(caps)
     ws = weights[: len(links)]
-    fast = engine._fill_small([links], [ws], capacity)
-    general = engine._fill_small([links, []], [ws, []], capacity)
+    fast = fairshare.fill_small([links], [ws], capacity)
+    general = fairshare.fill_small([links, []], [ws, []], capacity)
     assert general[1] == np.inf
     assert fast[0] == general[0]
-    solver = engine.max_min_rates(
+    solver = fairshare.max_min_rates(
         np.array([0, len(links)]), np.array(links), np.array(ws), capacity
     )
     assert fast[0] == pytest.approx(float(solver[0]), rel=1e-12)
@@ -98,4 +98,4 @@ def test_one_flow_fill_equals_the_rounds(
 
 
 def test_one_flow_on_no_link_is_unconstrained() -> None:
-    assert engine._fill_small([[]], [[]], np.zeros(0)) == [np.inf]
+    assert fairshare.fill_small([[]], [[]], np.zeros(0)) == [np.inf]

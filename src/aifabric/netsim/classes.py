@@ -108,10 +108,10 @@ def _max_min(
     rows: Sequence[Sequence[int]], weights: Sequence[Sequence[float]], capacity: np.ndarray
 ) -> list[float]:
     """The engine's max-min solve: plain Python for small problems, NumPy otherwise."""
-    from aifabric.netsim.engine import SMALL, _fill_small, max_min_rates
+    from aifabric.netsim.fairshare import SMALL, fill_small, max_min_rates
 
     if sum(len(r) for r in rows) <= SMALL:
-        return _fill_small(rows, weights, capacity)
+        return fill_small(rows, weights, capacity)
     indptr = np.concatenate([[0], np.cumsum([len(r) for r in rows])]).astype(np.int64)
     links = np.fromiter((ln for r in rows for ln in r), np.int64, int(indptr[-1]))
     ws = np.fromiter((x for r in weights for x in r), float, int(indptr[-1]))
@@ -142,7 +142,7 @@ def strict_priority_rates(
     """Lexicographic max-min: for each class in ``order`` (highest first), max-min fair
     rates on the capacity the classes above it left; a remainder within EPS of a link's
     capacity is taken as none (so a saturated link gives the classes below exactly 0)."""
-    from aifabric.netsim.engine import EPS
+    from aifabric.netsim.fairshare import EPS
 
     rates = [math.inf] * len(rows)
     left = np.maximum(np.asarray(capacity, float).copy(), 0.0)
@@ -277,7 +277,7 @@ def _fallback(
     down where they sum past a link's capacity, max-min per class on them, then the
     capacity still free shared max-min by all flows on top (every flow ends on a full
     link). Not exactly the GPS split; taken only past MAX_ROUNDS."""
-    from aifabric.netsim.engine import EPS
+    from aifabric.netsim.fairshare import EPS
 
     total = virt.sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -46,7 +46,7 @@ import numpy as np
 
 from aifabric.errors import ConfigError
 from aifabric.fabric.routing import Router
-from aifabric.netsim.engine import run_batch
+from aifabric.netsim.fairshare import run_batch
 from aifabric.traffic.collectives import bus_factor
 
 SIMULATED = {

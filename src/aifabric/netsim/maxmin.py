@@ -1,5 +1,5 @@
 """Max-min fair rates of flows given as link lists (the serving simulator's form): a thin
-adapter over the vectorised solver of :mod:`aifabric.netsim.engine`, the one home of the
+adapter over the vectorised solver of :mod:`aifabric.netsim.fairshare`, the one home of the
 mechanism (progressive filling, Bertsekas & Gallager, Data Networks, 6.5.2)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from aifabric.netsim.engine import max_min_rates as _solve
+from aifabric.netsim.fairshare import max_min_rates as _solve
 
 
 def max_min_rates(paths: Sequence[Sequence[int]], capacity: Mapping[int, float]) -> list[float]:
