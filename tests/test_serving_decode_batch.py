@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aifabric.serving.instance import DecodeBatch
+from aifabric.serving.decode_batch import DecodeBatch
 from aifabric.serving.request import Request
 
 TIERS = 3
