@@ -44,11 +44,10 @@ from aifabric.serving.kvstore import ConsistentHashRing, KVStore, Tier
 from aifabric.serving.kvstore.flat import FlatPrefixCache
 from aifabric.serving.kvstore.trie import Match
 from aifabric.serving.network import FlowNetwork
-from aifabric.serving.profile import roofline_options, select_timing
+from aifabric.serving.pools import pool_keys, pool_timings
 from aifabric.serving.request import Request
 from aifabric.serving.routing import make_router
 from aifabric.serving.source import Workload, load_workload, trace_figures
-from aifabric.serving.speculative import SpeculativeTiming
 
 Progress = Callable[[int, int], None]
 Path = tuple[tuple[int, ...], tuple[float, ...] | None]  # links, weights (None: all 1)
@@ -82,7 +81,6 @@ class ServingSimulation:
         with ``sim`` (the cluster's simulator), ``network`` (its FlowNetwork), ``fabric``
         (the BuiltFabric the KV flows cross) and ``gpus`` ([lo, hi) held there). The
         cluster then drives the clock: ``start()``, the cluster's run, ``summary()``."""
-        from aifabric.catalog import get_gpu
         from aifabric.spec.scenario import _model
 
         self.scenario = sc = scenario
@@ -101,58 +99,8 @@ class ServingSimulation:
         store = sc.kv_store
         self.store_enabled = store.enabled
 
-        def timing(gpu_name: str, tp: int, key: str, ep: int | None = None,
-                   model: Any = None) -> Any:  # fmt: skip
-            comp = sc.compute
-            # A draft model (speculative decoding) takes a measured profile when one exists
-            # but does not require one: compute.timing=profile is about the deployment.
-            choice = comp.timing if model is None or comp.timing == "roofline" else "auto"
-            try:
-                if ep is not None:  # expert-parallel instance (routed experts EP, attention DP)
-                    from aifabric.serving.moe import scenario_ep_timing
-
-                    return scenario_ep_timing(sc, self.model, get_gpu(gpu_name), ep)
-                return select_timing(
-                    model=self.model if model is None else model, gpu=get_gpu(gpu_name), tp=tp,
-                    timing=choice, weight_dtype=comp.weight_dtype, kv_dtype=comp.kv_dtype,
-                    **roofline_options(comp),
-                )  # fmt: skip
-            except ConfigError as exc:
-                raise ConfigError(f"scenario key {key}: {exc}") from None
-
-        spec = sc.compute.speculative
-
-        def speculate(base: IterationTiming, gpu_name: str) -> IterationTiming:
-            """The decode side's timing: speculative when compute.speculative is on."""
-            if not spec.enabled:
-                return base
-            draft = None
-            cost = 0.0
-            if isinstance(spec.draft_cost, str):
-                try:
-                    model = _model(spec.draft_cost)
-                except ConfigError as exc:
-                    raise ConfigError(
-                        f"scenario key compute.speculative.draft_cost: {exc}"
-                    ) from None
-                draft = timing(gpu_name, base.tp, "compute.speculative.draft_cost", model=model)
-            else:
-                cost = float(spec.draft_cost)
-            return SpeculativeTiming(base=base, draft_tokens=spec.draft_tokens,
-                                     acceptance_rate=spec.acceptance_rate, draft_cost=cost,
-                                     draft=draft)  # fmt: skip
-
-        key_c = "cluster.tp" if cl.ep is None else "cluster.ep"
-        key_p = "cluster.prefill_tp" if cl.prefill_ep is None else "cluster.prefill_ep"
-        key_d = "cluster.decode_tp" if cl.decode_ep is None else "cluster.decode_ep"
-        tp_p: IterationTiming
-        tp_d: IterationTiming | None
-        if cl.mode == "colocated":
-            tp_p, tp_d = speculate(timing(sc.gpu, cl.tp, key_c, cl.ep), sc.gpu), None
-        else:
-            tp_p = timing(cl.prefill_gpu or sc.gpu, cl.prefill_tp or cl.tp, key_p, cl.prefill_ep)
-            gpu_d = cl.decode_gpu or sc.gpu
-            tp_d = speculate(timing(gpu_d, cl.decode_tp or cl.tp, key_d, cl.decode_ep), gpu_d)
+        key_c, key_p, key_d = pool_keys(sc)
+        tp_p, tp_d = pool_timings(sc, self.model)
         check_autoscale(sc)
         if sc.workload.source != "trace":  # a trace's size is known once it is read
             check_serving_work(sc, tp_p, tp_d, synthetic_figures(sc), max_work)
