@@ -31,22 +31,34 @@ def simulate_cluster_cmd(
     as_json: JsonFlag = False,
 ) -> None:
     """Each workload alone and all together on one fabric: slowdowns, tiers, GPU use, cost."""
-    from aifabric.cluster.config import parse_cluster
-    from aifabric.cluster.run import simulate_cluster
     from aifabric.outputs import check_output_paths, write_all_atomic
     from aifabric.serving.config import apply_sets
     from aifabric.spec.scenario import load_scenario
 
     check_output_paths([("--timeseries", timeseries)])
     data = apply_sets(load_scenario(file), sets or [])
-    cfg = parse_cluster(data, file.parent, max_work=max_work)
-    result, series = simulate_cluster(cfg, with_series=timeseries is not None)
+    result, series = cluster_scenario_result(data, file.parent, max_work=max_work,
+                                             with_series=timeseries is not None)  # fmt: skip
     if timeseries is not None:
         write_all_atomic([(timeseries, series)])
     if as_json:
         emit_json(result)
         return
     _print(result)
+
+
+def cluster_scenario_result(data: dict[str, Any], base_dir: Path | None, *,
+                            max_work: float | None = None,
+                            with_series: bool = False) -> tuple[dict[str, Any], Any]:  # fmt: skip
+    """(JSON result, time series) of ``aifabric simulate cluster`` on a scenario mapping:
+    the one home of the command's logic, shared by the CLI and ``aifabric sweep``
+    (aifabric.explore.runners). ``base_dir``: where relative workload files are found."""
+    from aifabric.cluster.config import parse_cluster
+    from aifabric.cluster.run import simulate_cluster
+
+    cfg = parse_cluster(data, base_dir, max_work=max_work)
+    result, series = simulate_cluster(cfg, with_series=with_series)
+    return result, series
 
 
 def _print(r: dict[str, Any]) -> None:

@@ -240,17 +240,13 @@ def _cost(cfg: Any, run: ClusterRun, prepared: list[Prepared], busy_gpu_s: float
     from aifabric.fabric.bom import bill_of_materials
     from aifabric.fabric.radix import tier_models
     from aifabric.serving.config import Economics
-    from aifabric.serving.economics import HOURS_PER_YEAR, gpu_hour_price
+    from aifabric.serving.economics import capital_cost
 
-    ec = Economics()
-    life = float(ec.amortization_years) * HOURS_PER_YEAR * 3600.0  # s
     net_capex = 0.0
-    gpus = 0
     fabrics = [run.shared.backend, run.inference] if run.inference is not None else [
         run.shared.backend]  # fmt: skip
     if run.shared.frontend is not None:
         fabrics.append(run.shared.frontend)
-    gpu_name = ""
     for fab in fabrics:
         bom = bill_of_materials(fab.topo, nic_speed=fab.spec.nic_speed,
                                 switch_model=tier_models(fab.spec), gpu=None)  # fmt: skip
@@ -260,20 +256,12 @@ def _cost(cfg: Any, run: ClusterRun, prepared: list[Prepared], busy_gpu_s: float
     else:
         gpus = sum(p.gpus[1] - p.gpus[0] for p in prepared)
     gpu_name = str(cfg.fabric.get("gpu", "h100-sxm"))
-    rate = gpu_hour_price(ec, gpu_name)
-    gpu_capital = gpus * duration / 3600.0 * rate
-    net_capital = net_capex / life * duration
-    total = gpu_capital + net_capital
+    cost = capital_cost(Economics(), gpus, gpu_name, net_capex, duration)
     useful_h = busy_gpu_s / 3600.0  # GPU-hours
     return {
-        "gpus": gpus,
-        "gpu_hour_usd": rate,
-        "gpu_capital_usd": gpu_capital,
-        "network_capex_usd": net_capex,
-        "network_capital_usd": net_capital,
-        "total_usd": total,
+        **cost,
         "useful_gpu_s": busy_gpu_s,
-        "usd_per_useful_gpu_hour": total / useful_h if useful_h > 0 else None,
+        "usd_per_useful_gpu_hour": cost["total_usd"] / useful_h if useful_h > 0 else None,
     }
 
 

@@ -10,7 +10,9 @@ Each runner calls the same function the command calls (one home for each command
   :class:`aifabric.serving.cluster.ServingSimulation`;
 - ``simulate collective``: :func:`aifabric.cli.simulate.collective_result`; the command's
   flags (``op``, ``size``, ``algorithm``, ``routing``, ``qps``, ``channels``, ``group``,
-  ``fail``, ``degrade``, ``seed`` and the group's ``tp pp dp cp ep``) are scenario keys here.
+  ``fail``, ``degrade``, ``seed`` and the group's ``tp pp dp cp ep``) are scenario keys here;
+- ``simulate cluster``: :func:`aifabric.cli.cluster.cluster_scenario_result` (workload files
+  relative to the sweep file's folder, as to the scenario file's for the command);
 
 and the result goes through :func:`aifabric.cli.edges.json_clean`, as ``--json`` output does.
 A point the command refuses (ConfigError or CapacityError) is *infeasible*, with the
@@ -86,12 +88,19 @@ def _simulate_collective(scenario: dict[str, Any], base_dir: Path | None) -> dic
     return collective_result(s, parallel=degrees, **run)
 
 
+def _simulate_cluster(scenario: dict[str, Any], base_dir: Path | None) -> dict[str, Any]:
+    from aifabric.cli.cluster import cluster_scenario_result
+
+    return cluster_scenario_result(scenario, base_dir)[0]
+
+
 RUNNERS: dict[str, Callable[[dict[str, Any], Path | None], dict[str, Any]]] = {
     "plan": _plan,
     "traffic train": _traffic_train,
     "simulate train": _simulate_train,
     "simulate serve": _simulate_serve,
     "simulate collective": _simulate_collective,
+    "simulate cluster": _simulate_cluster,
 }
 
 

@@ -3,8 +3,10 @@
 Table ``points`` has fixed columns
 
     hash, sweep, command, point_index, status (ok | infeasible | error), reason, wall_s,
-    aifabric_version, catalog_hash, inputs_json, result_json
+    aifabric_version, catalog_hash, inputs_json, result_json, bottleneck
 
+(``bottleneck``: what limits the point, aifabric.explore.bottleneck, from its result; null
+without a result or a rule for the command)
 and one column per flattened key: every scalar leaf of the merged scenario (the inputs)
 and of the command's ``--json`` object (the outputs), nested keys joined by ``__``
 (``memory_per_gpu_bytes.total`` -> ``memory_per_gpu_bytes__total``). An output whose name is
@@ -37,7 +39,7 @@ FIXED: dict[str, str] = {
     "hash": "VARCHAR", "sweep": "VARCHAR", "command": "VARCHAR", "point_index": "BIGINT",
     "status": "VARCHAR", "reason": "VARCHAR", "wall_s": "DOUBLE",
     "aifabric_version": "VARCHAR", "catalog_hash": "VARCHAR", "inputs_json": "VARCHAR",
-    "result_json": "VARCHAR",
+    "result_json": "VARCHAR", "bottleneck": "VARCHAR",
 }  # fmt: skip
 _ORDER = ["BOOLEAN", "BIGINT", "DOUBLE", "VARCHAR"]
 _INT64 = 2**63 - 1
@@ -105,6 +107,10 @@ class ResultStore:
             "WHERE table_name = 'points'"
         ).fetchall()
         self.types: dict[str, str] = {str(c): str(t) for c, t in rows}
+        for name, kind in FIXED.items():  # a file written before a fixed column existed
+            if name not in self.types:
+                self.con.execute(f"ALTER TABLE points ADD COLUMN {_quote(name)} {kind}")
+                self.types[name] = kind
         self._kinds: dict[str, tuple[str, str]] = {}  # column -> (kind, key), for new columns
 
     def close(self) -> None:
@@ -133,6 +139,9 @@ class ResultStore:
         for key in inputs:
             self._kinds.setdefault(key, ("input", key))
         if outcome.result is not None:
+            from aifabric.explore.bottleneck import bottleneck
+
+            row["bottleneck"] = bottleneck(str(meta.get("command", "")), outcome.result)
             result = {k: v for k, v in outcome.result.items() if k != "wall_s"}
             for key, value in flatten(result).items():
                 name = column_name(key)

@@ -2,7 +2,7 @@
 
 A sweep file is a YAML mapping::
 
-    command: simulate train        # plan | traffic train | simulate collective|train|serve
+    command: simulate train        # plan | traffic train | simulate collective|train|serve|cluster
     base: {model: llama3-70b, network: analytic, seq_len: 8192}   # the command's -f keys
     axes:                          # key (dotted for nested keys) -> values
       tp: [1, 2, 4, 8]
@@ -52,7 +52,8 @@ __all__ = [
 ]
 
 #: The commands a sweep can run (aifabric.explore.runners has one runner each).
-COMMANDS = ("plan", "traffic train", "simulate collective", "simulate train", "simulate serve")
+COMMANDS = ("plan", "traffic train", "simulate collective", "simulate train", "simulate serve",
+            "simulate cluster")  # fmt: skip
 #: Most points a sweep file may describe before constraints (a guard on a typo'd range).
 MAX_POINTS = 2_000_000
 _TOP_KEYS = {"command", "base", "axes", "zip", "sample", "constraints", "name"}

@@ -351,6 +351,26 @@ class StepMemory(Out):
     total: Bytes
 
 
+class TierBytes(Out):
+    scale_up_bytes: Bytes
+    leaf_bytes: Bytes
+    spine_bytes: Bytes
+    core_bytes: Bytes
+
+
+class StepCost(Out):
+    """One iteration's capital cost on the planned cluster (aifabric.training.report)."""
+
+    gpus: int = Field(description="GPUs of the planned fabric, all charged")
+    gpu_hour_usd: Usd | None = Field(description="catalog GPU price / amortization life")
+    gpu_capital_usd: Usd | None = Field(description="GPUs x iteration time x gpu_hour_usd")
+    network_capex_usd: Usd = Field(description="the fabric's bill of materials (likely)")
+    network_capital_usd: Usd = Field(description="network capex / life x iteration time")
+    total_usd: Usd | None = Field(description="per iteration: GPU + network capital")
+    usd_per_token: Usd | None = Field(description="total_usd / tokens per iteration")
+    to_train_usd: Usd | None = Field(None, description="with dataset_tokens: the whole run")
+
+
 class SimulateTrainOutput(Out):
     """``aifabric simulate train``: one training step simulated on a planned fabric."""
 
@@ -381,9 +401,13 @@ class SimulateTrainOutput(Out):
     tiers: dict[
         Literal["scale_up", "scale_out", "endpoint_leaf", "leaf_spine", "spine_core"], LinkUse
     ]
+    comm_by_tier: dict[str, TierBytes] = Field(
+        description="per dimension: bytes per iteration by the highest tier their pairs climb"
+    )
     tokens_per_s: PerS
     straggler_cost_s: dict[Literal["jitter", "slow_gpus", "links"], Seconds]
     fabric: StepFabric
+    cost_usd: StepCost
     wall_s: Seconds
     time_to_train_s: Seconds | None = None
 

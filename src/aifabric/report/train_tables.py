@@ -35,6 +35,13 @@ def train_report(r: dict[str, Any]) -> None:
         t.add_row(f"straggler cost: {name}", format_duration(v))
     if "time_to_train_s" in r:
         t.add_row("time to train", f"{r['time_to_train_s'] / 86400:,.1f} days")
+    c = r.get("cost_usd") or {}
+    if c.get("total_usd") is not None:
+        t.add_row("capital cost per step", f"{c['total_usd']:,.4f} USD "
+                  f"({c['gpu_capital_usd']:,.4f} GPUs + {c['network_capital_usd']:,.4f} network; "
+                  f"{1e6 * c['usd_per_token']:,.4f} USD per 1M tokens)")  # fmt: skip
+        if c.get("to_train_usd") is not None:
+            t.add_row("capital cost to train", f"{c['to_train_usd']:,.0f} USD")
     con.print(t)
     if r["tiers"]:
         u = Table("tier", "mean utilization", "max utilization", title="Fabric links over the step")

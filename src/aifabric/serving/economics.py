@@ -65,6 +65,34 @@ def gpu_hour_price(economics: Any, gpu: str) -> float:
     return float(capex) / (float(economics.amortization_years) * HOURS_PER_YEAR)
 
 
+def capital_cost(economics: Any, gpus: int, gpu: str, network_capex_usd: float,
+                 duration_s: float) -> dict[str, Any]:  # fmt: skip
+    """Capital charged to ``duration_s`` of ``gpus`` GPUs and a network bought for
+    ``network_capex_usd``: GPU capital at :func:`gpu_hour_price`, network capital straight-line
+    over ``economics.amortization_years``. Energy is not included.
+
+    The one home of this arithmetic, used by ``simulate cluster`` (aifabric.cluster.report)
+    and ``simulate train`` (aifabric.training.report). Worked case: 8 H100 (28,000 USD likely,
+    parts.yaml) over 5 years = 28,000 / 43,830 h = 0.6388 USD per GPU-hour; for 3,600 s that
+    is 8 x 0.6388 = 5.11 USD of GPUs.
+
+    Raises:
+        ConfigError: no GPU price (see :func:`gpu_hour_price`).
+    """
+    life = float(economics.amortization_years) * HOURS_PER_YEAR * 3600.0  # s
+    rate = gpu_hour_price(economics, gpu)
+    gpu_capital = gpus * duration_s / 3600.0 * rate
+    net_capital = float(network_capex_usd) / life * duration_s
+    return {
+        "gpus": gpus,
+        "gpu_hour_usd": rate,
+        "gpu_capital_usd": gpu_capital,
+        "network_capex_usd": float(network_capex_usd),
+        "network_capital_usd": net_capital,
+        "total_usd": gpu_capital + net_capital,
+    }
+
+
 def fabric_bom(cluster: Any) -> dict[str, Any] | None:
     """Cost and power of the scenario's planned fabric (None without a ``fabric:``, and on a
     shared cluster, whose network the cluster simulator prices once for all workloads)."""

@@ -4,6 +4,22 @@ MFU counts model FLOP (forward + backward of the model, attention included, caus
 ``ModelSpec.training_flops_per_token``; no recomputation) over iteration time x GPUs x the
 dense peak of the compute dtype; HFU counts what the kernels ran (recomputation and the
 unfused attention's full score matrix included).
+
+``comm_by_tier``: each dimension's bytes per iteration (``<tier>_bytes``) by the highest tier
+their rank pairs climb on the planned fabric (scale_up, leaf, spine, core), rank r on GPU r as the step
+simulator places them: the planner's split (aifabric.fabric.placement.traffic_by_tier, what
+``aifabric plan`` reports as ``traffic_by_tier`` for the same job), with either network
+model. It says which tier a dimension's exposed time is spent on.
+
+``cost_usd`` prices the step on the planned cluster with the one capital-cost function of
+``simulate cluster`` (aifabric.serving.economics.capital_cost, the serving economics'
+defaults: catalog GPU price over 5 years, straight line): every GPU of the planned fabric
+(``fabric.gpus``, which may exceed the job's) and the fabric's bill of materials (likely
+prices, aifabric.fabric.bom, the figure ``aifabric plan`` reports as ``cost.total_usd``),
+held for one iteration. ``usd_per_token`` divides by the step's tokens (global batch x
+sequence length); ``to_train_usd`` multiplies by the dataset's steps when dataset_tokens is
+given. Energy is not priced. A GPU without a catalog price (parts.yaml) gets null GPU
+figures and totals; the network figures remain.
 """
 
 from __future__ import annotations
@@ -77,6 +93,21 @@ def tiers(job: TrainingJob, net: Any, items: list[CommItem], iteration: float) -
             for k in rates if per_gpu.get(k)}  # fmt: skip
 
 
+def comm_by_tier(job: TrainingJob, net: Any) -> dict[str, dict[str, float]]:
+    """Per dimension (dp_expert counted as dp), bytes per iteration by tier on the fabric:
+    ``{"tp": {"scale_up_bytes": ..., "leaf_bytes": ..., "spine_bytes": ..., "core_bytes": ...}}``."""
+    from aifabric.fabric.placement import TIERS, traffic_by_tier
+    from aifabric.traffic.training import staged_rows
+
+    rows = [row for row, _ in staged_rows(job)]
+    out: dict[str, dict[str, float]] = {}
+    for r in traffic_by_tier(rows, job.plan, net.topo)["rows"]:
+        d = "dp" if r["dimension"] == "dp_expert" else str(r["dimension"])
+        by = out.setdefault(d, {f"{t}_bytes": 0.0 for t in TIERS})
+        by[f"{r['tier']}_bytes"] += float(r["bytes"])
+    return dict(sorted(out.items()))
+
+
 def step_result(job: TrainingJob, opts: Any, ks: KernelModel, net: Any, items: list[CommItem],
                 sim: dict[str, Any], costs: dict[str, float], wall: float) -> dict[str, Any]:  # fmt: skip
     plan, model = job.plan, job.model
@@ -122,6 +153,7 @@ def step_result(job: TrainingJob, opts: Any, ks: KernelModel, net: Any, items: l
         "hbm_bytes": job.gpu.hbm_bytes,
         "fits_in_memory": bool(mem["total_bytes"] <= job.gpu.hbm_bytes),
         "tiers": tiers(job, net, items, t),
+        "comm_by_tier": comm_by_tier(job, net),
         "tokens_per_s": tokens / t,
         "straggler_cost_s": costs,
         "fabric": {
@@ -133,6 +165,31 @@ def step_result(job: TrainingJob, opts: Any, ks: KernelModel, net: Any, items: l
         },
         "wall_s": wall,
     }
+    result["cost_usd"] = step_cost(job, net, t, tokens)
     if opts.dataset_tokens_given:
         result["time_to_train_s"] = job.dataset_tokens / (tokens / t)
+        per = result["cost_usd"]["usd_per_token"]
+        result["cost_usd"]["to_train_usd"] = None if per is None else per * job.dataset_tokens
     return result
+
+
+def step_cost(job: TrainingJob, net: Any, iteration: float, tokens: float) -> dict[str, Any]:
+    """Capital cost of one iteration on the planned cluster (see the module docstring)."""
+    from aifabric.errors import ConfigError
+    from aifabric.fabric.bom import bill_of_materials
+    from aifabric.fabric.radix import tier_models
+    from aifabric.serving.config import Economics
+    from aifabric.serving.economics import capital_cost
+
+    bom = bill_of_materials(net.topo, nic_speed=net.spec.nic_speed,
+                            switch_model=tier_models(net.spec), gpu=None)  # fmt: skip
+    capex = float(bom["cost"]["total_usd"])
+    gpus = int(net.spec.num_gpus)
+    try:
+        cost: dict[str, Any] = capital_cost(Economics(), gpus, job.gpu.name, capex, iteration)
+    except ConfigError:  # no GPU price: the network's figures only
+        cost = capital_cost(Economics(gpu_hour_usd=0.0), gpus, job.gpu.name, capex, iteration)
+        cost.update(gpu_hour_usd=None, gpu_capital_usd=None, total_usd=None)
+    total = cost["total_usd"]
+    cost["usd_per_token"] = None if total is None else total / tokens
+    return cost

@@ -36,6 +36,7 @@ class StepNetwork:
     info: dict[str, Any]
     analytic: AnalyticNetwork
     flow: Any = None  # netsim NetworkModel
+    topo: Any = None  # the planned Topology (its bill of materials prices the step)
     routing: str = "ecmp"
     seed: int = 0
     failed_links: int = 0
@@ -83,8 +84,11 @@ def build_network(job: TrainingJob, opts: Any) -> StepNetwork:
     if spec.scaleup_domain_size != job.domain_size:
         raise ConfigError(f"scaleup_domain_size: the fabric's is {spec.scaleup_domain_size}, the "
                           f"job's {job.domain_size}; make them agree")  # fmt: skip
+    from aifabric.fabric.plan import build
+
     analytic = analytic_network(job, spec)
-    net = StepNetwork(opts.network, spec, info, analytic, routing=opts.routing, seed=opts.seed)
+    net = StepNetwork(opts.network, spec, info, analytic, routing=opts.routing, seed=opts.seed,
+                      topo=build(spec, info.get("design")))  # fmt: skip
     if opts.network == "analytic":
         if opts.fail or opts.degrade:
             raise ConfigError("--fail / --degrade need --network flow (links are simulated there)")
@@ -96,12 +100,11 @@ def build_network(job: TrainingJob, opts: Any) -> StepNetwork:
 def _flow_model(job: TrainingJob, spec: Any, info: dict[str, Any], opts: Any,
                 net: StepNetwork) -> Any:  # fmt: skip
     from aifabric.catalog import get_switch
-    from aifabric.fabric.plan import build
     from aifabric.fabric.routing import Router, apply_impairments, parse_impairment
     from aifabric.guards import MAX_NETSIM_SPRAY_ENTRIES
     from aifabric.netsim.collectives import NetworkModel
 
-    topo = build(spec, info.get("design"))
+    topo = net.topo
     items = [parse_impairment(x) for x in opts.fail]
     items += [parse_impairment(x, degrade=True) for x in opts.degrade]
     state = apply_impairments(topo, items, opts.seed) if items else None
