@@ -1,4 +1,4 @@
-"""``aifabric sweep -f SWEEP.yaml`` and ``aifabric results query|export|pareto``.
+"""``aifabric sweep -f SWEEP.yaml`` and ``aifabric results query|export|pareto|top``.
 
 A sweep runs one command over many scenarios (aifabric.explore.sweep) in local worker
 processes and stores one row per point in a DuckDB file; ``results`` reads that file.
@@ -258,9 +258,118 @@ def results_pareto(
     names = [m["column"] for m in metrics]
     varied = [c for c in columns if kinds.get(c) == "input"
               and len({r[columns.index(c)] for r in rows}) > 1]  # fmt: skip
-    shown = ["hash", *varied, *names]
-    shown = list(dict.fromkeys(shown))
+    shown = ["hash", *varied, *names, "bottleneck"]
+    shown = list(dict.fromkeys(c for c in shown if c in columns))
     at = [columns.index(c) for c in shown]
     cut = [[(r[i][:12] if c == "hash" else r[i]) for c, i in zip(shown, at, strict=True)]
            for r in rows]  # fmt: skip
     _print_rows(f"Pareto set: {len(rows):,} of {candidates:,} feasible points", shown, cut)
+
+
+def _known_columns(con: Any) -> dict[str, str]:
+    """Column -> DuckDB type of the points table (empty when there is none)."""
+    rows = con.execute("SELECT column_name, data_type FROM information_schema.columns "
+                       "WHERE table_name = 'points' ORDER BY ordinal_position").fetchall()  # fmt: skip
+    return {str(c): str(t) for c, t in rows}
+
+
+_NUMERIC = ("BIGINT", "DOUBLE", "INTEGER", "FLOAT", "HUGEINT", "DECIMAL", "SMALLINT", "TINYINT")
+
+
+def top_rows(
+    con: Any, metric: str, *, maximize: bool, by: list[str], n: int, where: str | None
+) -> dict[str, Any]:
+    """The ``n`` best feasible rows by ``metric`` within each group of the ``by`` columns.
+
+    Candidates: status ok, ``metric`` not null, ``where`` true. Within a group (equal ``by``
+    values, null counting as a value) rows are ranked by the metric, best first, ties by
+    hash, with DuckDB's ``row_number()`` window (https://duckdb.org/docs/sql/functions/window_functions):
+    rank 1 is the best. Returns the rows (every column but the JSON blobs, plus ``rank``),
+    ordered by group then rank, and the candidate count, group count and the input columns
+    that take more than one value among the candidates.
+    """
+    from aifabric.errors import ConfigError
+
+    if n < 1:
+        raise ConfigError(f"results top: --n(={n}) must be >= 1")
+    known = _known_columns(con)
+    if not known:
+        return {"columns": [], "rows": [], "candidates": 0, "groups": 0, "varied": []}
+    for c in [metric, *by]:
+        if c not in known:
+            raise ConfigError(f"results top: no column {c!r} in points")
+    if not known[metric].upper().startswith(_NUMERIC):
+        raise ConfigError(f"results top: --metric {metric!r} must be a numeric column, "
+                          f"not {known[metric]}")  # fmt: skip
+
+    def q(c: str) -> str:
+        return '"' + c.replace('"', '""') + '"'
+
+    cond = f"status = 'ok' AND {q(metric)} IS NOT NULL" + (f" AND ({where})" if where else "")
+    cols = [c for c in known if c not in _HIDDEN and c != "rank"]  # "rank" is ours
+    part = f"PARTITION BY {', '.join(q(b) for b in by)} " if by else ""
+    order = f"{q(metric)} {'DESC' if maximize else 'ASC'}, hash"
+    ranked = (f"SELECT {', '.join(q(c) for c in cols)}, row_number() OVER ({part}ORDER BY "
+              f"{order}) AS rank FROM points WHERE {cond}")  # fmt: skip
+    group_order = "".join(f"{q(b)} NULLS FIRST, " for b in by)
+    columns, rows = _sql(con, f"SELECT * FROM ({ranked}) WHERE rank <= ? "
+                              f"ORDER BY {group_order}rank", [n])  # fmt: skip
+    keys = ", ".join(q(b) for b in by) if by else "1"
+    _, counted = _sql(con, f"SELECT count(*), (SELECT count(*) FROM (SELECT DISTINCT {keys} "
+                           f"FROM points WHERE {cond})) FROM points WHERE {cond}")  # fmt: skip
+    candidates, groups = int(counted[0][0]), int(counted[0][1])
+    varied: list[str] = []
+    if candidates:
+        kinds = dict(con.execute("SELECT name, kind FROM point_columns").fetchall())
+        inputs = [c for c in cols if kinds.get(c) == "input"]
+        if inputs:
+            _, distinct = _sql(con, "SELECT " + ", ".join(f"count(DISTINCT {q(c)})" for c in inputs)
+                               + f" FROM points WHERE {cond}")  # fmt: skip
+            varied = [c for c, k in zip(inputs, distinct[0], strict=True) if k > 1]
+    return {"columns": columns, "rows": rows, "candidates": candidates, "groups": groups,
+            "varied": varied}  # fmt: skip
+
+
+@results_app.command("top")
+def results_top(
+    metric: Annotated[str, Opt("--metric", metavar="COLUMN", help="The column to rank by.")],
+    maximize: Annotated[
+        bool, Opt("--minimize/--maximize", help="Best is the smallest (default) or largest.")
+    ] = False,
+    by: Annotated[
+        list[str] | None,
+        Opt("--by", metavar="COLUMN", help="Rank within groups of this column. Repeatable."),
+    ] = None,
+    n: Annotated[int, Opt("--n", help="Rows to keep per group.")] = 5,
+    where: Annotated[str | None, Opt(help="SQL condition on the candidate rows.")] = None,
+    db: DbOpt = "results.duckdb",
+    as_json: JsonFlag = False,
+) -> None:
+    """The best feasible rows by a metric within each group, with their bottleneck."""
+    import time
+
+    from aifabric.explore.store import open_readonly
+
+    start = time.perf_counter()
+    con = open_readonly(db)
+    try:
+        got = top_rows(con, metric, maximize=maximize, by=by or [], n=n, where=where)
+    finally:
+        con.close()
+    columns, rows = got["columns"], got["rows"]
+    sense = "maximize" if maximize else "minimize"
+    if as_json:
+        emit_json({"metric": {"column": metric, "sense": sense}, "by": by or [], "n": n,
+                   "candidate_points": got["candidates"], "groups": got["groups"],
+                   "varied": got["varied"],
+                   "rows": [dict(zip(columns, map(_plain, r), strict=True)) for r in rows],
+                   "wall_s": time.perf_counter() - start})  # fmt: skip
+        return
+    shown = list(dict.fromkeys([*(by or []), "rank", metric, "bottleneck", *got["varied"], "hash"]))
+    shown = [c for c in shown if c in columns]
+    at = [columns.index(c) for c in shown]
+    cut = [[(r[i][:12] if c == "hash" else r[i]) for c, i in zip(shown, at, strict=True)]
+           for r in rows]  # fmt: skip
+    word = "largest" if maximize else "smallest"
+    _print_rows(f"top {n} by {metric} ({word} first) in {got['groups']:,} groups of "
+                f"{got['candidates']:,} feasible points", shown, cut)  # fmt: skip

@@ -39,6 +39,7 @@ from aifabric.outputs.schema_cluster import ClusterOutput
 from aifabric.outputs.schema_explore import (
     ResultsParetoOutput,
     ResultsQueryOutput,
+    ResultsTopOutput,
     SweepOutput,
 )
 from aifabric.outputs.schema_sim import (
@@ -521,6 +522,7 @@ COMMANDS: dict[str, type[Out]] = {
     "sweep": SweepOutput,
     "results query": ResultsQueryOutput,
     "results pareto": ResultsParetoOutput,
+    "results top": ResultsTopOutput,
 }
 
 #: Every JSON output may carry ``notes`` when a non-finite number became null

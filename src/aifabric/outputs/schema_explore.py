@@ -1,4 +1,4 @@
-"""Output models of ``aifabric sweep`` and ``aifabric results query|pareto`` (--json).
+"""Output models of ``aifabric sweep`` and ``aifabric results query|pareto|top`` (--json).
 
 Rows of the results store have the columns of the stored sweeps (aifabric.explore.store),
 which depend on the sweep, so a row is an open mapping here; the fixed parts are typed.
@@ -52,4 +52,19 @@ class ResultsParetoOutput(Out):
     metrics: list[ParetoMetric]
     candidate_points: int = Field(description="feasible rows compared (count)")
     rows: list[dict[str, Any]] = Field(description="column -> value of each Pareto row")
+    wall_s: Seconds
+
+
+class ResultsTopOutput(Out):
+    """``aifabric results top``: the best feasible rows by a metric within each group."""
+
+    metric: ParetoMetric
+    by: list[str] = Field(description="the grouping columns (none: one group)")
+    n: int = Field(description="rows kept per group (at most)")
+    candidate_points: int = Field(description="feasible rows ranked (count)")
+    groups: int = Field(description="groups among the candidates (count)")
+    varied: list[str] = Field(description="input columns with more than one candidate value")
+    rows: list[dict[str, Any]] = Field(
+        description="column -> value of each kept row, with its rank (1 = best) in its group"
+    )
     wall_s: Seconds
