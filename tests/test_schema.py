@@ -178,6 +178,7 @@ VARIANTS = [
     ],
     ["results", "query", "SELECT 1 AS one", "--db", ":memory:", "--json"],
     ["results", "pareto", "--minimize", "cost_usd", "--db", ":memory:", "--json"],
+    ["results", "top", "--metric", "cost_usd", "--db", ":memory:", "--json"],
     [
         "simulate",
         "train",

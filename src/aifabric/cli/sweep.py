@@ -334,7 +334,7 @@ def top_rows(
 def results_top(
     metric: Annotated[str, Opt("--metric", metavar="COLUMN", help="The column to rank by.")],
     maximize: Annotated[
-        bool, Opt("--minimize/--maximize", help="Best is the smallest (default) or largest.")
+        bool, Opt("--maximize/--minimize", help="Best is the largest, or the smallest (default).")
     ] = False,
     by: Annotated[
         list[str] | None,
