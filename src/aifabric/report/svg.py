@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from html import escape
 
 from aifabric.units import format_bytes
@@ -231,5 +232,76 @@ def strategies_svg(strategies: list[str], panels: list[tuple[str, str, list[floa
         out.append(f'<rect x="{lx}" y="{height - 30}" width="12" height="12" '
                    f'fill="{STRATEGY_COLORS[i % len(STRATEGY_COLORS)]}"/>')  # fmt: skip
         out.append(f'<text x="{lx + 16}" y="{height - 20}">{escape(s)}</text>')
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
+def _nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
+    """About n round tick values covering [lo, hi] (1, 2 or 5 times a power of ten apart)."""
+    import math
+
+    span = max(hi - lo, abs(hi) * 1e-9, 1e-12)
+    raw = span / n
+    mag = 10 ** math.floor(math.log10(raw))
+    step = next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw)
+    first = math.floor(lo / step) * step
+    return [first + i * step for i in range(math.ceil((hi - first) / step) + 1)]
+
+
+def pareto_svg(points: list[tuple[float, float, str]], front: list[tuple[float, float]], *,
+               title: str, x_label: str, y_label: str) -> str:  # fmt: skip
+    """A scatter of feasible sweep points (x, y, group label; one colour per group) with
+    the Pareto front (both objectives minimised) drawn as the staircase of its points."""
+    width, height, left, top, plot_w, plot_h = 720, 420, 80, 40, 600, 300
+    xs = _nice_ticks(min(p[0] for p in points), max(p[0] for p in points))
+    ys = _nice_ticks(min(p[1] for p in points), max(p[1] for p in points))
+
+    def x(v: float) -> float:
+        return left + (v - xs[0]) / (xs[-1] - xs[0]) * plot_w
+
+    def y(v: float) -> float:
+        return top + plot_h - (v - ys[0]) / (ys[-1] - ys[0]) * plot_h
+
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+           f'font-family="sans-serif" font-size="12">',
+           f'<text x="{width / 2}" y="20" text-anchor="middle" font-size="14">{title}</text>',
+           f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" '
+           'stroke="black"/>']  # fmt: skip
+    for v in xs:
+        out.append(f'<line x1="{x(v):.1f}" y1="{top}" x2="{x(v):.1f}" y2="{top + plot_h}" '
+                   f'stroke="#eee"/><text x="{x(v):.1f}" y="{top + plot_h + 16}" '
+                   f'text-anchor="middle">{v:g}</text>')  # fmt: skip
+    for v in ys:
+        out.append(f'<line x1="{left}" y1="{y(v):.1f}" x2="{left + plot_w}" y2="{y(v):.1f}" '
+                   f'stroke="#eee"/><text x="{left - 6}" y="{y(v) + 4:.1f}" '
+                   f'text-anchor="end">{v:g}</text>')  # fmt: skip
+    out.append(f'<text x="{left + plot_w / 2}" y="{top + plot_h + 36}" '
+               f'text-anchor="middle">{x_label}</text>')  # fmt: skip
+    out.append(f'<text x="18" y="{top + plot_h / 2}" transform="rotate(-90 18 '
+               f'{top + plot_h / 2})" text-anchor="middle">{y_label}</text>')  # fmt: skip
+    groups = list(dict.fromkeys(g for _, _, g in points))
+    for px, py, g in points:
+        color = STRATEGY_COLORS[groups.index(g) % len(STRATEGY_COLORS)]
+        out.append(f'<circle cx="{x(px):.1f}" cy="{y(py):.1f}" r="3" fill="{color}" '
+                   'fill-opacity="0.6"/>')  # fmt: skip
+    stair = sorted(front)
+    if stair:
+        path = [f"{x(stair[0][0]):.1f},{y(stair[0][1]):.1f}"]
+        for (_, y0), (x1, y1) in itertools.pairwise(stair):
+            path += [f"{x(x1):.1f},{y(y0):.1f}", f"{x(x1):.1f},{y(y1):.1f}"]
+        out.append(f'<polyline points="{" ".join(path)}" fill="none" stroke="black" '
+                   'stroke-width="1.5"/>')  # fmt: skip
+        for px, py in stair:
+            out.append(f'<circle cx="{x(px):.1f}" cy="{y(py):.1f}" r="5" fill="none" '
+                       'stroke="black" stroke-width="1.5"/>')  # fmt: skip
+    for i, g in enumerate(groups):
+        ly = top + 14 + i * 16
+        color = STRATEGY_COLORS[i % len(STRATEGY_COLORS)]
+        out.append(f'<circle cx="{left + plot_w - 150}" cy="{ly}" r="4" fill="{color}"/>'
+                   f'<text x="{left + plot_w - 140}" y="{ly + 4}">{g}</text>')  # fmt: skip
+    ly = top + 14 + len(groups) * 16
+    out.append(f'<circle cx="{left + plot_w - 150}" cy="{ly}" r="5" fill="none" '
+               f'stroke="black"/><text x="{left + plot_w - 140}" y="{ly + 4}">'
+               "Pareto front</text>")  # fmt: skip
     out.append("</svg>")
     return "\n".join(out) + "\n"
