@@ -15,6 +15,10 @@
   converged-day, time-division}.yaml): GPUs, GPU use, cost per useful GPU-hour, training
   throughput and serving TTFT p99. Slow (four 24-hour simulations, several minutes);
   ``--skip-cluster`` leaves it out.
+- docs/sweep-pareto.svg: the README's sweep (examples/sweep/llama70b-fabrics.yaml): step
+  time against capital cost per million tokens of every feasible fabric x plan of
+  Llama-3-70B on 1,024 to 8,192 H100s, with the Pareto front; read from the sweep's DuckDB
+  file with the query the README shows.
 """
 
 from __future__ import annotations
@@ -104,6 +108,44 @@ def strategies_figure() -> None:
     Path(__file__).with_name("cluster-strategies.svg").write_text(svg, encoding="utf-8")
 
 
+SWEEP_QUERY = (
+    "SELECT gpus, iteration_time_s, cost_usd__usd_per_token * 1e6 AS usd_per_m_tokens "
+    "FROM points WHERE status = 'ok' ORDER BY gpus, hash"
+)
+
+
+def sweep_figure() -> None:
+    import tempfile
+
+    from aifabric.cli.sweep import pareto_rows
+    from aifabric.explore.executor import run_sweep
+    from aifabric.explore.store import ResultStore, open_readonly
+    from aifabric.explore.sweep import load_sweep
+    from aifabric.report.svg import pareto_svg
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "sweep" / "llama70b-fabrics.yaml"
+    with tempfile.TemporaryDirectory() as tmp:
+        db = str(Path(tmp) / "fabrics.duckdb")
+        store = ResultStore(db)
+        try:
+            run_sweep(load_sweep(path), store, workers=2)
+        finally:
+            store.close()
+        con = open_readonly(db)
+        try:
+            points = [(t, c, f"{g:,} GPUs") for g, t, c in con.execute(SWEEP_QUERY).fetchall()]
+            cols, rows, _ = pareto_rows(con, ["iteration_time_s", "cost_usd__usd_per_token"],
+                                        [], None)  # fmt: skip
+        finally:
+            con.close()
+    t, c = cols.index("iteration_time_s"), cols.index("cost_usd__usd_per_token")
+    front = [(r[t], r[c] * 1e6) for r in rows]
+    svg = pareto_svg(points, front, x_label="step time (s)",
+                     y_label="capital cost (USD per million tokens)",
+                     title="Llama-3-70B on 1,024-8,192 H100s: every feasible fabric x plan")  # fmt: skip
+    Path(__file__).with_name("sweep-pareto.svg").write_text(svg, encoding="utf-8")
+
+
 def main() -> None:
     job = training_job(merge_options(TRAIN_KEYS, {}, {
         "model": "llama3-70b", "tp": 8, "pp": 8, "dp": 16, "seq_len": 8192,
@@ -123,6 +165,7 @@ def main() -> None:
     serving_figure()
     netsim_figure()
     training_figure()
+    sweep_figure()
     if "--skip-cluster" not in sys.argv:
         strategies_figure()
 

@@ -6,7 +6,8 @@ marker line ``<!-- readme-check -->``. Every number in the block is compared (th
 separators and all), and then every word, labels too (a renamed tier or key shows), with the
 table borders and spacing ignored; lines that mention ``wall`` are skipped (wall-clock time
 varies). The commands run in-process with a 150-column terminal, the width the README was
-made with.
+made with, from a scratch directory holding links to the repository's ``examples/`` and
+``traces/``, so a command that writes a file (a sweep's ``--db``) leaves the checkout alone.
 """
 
 from __future__ import annotations
@@ -65,9 +66,16 @@ def test_every_shown_command_is_checked() -> None:
     [pytest.param(line, cmd, shown, id=f"line{line}") for line, _, cmd, shown in _blocks()],
 )
 def test_readme_output_matches_a_fresh_run(
-    line: int, command: str, shown: str, capsys: pytest.CaptureFixture[str], monkeypatch
+    line: int, command: str, shown: str, capsys: pytest.CaptureFixture[str], monkeypatch,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     monkeypatch.setenv("COLUMNS", "150")
+    work = tmp_path_factory.getbasetemp() / "readme-cwd"  # shared: later blocks read the db
+    if not work.exists():
+        work.mkdir()
+        for name in ("examples", "traces"):
+            (work / name).symlink_to(README.parent / name)
+    monkeypatch.chdir(work)
     args = shlex.split(command)[1:]
     out = main_in_process(capsys, *args)
     assert _figures(out) == _figures(shown), f"README line {line}: {command}"

@@ -180,7 +180,8 @@ def results_export(
 def pareto_rows(
     con: Any, minimize: list[str], maximize: list[str], where: str | None
 ) -> tuple[list[str], list[Any], int]:
-    """(columns, rows of the Pareto set, feasible candidates) of the stored points."""
+    """(columns, rows of the Pareto set, feasible candidates) of the stored points; the set
+    is ordered by the first metric (best first; ties by hash), so a 2-D front reads along."""
     import numpy as np
 
     from aifabric.errors import ConfigError
@@ -211,7 +212,9 @@ def pareto_rows(
     except (TypeError, ValueError):
         raise ConfigError(f"results pareto: metrics {metrics} must be numeric columns") from None
     mask = pareto_mask(values, [False] * len(minimize) + [True] * len(maximize))
-    return columns, [r for r, k in zip(rows, mask.tolist(), strict=True) if k], len(rows)
+    sign = -1.0 if not minimize else 1.0  # the first metric: minimize's first, else maximize's
+    order = sorted(np.flatnonzero(mask).tolist(), key=lambda i: sign * values[i, 0])  # stable
+    return columns, [rows[i] for i in order], len(rows)
 
 
 def _ordered_columns(con: Any) -> list[str]:
