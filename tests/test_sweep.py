@@ -384,3 +384,25 @@ def test_the_example_sweep_runs_and_the_cli_stays_light() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env=env, check=True).stdout  # fmt: skip
     assert "duckdb" not in out
+
+
+def test_the_shipped_sweeps_expand_to_the_points_their_comments_describe() -> None:
+    """Counted by hand from the files' axes.
+
+    llama70b-fabrics: tp in {2, 4, 8} x pp in {1, 2, 4, 8, 16} gives 15 (tp, pp) pairs with
+    tp * pp from 2 to 128; dp = gpus / (tp * pp) must be a listed power of two in
+    [16, 2048]. 1,024 GPUs: tp * pp <= 64, all but (8, 16): 14. 2,048 and 4,096: all 15.
+    8,192: dp <= 2048 needs tp * pp >= 4, all but (2, 1): 14. 58 plans x 3 fabrics = 174.
+
+    mooncake-pd-split: 6 prefill counts x 4 decode counts x 3 routings = 72, minus the
+    pairs with fewer prefill than decode instances ((2, 3), (2, 4), (3, 4)) x 3 = 63.
+    """
+    root = ROOT / "examples" / "sweep"
+    fabrics = parse_sweep(yaml.safe_load((root / "llama70b-fabrics.yaml").read_text()))
+    plans = {(p.scenario["gpus"], p.scenario["tp"], p.scenario["pp"]) for p in fabrics.points()}
+    expected = {(g, t, p) for g in (1024, 2048, 4096, 8192) for t in (2, 4, 8)
+                for p in (1, 2, 4, 8, 16) if 16 <= g // (t * p) <= 2048}  # fmt: skip
+    assert plans == expected
+    assert len(expected) == 58 and len(fabrics.points()) == 3 * 58
+    serve = parse_sweep(yaml.safe_load((root / "mooncake-pd-split.yaml").read_text()))
+    assert serve.grid_size == 72 and len(serve.points()) == 63
