@@ -36,6 +36,7 @@ from aifabric.cli.sweep import results_app, sweep_cmd
 from aifabric.cli.timing import timing_cmd
 from aifabric.cli.trace import trace_app
 from aifabric.cli.traffic import traffic_app
+from aifabric.cli.ui import ui_cmd
 from aifabric.errors import AifabricError
 
 __all__ = ["app", "main", "run"]
@@ -54,6 +55,7 @@ app.command("seeds")(seeds)
 app.command("collective")(collective_cmd)
 app.command("schema")(schema_cmd)
 app.command("timing")(timing_cmd)
+app.command("ui")(ui_cmd)
 
 
 def command() -> Any:
