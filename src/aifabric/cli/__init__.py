@@ -29,6 +29,7 @@ from aifabric.cli.collective import collective_cmd
 from aifabric.cli.edges import EXIT_INPUT_ERROR, EXIT_OK, print_error, wants_json
 from aifabric.cli.net import net_app
 from aifabric.cli.plan import plan_app
+from aifabric.cli.report import report_cmd
 from aifabric.cli.schema import schema_cmd
 from aifabric.cli.seeds import seeds
 from aifabric.cli.simulate import simulate_app
@@ -56,6 +57,7 @@ app.command("collective")(collective_cmd)
 app.command("schema")(schema_cmd)
 app.command("timing")(timing_cmd)
 app.command("ui")(ui_cmd)
+app.command("report")(report_cmd)
 
 
 def command() -> Any:

@@ -121,7 +121,7 @@ def _show(value: Any) -> str:
         return html.escape(str(value))
     if isinstance(value, int):
         return f"{value:,}"
-    return f"{value:,.6g}"
+    return f"{value:,.0f}" if abs(value) >= 1e5 else f"{value:,.6g}"
 
 
 def numbers_table(command: str, result: dict[str, Any]) -> str:
