@@ -164,13 +164,9 @@ def job_page(job: Any) -> str:
 
 def report_html(command: str, result: dict[str, Any]) -> str:
     """The job's report: :func:`aifabric.report.render_html`."""
-    import aifabric.report
+    from aifabric.report import render_html
 
-    render = getattr(aifabric.report, "render_html", None)
-    if render is None:  # TEMPORARY until the report renderer lands
-        return _page(f"aifabric {command}", numbers_table(command, result))
-    out: str = render(command, [result], title=f"aifabric {command}")
-    return out
+    return render_html(command, [result], title=f"aifabric {command}")
 
 
 def runs_page(jobs: list[Any], db: str | None) -> str:
