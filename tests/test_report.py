@@ -185,7 +185,7 @@ def test_the_command_writes_from_json_files_a_scenario_and_a_sweep(
     result = tmp_path / "serve.json"
     result.write_text(json.dumps(data))
     out = tmp_path / "a.html"
-    main_in_process(capsys, "report", str(result), "-o", str(out))
+    main_in_process(capsys, "report", "-r", str(result), "-o", str(out))
     assert data["ttft_s"]["p99"] in _parse(out.read_text()).values
     out2 = tmp_path / "b.html"
     main_in_process(capsys, "report", "-f", str(serve), "--command", "simulate serve",
@@ -208,11 +208,13 @@ def test_bad_report_calls_are_one_line_errors(tmp_path: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
     odd = tmp_path / "odd.json"
     odd.write_text('{"a": 1}')
-    assert "give --command" in run_error(capsys, "report", str(odd), "-o", str(tmp_path / "x.html"))
+    assert "give --command" in run_error(
+        capsys, "report", "-r", str(odd), "-o", str(tmp_path / "x.html")
+    )
     bad = tmp_path / "bad.json"
     bad.write_text("{nope")
-    assert "not JSON" in run_error(capsys, "report", str(bad), "-o", str(tmp_path / "x.html"))
+    assert "not JSON" in run_error(capsys, "report", "-r", str(bad), "-o", str(tmp_path / "x.html"))
     assert "exactly one" in run_error(capsys, "report", "-o", str(tmp_path / "x.html"))
-    assert "not a complete" in run_error(capsys, "report", str(odd), "--command", "plan",
+    assert "not a complete" in run_error(capsys, "report", "-r", str(odd), "--command", "plan",
                                          "-o", str(tmp_path / "x.html"))  # fmt: skip
     assert not (tmp_path / "x.html").exists()

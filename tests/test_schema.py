@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -179,6 +180,16 @@ VARIANTS = [
     ["results", "query", "SELECT 1 AS one", "--db", ":memory:", "--json"],
     ["results", "pareto", "--minimize", "cost_usd", "--db", ":memory:", "--json"],
     ["results", "top", "--metric", "cost_usd", "--db", ":memory:", "--json"],
+    [
+        "report",
+        "-f",
+        "examples/train/llama3-70b-tp8-pp8-dp16.yaml",
+        "--command",
+        "plan",
+        "-o",
+        str(Path(tempfile.gettempdir()) / "aifabric-schema-report.html"),
+        "--json",
+    ],
     [
         "simulate",
         "train",

@@ -8,13 +8,17 @@ from typing import Annotated, Any
 
 import typer
 
+from aifabric.cli.edges import JsonFlag, emit_json
+
 
 def report_cmd(
     results: Annotated[
         list[str] | None,
-        typer.Argument(
-            help="--json files of one command (several are drawn together).",
-            metavar="RESULT.json",
+        typer.Option(
+            "--result",
+            "-r",
+            help="A --json file of one command; repeat it to draw several results together.",
+            metavar="FILE",
             show_default=False,
         ),
     ] = None,
@@ -56,6 +60,7 @@ def report_cmd(
         str | None, typer.Option(help="With --db: an SQL filter.", metavar="SQL")
     ] = None,
     title: Annotated[str | None, typer.Option(help="The report's title.")] = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """Write one HTML file with interactive charts (plotly.js inline: it opens offline) and
     the tables of a plan, a collective, a training step, a serving run, a cluster or a sweep."""
@@ -65,7 +70,7 @@ def report_cmd(
 
     sources = sum(x is not None and x != [] for x in (results, file, db))
     if sources != 1:
-        raise ConfigError("report: give exactly one of RESULT.json files, -f SCENARIO, "
+        raise ConfigError("report: give exactly one of -r RESULT.json (repeatable), -f SCENARIO, "
                           "or --db RESULTS")  # fmt: skip
     check_output_path(output, what="--output")
     loaded: list[dict[str, Any]]
@@ -95,6 +100,10 @@ def report_cmd(
 
     text = render_html(command, loaded, title=title)
     write_atomic(output, text)
+    if as_json:
+        emit_json({"output": output, "command": command, "results": len(loaded),
+                   "html_bytes": len(text.encode("utf-8"))})  # fmt: skip
+        return
     typer.echo(f"report of {len(loaded)} {command} result(s) -> {output}")
 
 

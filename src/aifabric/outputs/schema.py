@@ -37,6 +37,7 @@ from aifabric.outputs.schema_base import (
 )
 from aifabric.outputs.schema_cluster import ClusterOutput
 from aifabric.outputs.schema_explore import (
+    ReportOutput,
     ResultsParetoOutput,
     ResultsQueryOutput,
     ResultsTopOutput,
@@ -523,6 +524,7 @@ COMMANDS: dict[str, type[Out]] = {
     "results query": ResultsQueryOutput,
     "results pareto": ResultsParetoOutput,
     "results top": ResultsTopOutput,
+    "report": ReportOutput,
 }
 
 #: Every JSON output may carry ``notes`` when a non-finite number became null

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from aifabric.outputs.schema_base import Out, PerS, Seconds
+from aifabric.outputs.schema_base import Bytes, Out, PerS, Seconds
 
 
 class SweepOutput(Out):
@@ -68,3 +68,12 @@ class ResultsTopOutput(Out):
         description="column -> value of each kept row, with its rank (1 = best) in its group"
     )
     wall_s: Seconds
+
+
+class ReportOutput(Out):
+    """``aifabric report ... --json``: the HTML file written."""
+
+    output: str = Field(description="the HTML report file")
+    command: str = Field(description="the command whose results it shows")
+    results: int = Field(description="results drawn together (count)")
+    html_bytes: Bytes = Field(description="size of the file")
