@@ -106,8 +106,13 @@ def _progress(enabled: bool, total: int) -> Iterator[Callable[[int], None]]:
         yield update
 
 
-class SweepInterrupted(Exception):
-    """A sweep stopped by SIGTERM or SIGINT after storing ``stored`` of ``total`` points."""
+class SweepInterrupted(BaseException):
+    """A sweep stopped by SIGTERM or SIGINT after storing ``stored`` of ``total`` points.
+
+    A BaseException, as KeyboardInterrupt is: raised from the signal handler wherever the
+    main thread is, it must pass through the runners' ``except Exception`` (which would
+    store the point being run as an error) up to the sweep.
+    """
 
     def __init__(self, signame: str, stored: int = 0, total: int = 0) -> None:
         super().__init__(signame)
