@@ -282,7 +282,7 @@ def test_a_killed_sweep_resumed_stores_exactly_the_rows_of_an_uninterrupted_run(
     proc.send_signal(sig)
     _, stderr = proc.communicate(timeout=60)
     if sig == signal.SIGTERM:
-        assert proc.returncode == 128 + signal.SIGTERM
+        assert proc.returncode == 128 + signal.SIGTERM, stderr
         lines = stderr.strip().splitlines()
         assert len(lines) == 1 and "sweep interrupted by SIGTERM" in lines[0], stderr
         assert "--resume" in lines[0]

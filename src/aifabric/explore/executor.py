@@ -264,7 +264,8 @@ def run_sweep(
 
     start = time.perf_counter()
     points = sweep.points()
-    done = store.hashes() if resume else set()
+    stored = store.hashes()
+    done = stored if resume else set()
     by_hash: dict[str, Point] = {}
     for p in points:
         if p.hash not in done:
@@ -289,7 +290,9 @@ def run_sweep(
             with _progress(progress, len(todo)) as update:
                 for outcomes in _windowed(pool, [_job(sweep, c) for c in chunks]):
                     rows = [store.row(o, by_hash[o.hash].scenario, meta) for o in outcomes]
-                    store.write(rows, replace=not resume)
+                    # without --resume a stored point is replaced; a DELETE only if any is
+                    store.write(rows, replace=not resume
+                                and any(o.hash in stored for o in outcomes))  # fmt: skip
                     for o in outcomes:
                         statuses[o.status] = statuses.get(o.status, 0) + 1
                     finished += len(outcomes)
