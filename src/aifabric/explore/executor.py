@@ -229,22 +229,26 @@ def _windowed(pool: Pool, jobs: Sequence[tuple[Any, ...]]) -> Iterator[list[Outc
 
 
 @contextmanager
-def _signals_raise() -> Iterator[None]:
-    """While inside, SIGTERM raises :class:`SweepInterrupted` (once) in the main thread."""
+def _signals_raise() -> Iterator[list[str]]:
+    """While inside, SIGTERM raises :class:`SweepInterrupted` (once) in the main thread.
+
+    Yields the names of the signals caught: DuckDB's Python client checks for signals while
+    a query runs and turns the handler's exception into ``RuntimeError: Query interrupted``
+    (after rolling the statement back), so the sweep asks this list what happened.
+    """
+    caught: list[str] = []
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield caught
         return
-    fired = False
 
     def handler(signum: int, frame: FrameType | None) -> None:
-        nonlocal fired
-        if not fired:
-            fired = True
-            raise SweepInterrupted(signal.Signals(signum).name)
+        if not caught:
+            caught.append(signal.Signals(signum).name)
+            raise SweepInterrupted(caught[0])
 
     previous = signal.signal(signal.SIGTERM, handler)
     try:
-        yield
+        yield caught
     finally:
         signal.signal(signal.SIGTERM, previous)
 
@@ -275,7 +279,7 @@ def run_sweep(
             "aifabric_version": aifabric.__version__, "catalog_hash": catalog_hash()}  # fmt: skip
     statuses: dict[str, int] = {}
     finished, used = 0, 1
-    with _signals_raise():
+    with _signals_raise() as caught:
         pool: Pool | None = None
         aborted = True
         try:
@@ -300,8 +304,10 @@ def run_sweep(
             aborted = False
         except KeyboardInterrupt:
             raise SweepInterrupted("SIGINT", finished, len(todo)) from None
-        except SweepInterrupted as exc:
-            raise SweepInterrupted(exc.signame, finished, len(todo)) from None
+        except BaseException:
+            if caught:  # SweepInterrupted itself, or what DuckDB made of it
+                raise SweepInterrupted(caught[0], finished, len(todo)) from None
+            raise
         finally:
             if pool is not None:
                 pool.close(abort=aborted)
