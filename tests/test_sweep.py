@@ -235,22 +235,63 @@ def _big_sweep(tmp_path: Path) -> str:
         "seq_len": [1024, 2048, 4096, 8192], "zero": [0, 1, 3]}}, "big.yaml")  # fmt: skip
 
 
+def _children(pid: int) -> set[int]:
+    """Process ids whose parent is ``pid`` (Linux /proc; empty elsewhere)."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid:
+            found.add(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+@pytest.mark.parametrize(
+    ("sig", "workers"), [(signal.SIGKILL, "1"), (signal.SIGTERM, "1"), (signal.SIGTERM, "2")]
+)
 def test_a_killed_sweep_resumed_stores_exactly_the_rows_of_an_uninterrupted_run(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, sig: signal.Signals, workers: str
 ) -> None:
+    """SIGKILL loses the transaction in flight (DuckDB's WAL only replays commits); SIGTERM
+    rolls it back, ends the workers and exits 128 + 15 with one line. Either way a resume
+    stores exactly the rows of an uninterrupted run, each once."""
     path = _big_sweep(tmp_path)
     killed = str(tmp_path / "killed.duckdb")
     cmd = [sys.executable, "-m", "aifabric", "sweep", "-f", path, "--db", killed,
-           "--workers", "1", "--no-progress"]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+           "--workers", workers, "--no-progress"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     wal = Path(killed + ".wal")
     deadline = time.monotonic() + 60  # only a guard against a hang, not a measurement
     while proc.poll() is None and time.monotonic() < deadline:
         if wal.exists() and wal.stat().st_size > 200_000:  # some chunks committed
             break
         time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    children = _children(proc.pid)
+    if workers != "1" and Path("/proc").is_dir():
+        assert len(children) >= int(workers), "the worker processes should be running"
+    proc.send_signal(sig)
+    _, stderr = proc.communicate(timeout=60)
+    if sig == signal.SIGTERM:
+        assert proc.returncode == 128 + signal.SIGTERM, stderr
+        lines = stderr.strip().splitlines()
+        assert len(lines) == 1 and "sweep interrupted by SIGTERM" in lines[0], stderr
+        assert "--resume" in lines[0]
+        deadline = time.monotonic() + 30  # a guard: terminated workers take a moment to go
+        while any(_alive(c) for c in children) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not [c for c in children if _alive(c)], "the workers should be terminated"
+    else:
+        assert proc.returncode == -signal.SIGKILL
     partial = _rows(killed)
     assert 0 < len(partial) < 1440, "the kill should land mid-sweep"
     out = run_json(capsys, "sweep", "-f", path, "--db", killed, "--workers", "1", "--resume",
@@ -379,11 +420,11 @@ def test_the_example_sweep_runs_and_the_cli_stays_light() -> None:
     assert points and all(p.scenario["tp"] * p.scenario["pp"] * p.scenario["dp"] == 512
                           for p in points)  # fmt: skip
     code = ("import sys, aifabric.cli; "
-            "print(sorted(m for m in ('duckdb', 'numpy') if m in sys.modules))")  # fmt: skip
+            "print(sorted(m for m in ('duckdb', 'numpy', 'ray') if m in sys.modules))")  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env=env, check=True).stdout  # fmt: skip
-    assert "duckdb" not in out
+    assert "duckdb" not in out and "ray" not in out
 
 
 def test_the_shipped_sweeps_expand_to_the_points_their_comments_describe() -> None:

@@ -35,24 +35,44 @@ def sweep_cmd(
         Opt("--progress/--no-progress", help="Progress bar on stderr (default: when a TTY)."),
     ] = None,
     as_json: JsonFlag = False,
+    backend: Annotated[
+        str,
+        Opt(help="Where points run: local (processes here) or ray (pip install 'aifabric[ray]')."),
+    ] = "local",
+    address: Annotated[
+        str | None,
+        Opt(
+            help="Ray cluster to join: auto or HOST:PORT (default: start a "
+            "local Ray with --workers CPUs)."
+        ),
+    ] = None,
 ) -> None:
     """Run a command over a grid (or sample) of scenarios; one DuckDB row per point."""
     import sys
 
     from aifabric.errors import ConfigError
-    from aifabric.explore.executor import default_workers, run_sweep
+    from aifabric.explore.executor import BACKENDS, SweepInterrupted, run_sweep
     from aifabric.explore.store import ResultStore
     from aifabric.explore.sweep import load_sweep
 
-    count = default_workers() if workers is None else workers
-    if count < 1:
-        raise ConfigError(f"--workers(={count}) must be >= 1")
+    if workers is not None and workers < 1:
+        raise ConfigError(f"--workers(={workers}) must be >= 1")
+    if backend not in BACKENDS:
+        raise ConfigError(f"--backend(={backend!r}) must be one of {', '.join(BACKENDS)}")
+    if address is not None and backend != "ray":
+        raise ConfigError(f"--address(={address!r}) needs --backend ray")
     sweep = load_sweep(file)
     store = ResultStore(db)
     try:
-        summary = run_sweep(sweep, store, workers=count, resume=resume,
-                            progress=sys.stderr.isatty() if progress is None else progress)  # fmt: skip
+        summary = run_sweep(sweep, store, workers=workers, resume=resume,
+                            progress=sys.stderr.isatty() if progress is None else progress,
+                            backend=backend, address=address)  # fmt: skip
         totals = store.counts()
+    except SweepInterrupted as exc:
+        from aifabric.cli.edges import print_error
+
+        print_error(str(exc), as_json=as_json)
+        raise typer.Exit(128 + {"SIGINT": 2, "SIGTERM": 15}.get(exc.signame, 15)) from None
     finally:
         store.close()
     result = {
@@ -63,7 +83,7 @@ def sweep_cmd(
         "ok_points": summary.statuses.get("ok", 0),
         "infeasible_points": summary.statuses.get("infeasible", 0),
         "error_points": summary.statuses.get("error", 0),
-        "stored_points": sum(totals.values()), "workers": summary.workers,
+        "stored_points": sum(totals.values()), "backend": backend, "workers": summary.workers,
         "wall_s": summary.wall_s,
         "points_per_s": summary.ran / summary.wall_s if summary.wall_s > 0 else None,
     }  # fmt: skip
@@ -79,7 +99,7 @@ def sweep_cmd(
         ("ran: ok / infeasible / error", f"{summary.ran:,}: {result['ok_points']:,} / "
          f"{result['infeasible_points']:,} / {result['error_points']:,}"),
         ("rows stored", f"{result['stored_points']:,}"),
-        ("workers, wall, rate", f"{summary.workers}, {summary.wall_s:,.2f} s, "
+        ("backend, workers, wall, rate", f"{backend}, {summary.workers}, {summary.wall_s:,.2f} s, "
          + ("-" if rate is None else f"{rate:,.0f} points/s")),
     ])  # fmt: skip
 

@@ -161,27 +161,27 @@ class ResultStore:
             if replace:
                 hashes = [r["hash"] for r in rows]
                 self.con.execute("DELETE FROM points WHERE hash IN (SELECT unnest(?))", [hashes])
-            by_cols: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-            for r in rows:
-                cols = tuple(k for k, v in r.items() if v is not None)
-                by_cols.setdefault(cols, []).append(r)
-            for cols, group in by_cols.items():
-                self._insert(cols, group)
-            self.con.execute("COMMIT")
-        except BaseException:
+            self._insert(rows)
+        except BaseException:  # SIGTERM in a sweep raises here too: nothing half-written
             self.con.execute("ROLLBACK")
             raise
+        self.con.execute("COMMIT")  # outside the try: an exception after it must not roll back
 
-    def _insert(self, cols: tuple[str, ...], rows: list[dict[str, Any]]) -> None:
-        one = "(" + ", ".join("?" * len(cols)) + ")"
+    def _insert(self, rows: Sequence[dict[str, Any]]) -> None:
+        """One INSERT of all ``rows``: each column's values as one list parameter, unnested.
+
+        A list per column binds in one conversion, where one parameter per value (a
+        multi-row VALUES) cost about 12x more per row (the parent's bottleneck of a sweep
+        of millisecond points, benchmarks/bench_sweep.py). Parallel ``unnest`` calls in
+        one SELECT zip their lists (https://duckdb.org/docs/sql/query_syntax/unnest);
+        a key a row lacks (or holds None) is NULL, as when omitted from the column list.
+        """
+        cols = list(dict.fromkeys(k for r in rows for k, v in r.items() if v is not None))
+        values = [[None if (v := r.get(c)) is None else self._cast(c, v) for r in rows]
+                  for c in cols]  # fmt: skip
         names = ", ".join(_quote(c) for c in cols)
-        step = max(1, 20_000 // max(1, len(cols)))  # parameters per statement
-        for start in range(0, len(rows), step):
-            part = rows[start : start + step]
-            params = [self._cast(c, r[c]) for r in part for c in cols]
-            self.con.execute(
-                f"INSERT INTO points ({names}) VALUES " + ", ".join([one] * len(part)), params
-            )
+        lists = ", ".join(f"unnest(?::{self.types[c]}[])" for c in cols)
+        self.con.execute(f"INSERT INTO points ({names}) SELECT {lists}", values)
 
     def _cast(self, column: str, value: Any) -> Any:
         kind = self.types[column]

@@ -28,6 +28,7 @@ class SweepOutput(Out):
     infeasible_points: int = Field(description="refused by the command or an output constraint")
     error_points: int = Field(description="points that raised an unexpected exception")
     stored_points: int = Field(description="rows in the database after the sweep")
+    backend: Literal["local", "ray"] = Field(description="where the points ran (--backend)")
     workers: int
     wall_s: Seconds
     points_per_s: PerS | None = Field(description="points run per second of wall time")
