@@ -191,6 +191,31 @@ def test_tp_inside_a_server_is_compute_bound_and_tp_across_servers_waits_on_the_
     assert bottleneck("plan", plan) in LABELS
 
 
+def _serve(prompt: int, output: int) -> dict[str, Any]:
+    def tokens(mean: int) -> dict[str, Any]:
+        return {"kind": "lognormal", "mean": mean, "cv": 0.1, "maximum": 4 * mean}
+
+    return {"seed": 1, "model": "llama3-8b",
+            "workload": {"source": "synthetic", "rate_rps": 20, "num_requests": 300,
+                         "input_tokens": tokens(prompt), "output_tokens": tokens(output)},
+            "cluster": {"mode": "colocated", "instances": 1, "tp": 8}}  # fmt: skip
+
+
+def test_long_prompts_are_compute_bound_and_long_answers_memory_bandwidth_bound() -> None:
+    """One TP-8 instance of Llama-3-8B. 4,096-token prompts, 8-token answers: prefill's
+    GEMMs over thousands of tokens run near the FLOP roof, so compute use exceeds HBM use.
+    64-token prompts, 512-token answers: decode reads all weights and the KV cache for one
+    token per sequence per step, so HBM use exceeds compute use (the roofline's two sides:
+    Williams et al., "Roofline", CACM 2009)."""
+    for (prompt, output), label in (((4096, 8), "compute"), ((64, 512), "memory_bandwidth")):
+        r = run_command("simulate serve", _serve(prompt, output))
+        role = r["utilization_by_role"]["colocated"]
+        more = role["compute_utilization"] > role["hbm_bandwidth_utilization"]
+        assert more == (label == "compute")
+        assert r["preemptions"] == 0
+        assert bottleneck("simulate serve", r) == label
+
+
 def test_the_stored_bottleneck_column_is_the_label_of_the_stored_result(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
@@ -346,3 +371,19 @@ def test_the_cost_example_is_every_plan_that_uses_all_the_gpus() -> None:
     assert all(p.scenario["tp"] * p.scenario["pp"] * p.scenario["dp"] == p.scenario["gpus"]
                for p in points)  # fmt: skip
     assert len({(p.scenario["gpus"], p.scenario["design"]) for p in points}) == 6
+
+
+def test_a_results_file_from_before_the_bottleneck_column_gets_it(tmp_path: Path) -> None:
+    from aifabric.explore.store import FIXED, ResultStore
+
+    db = str(tmp_path / "old.duckdb")
+    con = duckdb.connect(db)
+    old = {k: v for k, v in FIXED.items() if k != "bottleneck"}
+    con.execute("CREATE TABLE points (" + ", ".join(f"{k} {v}" for k, v in old.items()) + ")")
+    con.close()
+    store = ResultStore(db)
+    store.close()
+    con = duckdb.connect(db, read_only=True)
+    cols = [r[0] for r in con.execute("DESCRIBE points").fetchall()]
+    con.close()
+    assert cols == list(FIXED)
