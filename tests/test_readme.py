@@ -66,7 +66,11 @@ def test_every_shown_command_is_checked() -> None:
     [pytest.param(line, cmd, shown, id=f"line{line}") for line, _, cmd, shown in _blocks()],
 )
 def test_readme_output_matches_a_fresh_run(
-    line: int, command: str, shown: str, capsys: pytest.CaptureFixture[str], monkeypatch,
+    line: int,
+    command: str,
+    shown: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     monkeypatch.setenv("COLUMNS", "150")

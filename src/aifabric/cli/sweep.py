@@ -51,7 +51,7 @@ def sweep_cmd(
     import sys
 
     from aifabric.errors import ConfigError
-    from aifabric.explore.executor import BACKENDS, SweepInterrupted, run_sweep
+    from aifabric.explore.executor import BACKENDS, SweepInterrupted, SweepSummary, run_sweep
     from aifabric.explore.store import ResultStore
     from aifabric.explore.sweep import load_sweep
 
@@ -64,9 +64,20 @@ def sweep_cmd(
     sweep = load_sweep(file)
     store = ResultStore(db)
     try:
-        summary = run_sweep(sweep, store, workers=workers, resume=resume,
-                            progress=sys.stderr.isatty() if progress is None else progress,
-                            backend=backend, address=address)  # fmt: skip
+        bar = sys.stderr.isatty() if progress is None else progress
+        rounds: list[int] | None = None
+        if sweep.search is not None:  # a budgeted search over the grid (explore.search)
+            from aifabric.explore.search import run_search
+
+            found = run_search(sweep, store, workers=workers, resume=resume, progress=bar,
+                               backend=backend, address=address)  # fmt: skip
+            summary = SweepSummary(found.grid_points, found.evaluated, found.skipped,
+                                   found.ran, found.statuses, found.workers, found.wall_s)  # fmt: skip
+            rounds, candidates = found.rounds, found.candidates
+        else:
+            summary = run_sweep(sweep, store, workers=workers, resume=resume, progress=bar,
+                                backend=backend, address=address)  # fmt: skip
+            candidates = summary.points
         totals = store.counts()
     except SweepInterrupted as exc:
         from aifabric.cli.edges import print_error
@@ -78,8 +89,8 @@ def sweep_cmd(
     result = {
         "sweep": sweep.name, "command": sweep.command, "db": db,
         "grid_points": summary.grid_points, "points": summary.points,
-        "filtered_points": summary.grid_points - summary.points if sweep.sample is None
-        else None, "skipped_points": summary.skipped, "ran_points": summary.ran,
+        "filtered_points": summary.grid_points - candidates if sweep.sample is None
+        else None, "search_rounds": rounds, "skipped_points": summary.skipped, "ran_points": summary.ran,
         "ok_points": summary.statuses.get("ok", 0),
         "infeasible_points": summary.statuses.get("infeasible", 0),
         "error_points": summary.statuses.get("error", 0),
@@ -95,7 +106,9 @@ def sweep_cmd(
     rate = result["points_per_s"]
     key_values(f"sweep {sweep.name or file.name}: {sweep.command} -> {db}", [
         ("grid / after constraints / already stored", f"{summary.grid_points:,} / "
-         f"{summary.points:,} / {summary.skipped:,}"),
+         f"{candidates:,} / {summary.skipped:,}"),
+        *([("search: points run per round", " + ".join(f"{n:,}" for n in rounds))]
+          if rounds is not None else []),
         ("ran: ok / infeasible / error", f"{summary.ran:,}: {result['ok_points']:,} / "
          f"{result['infeasible_points']:,} / {result['error_points']:,}"),
         ("rows stored", f"{result['stored_points']:,}"),

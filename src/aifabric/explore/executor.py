@@ -256,8 +256,10 @@ def _signals_raise() -> Iterator[list[str]]:
 def run_sweep(
     sweep: Sweep, store: Any, *, workers: int | None = 1, resume: bool = False,
     progress: bool = False, backend: str = "local", address: str | None = None,
+    points: Sequence[Point] | None = None,
 ) -> SweepSummary:  # fmt: skip
-    """Run ``sweep``'s points and write their rows to ``store`` (a ResultStore).
+    """Run ``sweep``'s points (or the given subset of them: a search's round) and write
+    their rows to ``store`` (a ResultStore).
 
     ``workers`` None means the CPUs here (local backend, or a local Ray) or the CPUs of the
     Ray cluster at ``address``. A point listed twice in the grid (an axis value repeated)
@@ -267,7 +269,7 @@ def run_sweep(
     from aifabric.explore.store import catalog_hash
 
     start = time.perf_counter()
-    points = sweep.points()
+    points = sweep.points() if points is None else list(points)
     stored = store.hashes()
     done = stored if resume else set()
     by_hash: dict[str, Point] = {}

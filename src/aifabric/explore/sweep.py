@@ -56,7 +56,7 @@ COMMANDS = ("plan", "traffic train", "simulate collective", "simulate train", "s
             "simulate cluster")  # fmt: skip
 #: Most points a sweep file may describe before constraints (a guard on a typo'd range).
 MAX_POINTS = 2_000_000
-_TOP_KEYS = {"command", "base", "axes", "zip", "sample", "constraints", "name"}
+_TOP_KEYS = {"command", "base", "axes", "zip", "sample", "constraints", "name", "search"}
 
 
 @dataclass(frozen=True)
@@ -81,6 +81,7 @@ class Sweep:
     output_constraints: list[Expression]
     base_dir: Path | None = None
     name: str | None = None
+    search: Any = None  # aifabric.explore.search.SearchSpec, or None for the grid
 
     @property
     def keys(self) -> list[str]:
@@ -194,8 +195,15 @@ def parse_sweep(data: Mapping[str, Any], *, base_dir: Path | None = None) -> Swe
     inputs, outputs = _constraints(data.get("constraints"), set(flatten(merge(base, {
         k: 0 for k in keys}))))  # fmt: skip
     name = data.get("name")
+    search = None
+    if data.get("search") is not None:
+        from aifabric.explore.search import parse_search
+
+        if sample is not None:
+            raise ConfigError("sweep: give sample: or search:, not both")
+        search = parse_search(data["search"])
     return Sweep(str(command), dict(base), axes, sample, inputs, outputs, base_dir,
-                 None if name is None else str(name))  # fmt: skip
+                 None if name is None else str(name), search)  # fmt: skip
 
 
 def _values(key: str, spec: Any) -> list[Any]:

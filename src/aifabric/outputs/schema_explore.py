@@ -22,6 +22,9 @@ class SweepOutput(Out):
     grid_points: int = Field(description="points of the full grid (count)")
     points: int = Field(description="points after input constraints and sampling (count)")
     filtered_points: int | None = Field(description="grid points the input constraints removed")
+    search_rounds: list[int] | None = Field(
+        description="with search: points run in each round (the random start first)"
+    )
     skipped_points: int = Field(description="points already stored, skipped by --resume")
     ran_points: int
     ok_points: int
