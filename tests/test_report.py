@@ -151,6 +151,13 @@ def test_train_and_collective_reports_hold_their_numbers(results: dict[str, Any]
     t = results["simulate train"]
     page = _parse(render_html("simulate train", [t]))
     assert t["iteration_time_s"] in page.values and t["mfu"] in page.values
+    # the step's stack counts the optimizer once: compute_s already includes it
+    # (training/report.py: compute = max stage forward + backward, + optimizer)
+    stack = {tr["name"]: tr["y"][0] for tr in _figures(page)[0]["data"]}
+    assert stack["compute + optimizer (busiest stage)"] == t["compute_s"]
+    assert "optimizer" not in stack
+    for dim, v in t["exposed_comm_s"].items():
+        assert stack[f"exposed {dim} comm"] == v
     c = results["simulate collective"]
     page = _parse(render_html("simulate collective", [c]))
     line = _figures(page)[0]["data"][0]
