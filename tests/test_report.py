@@ -224,4 +224,21 @@ def test_bad_report_calls_are_one_line_errors(tmp_path: Path,
     assert "exactly one" in run_error(capsys, "report", "-o", str(tmp_path / "x.html"))
     assert "not a complete" in run_error(capsys, "report", "-r", str(odd), "--command", "plan",
                                          "-o", str(tmp_path / "x.html"))  # fmt: skip
+    # a value of the wrong shape (a string where an object belongs) is one line, not a traceback
+    wrong = tmp_path / "wrong.json"
+    wrong.write_text(json.dumps({"bom": [{"category": "switch", "cost_usd": "x"}],
+                                 "switches": "many"}))  # fmt: skip
+    assert "not a complete" in run_error(capsys, "report", "-r", str(wrong), "-o",
+                                         str(tmp_path / "x.html"))  # fmt: skip
     assert not (tmp_path / "x.html").exists()
+
+
+def test_pareto_axis_units_read_the_longest_suffix() -> None:
+    """A rate column is bytes/s, not seconds, though it ends in ``_s`` too."""
+    from aifabric.report.html import _unit
+
+    assert _unit("bisection_bandwidth_bytes_per_s") == "bytes/s"
+    assert _unit("memory_per_gpu_bytes__total") == "bytes"
+    assert _unit("iteration_time_s") == "s"
+    assert _unit("cost__total_usd") == "USD"
+    assert _unit("energy_j") == "J"

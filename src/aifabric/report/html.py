@@ -384,10 +384,16 @@ def _pareto(doc: _Doc, results: list[dict[str, Any]]) -> None:
 
 
 def _unit(column: str) -> str:
-    for suffix, unit in (("_usd", "USD"), ("_s", "s"), ("_bytes_per_s", "bytes/s"),
-                         ("_bytes", "bytes"), ("_w", "W"), ("_per_token", "USD per token")):  # fmt: skip
+    """The unit of a stored column from its name's suffix; a flattened sub-key such as
+    ``memory_per_gpu_bytes__total`` takes its parent key's unit."""
+    # longest suffix first: "_bytes_per_s" must not be read as seconds ("_s")
+    for suffix, unit in (("_bytes_per_s", "bytes/s"), ("_per_token", "USD per token"),
+                         ("_bytes", "bytes"), ("_usd", "USD"), ("_s", "s"), ("_w", "W"),
+                         ("_j", "J")):  # fmt: skip
         if column.endswith(suffix):
             return unit
+    if "__" in column:
+        return _unit(column.rsplit("__", 1)[0])
     return "as stored"
 
 
@@ -426,7 +432,7 @@ def render(command: str, results: list[dict[str, Any]], *, title: str | None = N
     doc = _Doc()
     try:
         COMMANDS[command](doc, results)
-    except (KeyError, TypeError, IndexError) as exc:
+    except (KeyError, TypeError, IndexError, AttributeError, ValueError) as exc:
         raise ConfigError(
             f"report: the result is not a complete `aifabric {command} --json` "
             f"object (missing or wrong {exc}); make it with that command"
