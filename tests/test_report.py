@@ -218,6 +218,12 @@ def test_bad_report_calls_are_one_line_errors(tmp_path: Path,
     assert "give --command" in run_error(
         capsys, "report", "-r", str(odd), "-o", str(tmp_path / "x.html")
     )
+    plan, serve = tmp_path / "plan.json", tmp_path / "serve.json"
+    plan.write_text('{"bom": [], "switches": {}}')
+    serve.write_text('{"ttft_s": {}, "tbt_s": {}, "kv_cache": {}}')
+    assert "different commands (plan, simulate serve)" in run_error(
+        capsys, "report", "-r", str(plan), "-r", str(serve), "-o", str(tmp_path / "x.html")
+    )
     bad = tmp_path / "bad.json"
     bad.write_text("{nope")
     assert "not JSON" in run_error(capsys, "report", "-r", str(bad), "-o", str(tmp_path / "x.html"))

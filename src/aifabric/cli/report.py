@@ -90,6 +90,10 @@ def report_cmd(
         loaded = [_read_json(p) for p in results or []]
         told = {detect_command(r) for r in loaded}
         if command is None:
+            if len(told) > 1 and None not in told:
+                raise ConfigError("report: the results come from different commands ("
+                                  + ", ".join(sorted(str(t) for t in told))
+                                  + "); report one command's results at a time")  # fmt: skip
             if len(told) != 1 or None in told:
                 raise ConfigError("report: cannot tell which command made these results; "
                                   "give --command")  # fmt: skip
