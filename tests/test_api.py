@@ -225,3 +225,53 @@ def test_the_ui_command_refuses_bad_options_in_one_line(capsys: pytest.CaptureFi
 
     assert "--port" in run_error(capsys, "ui", "--port", "0")
     assert "--db" in run_error(capsys, "ui", "--db", "/nonexistent.duckdb")
+
+
+def test_the_runs_page_lists_a_sweeps_rows_from_its_results_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from .cli_helpers import main_in_process
+
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text(yaml.safe_dump({"name": "tiny", "command": "traffic train", "base": {
+        "model": "llama3-8b", "seq_len": 4096, "global_batch": 256, "gpus": 16},
+        "axes": {"tp": [1, 2, 4], "dp": [4, 8, 16]}, "constraints": ["tp * dp == gpus"]}))  # fmt: skip
+    db = tmp_path / "r.duckdb"
+    main_in_process(capsys, "sweep", "-f", str(sweep), "--db", str(db), "--workers", "1")
+    with TestClient(create_app(db=str(db))) as c:
+        page = c.get("/runs").text
+    assert 'id="sweep-rows"' in page and page.count("<td>tiny</td>") == 3
+
+
+def test_aifabric_ui_serves_on_loopback_by_default(tmp_path: Path) -> None:
+    """The real command in its own process: it listens on 127.0.0.1 and answers there."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    proc = subprocess.Popen([sys.executable, "-m", "aifabric", "ui", "--port", str(port)],
+                            env=env, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        for _ in range(300):
+            try:
+                body = urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/jobs",
+                                              timeout=1).read()  # fmt: skip
+                break
+            except OSError:
+                time.sleep(0.05)
+        else:
+            raise AssertionError("aifabric ui did not answer")
+        assert json.loads(body) == {"jobs": []}
+        listening = subprocess.run(["ss", "-ltn"], capture_output=True, text=True).stdout
+        if listening:
+            assert f"127.0.0.1:{port}" in listening and f"0.0.0.0:{port}" not in listening
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=20)
+    assert "warning" not in err
