@@ -130,12 +130,15 @@ def test_a_job_runs_yaml_with_overrides_and_its_result_is_the_endpoints(client: 
     assert client.get(f"/jobs/{job['id']}/report").status_code == 200
 
 
-def test_a_cancelled_job_stops_and_says_so(client: Any) -> None:
+def test_a_running_serve_job_reports_progress_and_a_cancel_stops_it(client: Any) -> None:
     long = {**SERVE, "workload": {"source": "synthetic", "rate_rps": 50, "num_requests": 400000}}
     job = client.post("/api/v1/jobs", json={"command": "simulate serve", "scenario": long}).json()
     deadline = time.time() + 60
-    while client.get(f"/api/v1/jobs/{job['id']}").json()["status"] == "queued":
-        assert time.time() < deadline
+    while True:  # running, and reporting the share of requests arrived so far
+        state = client.get(f"/api/v1/jobs/{job['id']}").json()["progress"]
+        if state["state"] == "running" and 0 < (state["fraction"] or 0) < 1:
+            break
+        assert time.time() < deadline and state["state"] in ("queued", "running")
         time.sleep(0.05)
     cancelled = client.delete(f"/api/v1/jobs/{job['id']}").json()
     assert cancelled["status"] == "cancelled"

@@ -104,10 +104,20 @@ RUNNERS: dict[str, Callable[[dict[str, Any], Path | None], dict[str, Any]]] = {
 }
 
 
-def run_command(command: str, scenario: dict[str, Any], base_dir: Path | None = None) -> Any:
-    """The ``--json`` object of ``aifabric COMMAND -f`` a file holding ``scenario``."""
+def run_command(command: str, scenario: dict[str, Any], base_dir: Path | None = None,
+                progress: Callable[[int, int], None] | None = None) -> Any:  # fmt: skip
+    """The ``--json`` object of ``aifabric COMMAND -f`` a file holding ``scenario``.
+
+    ``progress(done, total)``: called as the run advances, by the commands that report it
+    (``simulate serve``: requests arrived of the workload's; the result is the same)."""
     from aifabric.cli.edges import json_clean
 
+    if progress is not None and command == "simulate serve":
+        from aifabric.serving.cluster import ServingSimulation
+        from aifabric.serving.config import parse_scenario
+
+        sim = ServingSimulation(parse_scenario(scenario, base_dir), progress=progress)
+        return json_clean(sim.run())
     return json_clean(RUNNERS[command](scenario, base_dir))
 
 

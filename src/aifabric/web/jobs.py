@@ -5,9 +5,10 @@ A job runs :func:`aifabric.explore.runners.run_command` (the function every comm
 ``--json`` output comes from) in a process started with the *spawn* method, so a run
 shares no state with the server, a cancel really stops its work (the process is
 terminated), and a run that hangs or passes the time limit cannot hold the server.
-Progress is coarse: ``queued``, ``running`` (with seconds elapsed), then ``done``,
-``failed`` (with the command's one-line refusal) or ``cancelled``; the simulators report no
-finer progress to another process.
+Progress: ``queued``, ``running`` (with seconds elapsed, and for ``simulate serve`` the
+fraction of the workload's requests that have arrived, which the simulator reports as it
+goes), then ``done``, ``failed`` (with the command's one-line refusal) or ``cancelled``.
+The other commands report no progress while they run (``fraction`` is null).
 """
 
 from __future__ import annotations
@@ -24,13 +25,17 @@ STATES = ("queued", "running", "done", "failed", "cancelled")
 _POLL_S = 0.05
 
 
-def _work(command: str, scenario: dict[str, Any], conn: Any) -> None:
-    """The child process: run the command and send (status, result, error) back."""
+def _work(command: str, scenario: dict[str, Any], conn: Any, fraction: Any) -> None:
+    """The child process: run the command and send (status, result, error) back; the
+    shared ``fraction`` follows the run's progress where the command reports it."""
     from aifabric.errors import AifabricError
     from aifabric.explore.runners import run_command
 
+    def progress(done: int, total: int) -> None:
+        fraction.value = done / total if total else 0.0
+
     try:
-        conn.send(("done", run_command(command, scenario), None))
+        conn.send(("done", run_command(command, scenario, progress=progress), None))
     except AifabricError as exc:
         conn.send(("failed", None, " ".join(str(exc).split()) or type(exc).__name__))
     except Exception as exc:  # a bug must come back as a message, not kill the server
@@ -53,8 +58,16 @@ class Job:
     finished: float | None = None
     result: dict[str, Any] | None = None
     error: str | None = None
+    fraction: Any = None  # a shared double in [0, 1] while running, for commands that report
     cancel: threading.Event = field(default_factory=threading.Event)
     ended: threading.Event = field(default_factory=threading.Event)
+
+    def _fraction(self) -> float | None:
+        if self.status == "done":
+            return 1.0
+        if self.fraction is None or self.command != "simulate serve":
+            return None
+        return float(self.fraction.value)
 
     def describe(self, *, with_result: bool = True) -> dict[str, Any]:
         """The job as the API returns it."""
@@ -62,7 +75,8 @@ class Job:
         out: dict[str, Any] = {
             "id": self.id, "command": self.command, "status": self.status,
             "progress": {"state": self.status,
-                         "elapsed_s": 0.0 if self.started is None else now - self.started},
+                         "elapsed_s": 0.0 if self.started is None else now - self.started,
+                         "fraction": self._fraction()},
             "error": self.error,
         }  # fmt: skip
         if with_result:
@@ -118,8 +132,9 @@ class JobManager:
                 return
             ctx = multiprocessing.get_context("spawn")
             parent, child = ctx.Pipe(duplex=False)
-            proc = ctx.Process(target=_work, args=(job.command, job.scenario, child),
-                               daemon=True)  # fmt: skip
+            job.fraction = ctx.Value("d", 0.0, lock=False)
+            proc = ctx.Process(target=_work, args=(job.command, job.scenario, child,
+                                                   job.fraction), daemon=True)  # fmt: skip
             job.started = time.time()
             job.status = "running"
             try:

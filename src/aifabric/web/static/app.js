@@ -70,7 +70,8 @@ function jobSetup() {
     const response = await fetch("/api/v1/jobs/" + status.dataset.job);
     const job = await response.json();
     status.textContent = job.status;
-    elapsed.textContent = "(" + job.progress.elapsed_s.toFixed(1) + " s)";
+    const pct = job.progress.fraction === null ? "" : ", " + (100 * job.progress.fraction).toFixed(0) + " %";
+    elapsed.textContent = "(" + job.progress.elapsed_s.toFixed(1) + " s" + pct + ")";
     if (["done", "failed", "cancelled"].includes(job.status)) {
       window.location.reload();
     } else {
