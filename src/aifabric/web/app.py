@@ -100,16 +100,6 @@ def _mapping(value: Any, what: str) -> dict[str, Any]:
     return value
 
 
-def _set_dotted(target: dict[str, Any], key: str, value: Any) -> None:
-    parts = key.split(".")
-    for part in parts[:-1]:
-        nxt = target.get(part)
-        if not isinstance(nxt, dict):
-            nxt = target[part] = {}
-        target = nxt
-    target[parts[-1]] = value
-
-
 def job_scenario(body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """(command, scenario) of a ``POST /api/v1/jobs`` body."""
     from aifabric.errors import ConfigError
@@ -133,10 +123,10 @@ def job_scenario(body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     else:
         scenario = _mapping(body.get("scenario", {}), "scenario")
     overrides = _mapping(body.get("overrides", {}), "overrides")
-    for key, value in overrides.items():
-        if value is not None and value != "":
-            _set_dotted(scenario, str(key), value)
-    return str(command), scenario
+    from aifabric.explore.sweep import merge
+
+    kept = {str(k): v for k, v in overrides.items() if v is not None and v != ""}
+    return str(command), merge(scenario, kept)
 
 
 def examples(command: str) -> dict[str, str]:

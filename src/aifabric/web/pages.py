@@ -106,16 +106,6 @@ def index_page(examples: dict[str, dict[str, str]], defaults: dict[str, dict[str
     return _page("aifabric: new run", body, script=True)
 
 
-def _flat(obj: Any, prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            out.update(_flat(v, f"{prefix}{k}."))
-    elif not isinstance(obj, list):
-        out[prefix[:-1]] = obj
-    return out
-
-
 def _show(value: Any) -> str:
     if isinstance(value, bool) or value is None or isinstance(value, str):
         return html.escape(str(value))
@@ -126,7 +116,9 @@ def _show(value: Any) -> str:
 
 def numbers_table(command: str, result: dict[str, Any]) -> str:
     """Headline numbers, then every scalar leaf; ``data-value`` holds the exact JSON value."""
-    flat = _flat(result)
+    from aifabric.explore.sweep import flatten
+
+    flat = flatten(result)
     head = [k for k in HEADLINES.get(command, ()) if k in flat]
 
     def rows(keys: list[str]) -> str:
