@@ -13,6 +13,11 @@ for 1,000,000 synthetic Poisson requests on colocated continuous-batching instan
 (``--requests N`` to change the count; ``--quick`` skips it); target (issue 12, hard) for
 1,000,000 requests: under 45 s wall. Each line says ok or MISS; exits 1 on a miss of a
 hard target.
+
+The first line names the build that ran: pure Python (the editable install) or compiled by
+mypyc (``make compiled``, then ``PYTHONPATH=build/compiled``; setup.py). Issue 12's two
+speed targets are the compiled build's: on the pure build they are reported, not enforced.
+``make bench`` runs this file on both.
 Usage: python benchmarks/bench_serving.py [--quick] [--requests N] [--tracemalloc]
 """
 
@@ -61,6 +66,13 @@ def _mark(ok: bool) -> str:
     return "ok" if ok else "MISS"
 
 
+def compiled() -> bool:
+    """The serving simulator's modules are mypyc's C extensions (not .py sources)."""
+    from aifabric.serving import instance
+
+    return not instance.__file__.endswith(".py")
+
+
 def _peak_rss_bytes() -> int:
     """The process's peak resident set so far (ru_maxrss: KiB on Linux, bytes on macOS)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -79,12 +91,13 @@ def synthetic(requests: int, trace_memory: bool = False) -> bool:
     result = ServingSimulation(scenario).run()
     wall = time.perf_counter() - start
     sim = result["simulated_s"]
-    hard = requests == SYNTHETIC_TARGET_N
+    hard = requests == SYNTHETIC_TARGET_N and compiled()
     ok = wall < SYNTHETIC_TARGET_S
     target = (
         f"target {SYNTHETIC_TARGET_S:g} s: {_mark(ok)}"
         if hard
         else f"the {SYNTHETIC_TARGET_S:g} s target is for {SYNTHETIC_TARGET_N:,} requests"
+        + (" (compiled build)" if requests == SYNTHETIC_TARGET_N else "")
     )
     print(
         f"{requests:,} synthetic Poisson requests (Llama-3-8B, 32 colocated H100 instances, "
@@ -109,13 +122,18 @@ def main() -> int:
     parser.add_argument("--tracemalloc", action="store_true",
                         help="also measure the synthetic run's Python heap peak (a second run)")  # fmt: skip
     args = parser.parse_args()
+    built = compiled()
+    print("build: " + ("compiled by mypyc (setup.py, make compiled)" if built else
+                       "pure Python (issue 12's targets are the compiled build's)"))  # fmt: skip
     best = mooncake()
+    fast = best < FAST_TARGET_S
     print(f"  issue 4 target {TARGET_S:g} s: {_mark(best < TARGET_S)}; "
-          f"issue 12 target {FAST_TARGET_S:g} s: {_mark(best < FAST_TARGET_S)}")  # fmt: skip
+          f"issue 12 target {FAST_TARGET_S:g} s: {_mark(fast)}"
+          f"{'' if built else ' (compiled build: not enforced here)'}")  # fmt: skip
     slow = mooncake(3, (SLOW_NIC,), f"target under {SLOW_RATIO:g}x the normal run")
     print(f"  1G NICs / normal: {slow / best:.2f}x wall (target under {SLOW_RATIO:g}x): "
           f"{_mark(slow < SLOW_RATIO * best)}")  # fmt: skip
-    ok = best < TARGET_S and best < FAST_TARGET_S and slow < SLOW_RATIO * best
+    ok = best < TARGET_S and (fast or not built) and slow < SLOW_RATIO * best
     if not args.quick:
         ok = synthetic(args.requests, args.tracemalloc) and ok
     return 0 if ok else 1

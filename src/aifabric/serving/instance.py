@@ -37,6 +37,7 @@ from aifabric.serving.request import Request
 from aifabric.serving.work import instance_work
 
 if TYPE_CHECKING:
+    from aifabric.serving.cluster import ServingSimulation
     from aifabric.serving.kvstore.flat import FlatPrefixCache
 
 ROLES = ("colocated", "prefill", "decode")
@@ -64,7 +65,7 @@ class _Run:
 class Instance:
     """One serving instance inside a ServingSimulation (``cluster``)."""
 
-    def __init__(self, cluster: Any, index: int, role: str, timing: IterationTiming, *,
+    def __init__(self, cluster: ServingSimulation, index: int, role: str, timing: IterationTiming, *,
                  policy: str, max_batch_size: int, max_batch_tokens: int,
                  kv_capacity: float, cache: FlatPrefixCache | None = None) -> None:  # fmt: skip
         self.cluster = cluster
@@ -289,8 +290,14 @@ class Instance:
                     self._decode_stretch()
         finally:
             self._planning = False
-        if self.state == "draining" and self.run is None and self.idle():
+        if self.state == "draining" and self.idle() and not self.running():
             self.cluster.retire(self)
+
+    def running(self) -> bool:
+        """An iteration is under way (read through a call: ``_plan`` sets ``self.run`` to
+        None and the methods it calls may start one, which a type checker's narrowing of
+        the attribute does not see; compiled by mypyc, a narrowed read is checked)."""
+        return self.run is not None
 
     def idle(self) -> bool:
         """Holds no request, KV or inbound fetch (a draining instance may then retire)."""

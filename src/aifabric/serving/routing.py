@@ -22,11 +22,14 @@ A registry, like the collectives: add a policy with ``@register("name")``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aifabric.errors import ConfigError
 from aifabric.serving.instance import Instance
 from aifabric.serving.request import Request
+
+if TYPE_CHECKING:
+    from aifabric.serving.cluster import ServingSimulation
 
 Router = Callable[[Any, Request], Instance]
 ROUTERS: dict[str, Callable[[], Router]] = {}
@@ -54,7 +57,7 @@ def make_router(name: str) -> Router:
 def _round_robin() -> Router:
     position = [0]
 
-    def choose(cluster: Any, req: Request) -> Instance:
+    def choose(cluster: ServingSimulation, req: Request) -> Instance:
         pool: list[Instance] = cluster.entry
         inst = pool[position[0] % len(pool)]
         position[0] += 1
@@ -65,7 +68,7 @@ def _round_robin() -> Router:
 
 @register("least_loaded")
 def _least_loaded() -> Router:
-    def choose(cluster: Any, req: Request) -> Instance:
+    def choose(cluster: ServingSimulation, req: Request) -> Instance:
         # The key is (outstanding, estimated wait, index): the wait estimate is needed only
         # among the instances tied on the fewest outstanding requests (the same choice,
         # without estimating every instance's wait on every arrival). A wait is never
@@ -96,7 +99,7 @@ def _least_loaded() -> Router:
 
 @register("cache_aware")
 def _cache_aware() -> Router:
-    def choose(cluster: Any, req: Request) -> Instance:
+    def choose(cluster: ServingSimulation, req: Request) -> Instance:
         pool: list[Instance] = cluster.entry
         local = cluster.local_match_blocks(req)  # instance index -> matched blocks
         floor = cluster.pool_match_blocks(req)
@@ -120,7 +123,7 @@ def _cache_aware() -> Router:
 
 @register("kv_aware")
 def _kv_aware() -> Router:
-    def choose(cluster: Any, req: Request) -> Instance:
+    def choose(cluster: ServingSimulation, req: Request) -> Instance:
         pool: list[Instance] = cluster.entry
         local = cluster.local_match_blocks(req)  # instance index -> matched blocks
         store = cluster.pool

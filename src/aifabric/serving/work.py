@@ -66,7 +66,7 @@ class IterationWork:
         miss = 1.0
         if model.is_moe:
             expert = model.ffn_params(model.moe_intermediate_size)
-            routed_active = model.num_moe_layers * model.experts_per_token * expert
+            routed_active = float(model.num_moe_layers * model.experts_per_token * expert)
             experts = float(model.expert_params())
             miss = 1.0 - model.experts_per_token / model.num_experts
         flop0 = model.forward_flops_per_token(0.0)
