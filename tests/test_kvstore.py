@@ -133,3 +133,39 @@ def test_flat_hbm_cache_answers_like_a_one_tier_trie(paths, capacity, ttl):
         assert len(flat) == len(trie)
         flat.check_invariants()
         trie.check_invariants()
+
+
+_OP = st.tuples(st.lists(st.integers(0, 4), min_size=1, max_size=6), st.floats(0.0, 4.0),
+                st.booleans())  # fmt: skip
+
+
+@given(
+    st.lists(_OP, min_size=1, max_size=60),
+    st.sampled_from([(2, 3), (3, 100), (100, 100)]),
+    st.sampled_from([1.0, 3.0, 10.0]),
+)
+def test_skipped_sweeps_prune_what_full_scans_prune(ops, caps, ttl):
+    """A sweep skips its scan when its deadline is not past the store's bound on the
+    oldest access (KVStore.expire). Against a store that scans every node at every sweep
+    (the bound reset before each call), any sequence of inserts and lookups (times rising
+    by random steps, some long enough to expire things) leaves the same nodes, the same
+    tiers and the same expired and evicted counts."""
+    fast = KVStore([Tier("a", caps[0]), Tier("b", caps[1])], ttl=ttl, expire_interval=0.5)
+    full = KVStore([Tier("a", caps[0]), Tier("b", caps[1])], ttl=ttl, expire_interval=0.5)
+    now = 0.0
+    for blocks, step, lookup in _chained_ops(ops):
+        now += step
+        full._oldest = -math.inf  # always scan
+        if lookup:
+            assert fast.match(blocks, now) == full.match(blocks, now)
+        else:
+            assert fast.insert(blocks, now) == full.insert(blocks, now)
+        counts = (fast.expired_blocks, fast.evicted_blocks)
+        assert counts == (full.expired_blocks, full.evicted_blocks)
+        assert [len(lru) for lru in fast._lru] == [len(lru) for lru in full._lru]
+        fast.check_invariants()
+
+
+def _chained_ops(ops: list[tuple[list[int], float, bool]]) -> list[tuple[list[int], float, bool]]:
+    chains = _chained([blocks for blocks, _, _ in ops])
+    return [(c, step, lookup) for c, (_, step, lookup) in zip(chains, ops, strict=True)]

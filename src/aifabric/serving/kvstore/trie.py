@@ -63,6 +63,9 @@ class KVStore:
         self.ttl = ttl
         self.expire_interval = ttl / 100 if expire_interval is None else expire_interval
         self._next_sweep = -math.inf
+        # No node has been accessed before this (a lower bound on every last_access): a
+        # sweep whose deadline is not past it has nothing to prune and skips its scan.
+        self._oldest = -math.inf
         self.root = _Node(block=-1, parent=None, tier=-1)
         self._lru: list[OrderedDict[_Node, None]] = [OrderedDict() for _ in tiers]
         self.evicted_blocks = 0
@@ -81,6 +84,8 @@ class KVStore:
             path.append(child)
             per_tier[child.tier] += 1
             node = child
+        if path:
+            self._oldest = min(self._oldest, now)
         for child in reversed(path):
             self._touch(child, now)
         return Match(len(path), tuple(per_tier))
@@ -118,6 +123,7 @@ class KVStore:
     def insert(self, blocks: Sequence[int], now: float, tier: int = 0) -> int:
         """Cache a prefix in ``tier``, promoting slower prefix blocks to it; new blocks."""
         self._maybe_sweep(now)
+        self._oldest = min(self._oldest, now)  # nodes it makes or touches are accessed now
         node, path = self.root, []
         lru = self._lru[tier]
         i, n = 0, len(blocks)
@@ -164,14 +170,31 @@ class KVStore:
             self.expire(now)
 
     def expire(self, now: float) -> None:
-        """Drop nodes idle for longer than the TTL, leaves first (a prefix outlives its tail)."""
+        """Drop nodes idle for longer than the TTL, leaves first (a prefix outlives its tail).
+
+        The scan is skipped when the deadline is not past ``_oldest``, a lower bound on every
+        node's last access: the oldest survivor of the last scan, lowered by any access at
+        an earlier time. Nothing can be stale then, so the result is the full scan's (a
+        24 h TTL over an hour's trace never scans a second time)."""
         if math.isinf(self.ttl):
             return
         deadline = now - self.ttl
+        if self._oldest >= deadline:
+            return  # every node was accessed at or after the bound: none is stale
+        oldest = math.inf
         for lru in self._lru:
-            stale = [n for n in lru if n.last_access < deadline]
+            stale = []
+            for n in lru:
+                if n.last_access < deadline:
+                    stale.append(n)
+                elif n.last_access < oldest:
+                    oldest = n.last_access
             for node in stale:
                 self._prune(node, deadline)
+            for node in stale:  # one kept for a live child still bounds the oldest
+                if node.parent is not None and node.parent.children.get(node.block) is node:
+                    oldest = min(oldest, node.last_access)
+        self._oldest = oldest
 
     def _prune(self, node: _Node, deadline: float) -> None:
         if node.parent is None or node.parent.children.get(node.block) is not node:
