@@ -79,8 +79,9 @@ micro-batch schedules of the EP32 prefill and EP128 decode profiles):
 Without overlap, every part is serial and computation has all SMs.
 
 Every iteration also pays ``iteration_overhead`` outside the layers (scheduling, launches,
-embedding, output head, sampling; the scenario's compute.iteration_overhead_s, 8 ms by
-default, fitted there on measured TP profiles). DeepSeek's decode profile agrees in size:
+embedding, output head, sampling; the scenario's compute.iteration_overhead_s, 0 by
+default since the roofline's overheads became per layer, and 8 ms in
+examples/serve/deepseek-v3-ep.yaml). DeepSeek's decode profile shows a cost of that size:
 a reading of profile-data's decode.json (zdszero.github.io, Computer/Artificial_Intelligence/
 deepseek_profile.html, column "h800 ds prof") gives 96 ms end to end of which 87.32 ms in
 the 61 layers. compute.sequence_overhead_s is not applied: at its 0.3 ms per sequence the
