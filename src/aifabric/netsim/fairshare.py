@@ -209,46 +209,61 @@ def fill_small(
         return [0.0 + min([float(capacity[ln]) / x for ln, x in use.items()])]
     if caps is None:
         caps = [capacity[row].tolist() for row in rows]
+    # Links get local indices in order of first appearance, so lists replace dicts and
+    # every loop below visits them in the order a dict keyed by link id would (the same
+    # floating-point operations in the same order, so bit-identical rates).
     rates = [math.inf] * len(rows)
-    left: dict[int, float] = {}
-    load: dict[int, float] = {}  # links with unfrozen flows only
-    count: dict[int, int] = {}  # unfrozen flows on each of them
-    users: dict[int, list[int]] = {}
-    live: set[int] = set()
+    index: dict[int, int] = {}
+    left: list[float] = []
+    load: list[float] = []  # of the unfrozen flows on each link
+    count: list[int] = []  # unfrozen flows on each link
+    users: list[list[int]] = []
+    local: list[list[int]] = []  # each flow's links, as local indices
+    alive = [False] * len(rows)
+    n_live = 0
     for f, (row, ws, cs) in enumerate(zip(rows, weights, caps, strict=True)):
         if row:
-            live.add(f)
+            alive[f] = True
+            n_live += 1
+        mine: list[int] = []
         for ln, w, cap in zip(row, ws, cs, strict=True):
-            if ln in load:
-                load[ln] += w
-                count[ln] += 1
-                users[ln].append(f)
+            i = index.get(ln, -1)
+            if i < 0:
+                i = index[ln] = len(load)
+                load.append(w)
+                count.append(1)
+                users.append([f])
+                left.append(cap)
             else:
-                load[ln], count[ln], users[ln] = w, 1, [f]
-                left[ln] = cap
-    scale = dict(left)
+                load[i] += w
+                count[i] += 1
+                users[i].append(f)
+            mine.append(i)
+        local.append(mine)
+    scale = list(left)
+    active = list(range(len(load)))  # links with unfrozen flows, in first-appearance order
     level = 0.0
-    while live:
-        step = min(left[ln] / x for ln, x in load.items())
+    while n_live:
+        step = min([left[i] / load[i] for i in active])
         level += step
         full: list[int] = []
-        for ln, x in load.items():
-            rest = left[ln] - step * x
-            if rest <= EPS * scale[ln]:
+        for i in active:
+            rest = left[i] - step * load[i]
+            if rest <= EPS * scale[i]:
                 rest = 0.0
-                full.append(ln)
-            left[ln] = rest
-        for ln in full:
-            for f in users[ln]:
-                if f not in live:
+                full.append(i)
+            left[i] = rest
+        for i in full:
+            for f in users[i]:
+                if not alive[f]:
                     continue
-                live.discard(f)
+                alive[f] = False
+                n_live -= 1
                 rates[f] = level
-                for lf, w in zip(rows[f], weights[f], strict=True):
-                    n = count[lf] - 1
+                for j, w in zip(local[f], weights[f], strict=True):
+                    n = count[j] - 1
+                    count[j] = n
                     if n:
-                        count[lf] = n
-                        load[lf] -= w
-                    else:
-                        del count[lf], load[lf]
+                        load[j] -= w
+        active = [i for i in active if count[i]]
     return rates
