@@ -44,6 +44,12 @@ class _Node:
         self.children: dict[int, _Node] = {}
 
 
+def _child_in(node: _Node, tier: int) -> bool:
+    """``node`` has a child in ``tier`` or a faster one (so it cannot leave ``tier`` yet;
+    children are never faster than their parent, so in ``tier`` itself)."""
+    return any(c.tier <= tier for c in node.children.values())
+
+
 @dataclass(frozen=True, slots=True)
 class Match:
     """Longest cached prefix: blocks matched, and how many of them sit in each tier."""
@@ -227,10 +233,11 @@ class KVStore:
             while len(lru) > cap:
                 # The least recently used node with no child in this tier (one exists:
                 # children are never faster than their parent). Walks touch deepest first,
-                # so this is almost always the very first node (a leaf: taken at once,
-                # popped off the LRU end in one call).
+                # so this is almost always the very first node (a leaf of this tier, its
+                # children all in slower ones: taken at once, popped off the LRU end in
+                # one call; the search below would find it first too).
                 victim = lru.popitem(last=False)[0]
-                if victim.children:  # put back in its place and look further
+                if _child_in(victim, t):  # put back in its place and look further
                     lru[victim] = None
                     lru.move_to_end(victim, last=False)
                     for victim in lru:
