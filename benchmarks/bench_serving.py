@@ -17,7 +17,8 @@ hard target.
 The first line names the build that ran: pure Python (the editable install) or compiled by
 mypyc (``make compiled``, then ``PYTHONPATH=build/compiled``; setup.py). Issue 12's two
 speed targets are the compiled build's: on the pure build they are reported, not enforced.
-``make bench`` runs this file on both.
+``make bench`` runs this file on both. The second line times a fixed pure-Python loop, a
+yardstick of the machine's single-core speed for comparing figures across machines.
 Usage: python benchmarks/bench_serving.py [--quick] [--requests N] [--tracemalloc]
 """
 
@@ -59,6 +60,18 @@ def mooncake(runs: int = 5, sets: tuple[str, ...] = (), target: str = "") -> flo
         f"TTFT p99 {result['ttft_s']['p99']:.2f} s, "
         f"SLO met {result['slo_attainment']:.1%}, KV hit {result['kv_cache']['hit_ratio']:.1%}"
     )
+    return best
+
+
+def reference_loop_s(runs: int = 3) -> float:
+    """Best-of-``runs`` wall time of a fixed pure-Python loop (the sum of 10**7 squares):
+    a yardstick of this machine's single-core speed, printed so that figures measured on
+    different machines (they vary here by 2x and more) can be compared."""
+    best = float("inf")
+    for _ in range(runs):
+        start = time.perf_counter()
+        sum(i * i for i in range(10**7))
+        best = min(best, time.perf_counter() - start)
     return best
 
 
@@ -126,6 +139,8 @@ def main() -> int:
     built = compiled()
     print("build: " + ("compiled by mypyc (setup.py, make compiled)" if built else
                        "pure Python (issue 12's targets are the compiled build's)"))  # fmt: skip
+    print(f"machine yardstick: a pure-Python loop (sum of 10**7 squares) takes "
+          f"{reference_loop_s():.2f} s")  # fmt: skip
     best = mooncake()
     fast = best < FAST_TARGET_S
     print(f"  issue 4 target {TARGET_S:g} s: {_mark(best < TARGET_S)}; "
