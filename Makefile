@@ -18,9 +18,11 @@ run: $(STAMP)
 	$(BIN)/aifabric traffic train -f examples/train/llama3-70b-tp8-pp8-dp16.yaml
 	$(BIN)/aifabric simulate serve -f examples/serve/mooncake-conversation-pd.yaml
 
+# The suite on one process per core, at most 4 (pytest-xdist); a test file stays on one
+# process (its module fixtures are built once). Plain `pytest` runs it serially.
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --maxprocesses 4 --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -522,7 +522,14 @@ def _set(data: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
     return data
 
 
-_DROP = object()
+class _Drop:
+    """A marker: remove the key. Its repr is fixed so test ids are the same in every process."""
+
+    def __repr__(self) -> str:
+        return "<drop>"
+
+
+_DROP = _Drop()
 BAD = [
     ("nope", 1, "nope"),
     ("strategy", "magic", "strategy"),
