@@ -8,6 +8,9 @@ table borders and spacing ignored; lines that mention ``wall`` are skipped (wall
 varies). The commands run in-process with a 150-column terminal, the width the README was
 made with, from a scratch directory holding links to the repository's ``examples/`` and
 ``traces/``, so a command that writes a file (a sweep's ``--db``) leaves the checkout alone.
+The blocks share that directory and run in README order (a query reads the sweep's
+database), so under pytest-xdist this file must stay on one process: ``--dist loadfile``,
+as ``make test`` runs it.
 """
 
 from __future__ import annotations
